@@ -1,2 +1,156 @@
-def main() -> int:
-    return 0
+"""The ``dispatch`` command. ``main`` is a shim over :func:`run`, which returns an exit code.
+
+One handler turns an :class:`~engine.errors.DispatchError` into a one-paragraph message on
+stderr and its documented exit code: 0 done, 2 bad config or campaign (nothing sent),
+3 stopped with messages left or over budget, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+
+from engine import __version__
+from engine.errors import EXIT_ERROR, EXIT_OK, EXIT_STOPPED, ConfigError, DispatchError, redact
+from engine.logs import configure_logging
+
+DEFAULT_CONFIG = "config.toml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(sys.argv[1:] if argv is None else list(argv))
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format)
+    secrets: tuple[str, ...] = ()
+    try:
+        code: int = args.handler(args)
+        return code
+    except DispatchError as exc:
+        secrets = _known_secrets(args)
+        print(f"dispatch: error: {redact(str(exc), secrets)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dispatch: interrupted", file=sys.stderr)
+        return EXIT_STOPPED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dispatch", description="Bulk SMS campaigns through the cheapest provider.")
+    parser.add_argument("--version", action="version", version=f"dispatch {__version__}")
+    parser.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
+                        help="log lines on stderr: console on a TTY, JSON otherwise (auto)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("plan", help="what a run would send and cost; sends nothing")
+    p.add_argument("campaign", type=Path, help="campaign file (TOML)")
+    _config_option(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes for number parsing and rendering (default 1; 0 = all cores)")
+    p.set_defaults(handler=_plan)
+
+    s = sub.add_parser("segments", help="encoding and SMS segment count of a text")
+    s.add_argument("text", help="the message text; - reads standard input")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--shift-tables", default="", help="national shift tables, e.g. tr,es")
+    s.set_defaults(handler=_segments)
+
+    sb = sub.add_parser("sandbox", help="serve the provider simulator on 127.0.0.1")
+    try:  # TEMP until the sandbox lands
+        from engine.sandbox import add_arguments
+
+        add_arguments(sb)
+    except ImportError:
+        pass
+    sb.set_defaults(handler=_sandbox)
+    return parser
+
+
+def _config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None,
+                   help=f"provider config (default: ./{DEFAULT_CONFIG})")
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if args.config is not None:
+        return Path(args.config)
+    path = Path(DEFAULT_CONFIG)
+    if not path.is_file():
+        raise ConfigError(f"no {DEFAULT_CONFIG} in {Path.cwd()}; pass --config FILE", file=path)
+    return path
+
+
+def _known_secrets(args: argparse.Namespace) -> tuple[str, ...]:
+    """Secrets to scrub from an error: whatever the config holds, if it loads at all."""
+    try:
+        from engine.config import load_config
+
+        return load_config(_config_path(args)).secrets
+    except Exception:
+        return tuple(v for k, v in os.environ.items() if "KEY" in k or "SECRET" in k
+                     or "TOKEN" in k)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from engine.campaign import load_campaign
+    from engine.config import load_config
+    from engine.plan import plan_campaign
+    from engine.report import print_plan
+    from engine.store import Store
+
+    config = load_config(_config_path(args))
+    campaign = load_campaign(args.campaign)
+    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+
+    async def go() -> Any:
+        async with Store.open(config.database) as store:
+            return await plan_campaign(config, campaign, store, workers=workers)
+
+    summary = anyio.run(go)
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        print_plan(summary, Console())
+    return EXIT_STOPPED if summary.over_budget else EXIT_OK
+
+
+def _segments(args: argparse.Namespace) -> int:
+    from engine.segments import segment, to_json
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    if args.text == "-" and text.endswith("\n"):
+        text = text[:-1]
+    shift = tuple(t for t in args.shift_tables.split(",") if t)
+    try:
+        result = segment(text, shift_tables=shift)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="--shift-tables") from None
+    if args.json:
+        print(json.dumps(to_json(result), ensure_ascii=False))
+    else:
+        print(f"{result.encoding}: {result.segments} segment(s), {result.units} "
+              f"{'septets' if result.encoding == 'GSM-7' else 'UTF-16 code units'}, "
+              f"{result.characters} characters")
+        for i, part in enumerate(result.parts, start=1):
+            print(f"  part {i}: {part!r}")
+    return EXIT_OK
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from engine.sandbox import serve, settings_from_args
+
+    code: int = serve(settings_from_args(args), port=args.port)
+    return code if code is not None else EXIT_ERROR

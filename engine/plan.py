@@ -1,0 +1,250 @@
+"""Planning: every CSV row becomes one stored message, valid, rejected or skipped.
+
+The per-row work (normalise, opt-out, render, segments, route) is :func:`plan_rows`, a pure
+function of a :class:`PlanContext` and a chunk of rows, so that it can run in this process
+or in worker processes; the store writes the chunks in file order either way, which is what
+makes "first valid occurrence wins" deterministic. A killed plan resumes after the last
+committed chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+import structlog
+
+from engine.campaign import Campaign
+from engine.config import Config, ProviderConfig
+from engine.errors import CampaignError, ConfigError
+from engine.phone import normalise
+from engine.recipients import CsvRow, RecipientsFile, load_opt_out
+from engine.routing import RouteTable, nanos_to_decimal, static_rates
+from engine.segments import measure
+from engine.store import CampaignRecord, Group, PlanCounts, Store
+from engine.template import BoundTemplate
+
+log = structlog.get_logger()
+
+CHUNK_ROWS: Final = 2000
+CHUNKS_IN_FLIGHT_PER_WORKER: Final = 3
+
+REJECT_REASONS: Final = ("invalid_number", "missing_variable", "too_long", "no_route",
+                         "empty_message", "malformed_row")
+SKIP_REASONS: Final = ("duplicate", "opted_out")
+BLANK_CHARS: Final = " \t\r\n\x0b\x0c\u00a0\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
+"""Whitespace and the invisible characters spreadsheets carry: a message of only these is
+``empty_message``, not a blank SMS billed as one segment."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    phone_index: int
+    region: str
+    template: BoundTemplate
+    max_segments: int
+    shift_tables: tuple[str, ...]
+    routes: RouteTable
+    opt_out: frozenset[str]
+
+
+Row = tuple[Any, ...]
+
+
+def plan_rows(ctx: PlanContext, rows: Sequence[CsvRow]) -> list[Row]:
+    """One store tuple (``store.MESSAGE_COLUMNS`` order) per row, in the same order."""
+    out: list[Row] = []
+    append = out.append
+    phone_index, region, render = ctx.phone_index, ctx.region, ctx.template.render
+    lookup, opt_out, max_segments = ctx.routes.lookup, ctx.opt_out, ctx.max_segments
+    shift = ctx.shift_tables
+    for row in rows:
+        fields = row.fields
+        if fields is None:
+            append((row.line, None, None, None, None, "rejected", "malformed_row", row.problem,
+                    None, None, None, None, None, None, None, None))
+            continue
+        raw = fields[phone_index].strip()
+        number = normalise(raw, region) if raw else None
+        if number is None:
+            append((row.line, raw, None, None, None, "rejected", "invalid_number",
+                    "empty" if not raw else f"not a valid number for region {region}",
+                    None, None, None, None, None, None, None, None))
+            continue
+        e164, country = number
+        if e164 in opt_out:
+            append((row.line, raw, e164, None, country, "skipped", "opted_out", None,
+                    None, None, None, None, None, None, None, None))
+            continue
+        text, missing = render(fields)
+        if missing is not None:
+            append((row.line, raw, e164, None, country, "rejected", "missing_variable",
+                    f"column {missing!r} is empty and has no default",
+                    None, None, None, None, None, None, None, None))
+            continue
+        if not text.strip(BLANK_CHARS):
+            append((row.line, raw, e164, None, country, "rejected", "empty_message", None,
+                    None, None, None, None, None, None, None, None))
+            continue
+        encoding, segments, _ = measure(text, shift_tables=shift)
+        if segments > max_segments:
+            append((row.line, raw, e164, None, country, "rejected", "too_long",
+                    f"{segments} segments ({encoding}), at most {max_segments}",
+                    text, encoding, segments, None, None, None, None, None))
+            continue
+        plan = lookup(e164[1:])
+        if plan is None or not plan.routes:
+            append((row.line, raw, e164, None, country, "rejected", "no_route",
+                    "no enabled provider prices this destination",
+                    text, encoding, segments, None, None, None, None, None))
+            continue
+        best = plan.routes[0]
+        append((row.line, raw, e164, e164, country, "pending", None, None, text, encoding,
+                segments, best.provider, best.route, best.price_nanos,
+                best.price_nanos * segments, plan.id))
+    return out
+
+
+_WORKER_CONTEXT: PlanContext | None = None
+
+
+def _worker_init(ctx: PlanContext) -> None:
+    global _WORKER_CONTEXT
+    _WORKER_CONTEXT = ctx
+
+
+def _worker_plan(rows: Sequence[CsvRow]) -> list[Row]:
+    assert _WORKER_CONTEXT is not None
+    return plan_rows(_WORKER_CONTEXT, rows)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    campaign: str
+    counts: PlanCounts
+    currency: str
+    max_cost: Decimal | None
+    providers: tuple[str, ...] = field(default=())
+
+    @property
+    def cost(self) -> Decimal:
+        return nanos_to_decimal(self.counts.cost_nanos)
+
+    @property
+    def over_budget(self) -> bool:
+        return self.max_cost is not None and self.cost > self.max_cost
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.counts
+
+        def groups(gs: dict[str, Group]) -> dict[str, dict[str, Any]]:
+            return {k: {"messages": g.messages, "segments": g.segments,
+                        "cost": str(nanos_to_decimal(g.cost_nanos))} for k, g in gs.items()}
+
+        return {
+            "campaign": self.campaign, "rows": c.rows, "valid": c.valid,
+            "rejected": c.rejected, "skipped": c.skipped, "messages": c.valid,
+            "segments": c.segments, "cost": str(self.cost), "currency": self.currency,
+            "max_cost": str(self.max_cost) if self.max_cost is not None else None,
+            "over_budget": self.over_budget,
+            "by_provider": groups(c.by_provider), "by_country": groups(c.by_country),
+        }
+
+
+def campaign_providers(config: Config, campaign: Campaign) -> tuple[ProviderConfig, ...]:
+    """The enabled providers this campaign may use, in config order."""
+    names = {p.name for p in config.providers}
+    if campaign.providers is not None:
+        for name in campaign.providers:
+            if name not in names:
+                raise CampaignError(f"{name!r} is not a provider in {config.path} "
+                                    f"(providers: {', '.join(sorted(names))})",
+                                    file=campaign.path, key="providers")
+    chosen = tuple(p for p in config.enabled_providers
+                   if campaign.providers is None or p.name in campaign.providers)
+    if not chosen:
+        raise CampaignError("none of the listed providers is enabled", file=campaign.path,
+                            key="providers")
+    return chosen
+
+
+def route_table(config: Config, providers: Sequence[ProviderConfig]) -> RouteTable:
+    without = [p.name for p in providers if p.rates is None]
+    if without:
+        raise ConfigError("has no rate table: set rates = \"path/to/rates.csv\"",
+                          file=config.path, key=f"providers.{without[0]}.rates")
+    return RouteTable(static_rates(providers), [p.name for p in providers], config.routing)
+
+
+async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
+                        workers: int = 1, chunk_rows: int = CHUNK_ROWS) -> PlanSummary:
+    """Plan *campaign* into *store* (or finish a plan a killed process left half done)."""
+    providers = campaign_providers(config, campaign)
+    routes = route_table(config, providers)
+    with RecipientsFile(campaign.recipients, campaign.phone_column) as recipients:
+        try:
+            template = campaign.message.bind(recipients.header, campaign.defaults)
+        except KeyError as exc:
+            raise CampaignError(
+                f"the message uses {{{exc.args[0]}}} but {campaign.recipients.name} has no "
+                f"such column (columns: {', '.join(recipients.header)})",
+                file=campaign.path, key="message") from None
+        record = await store.open_campaign(
+            name=campaign.name, fingerprint=campaign.fingerprint, path=campaign.path,
+            currency=config.routing.currency, plans=list(routes.plans.values()))
+        if not record.plan_complete:
+            ctx = PlanContext(
+                phone_index=recipients.phone_index, region=campaign.default_region,
+                template=template, max_segments=campaign.max_segments,
+                shift_tables=campaign.shift_tables, routes=routes,
+                opt_out=(load_opt_out(campaign.opt_out, campaign.default_region)
+                         if campaign.opt_out else frozenset()))
+            if record.planned_through:
+                log.info("plan.resume", campaign=campaign.name, after_line=record.planned_through)
+            chunks = _chunks(recipients.rows(), record.planned_through, chunk_rows)
+            await _run(ctx, chunks, store, record, workers)
+            await store.finish_plan(record.id)
+    return PlanSummary(campaign.name, await store.plan_counts(record.id),
+                       config.routing.currency, campaign.max_cost,
+                       tuple(p.name for p in providers))
+
+
+def _chunks(rows: Iterable[CsvRow], after: int, size: int) -> Iterator[list[CsvRow]]:
+    chunk: list[CsvRow] = []
+    for row in rows:
+        if row.line <= after:
+            continue
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def _run(ctx: PlanContext, chunks: Iterator[list[CsvRow]], store: Store,
+               record: CampaignRecord, workers: int) -> None:
+    if workers <= 1:
+        for chunk in chunks:
+            await store.insert_planned(record.id, plan_rows(ctx, chunk), through=chunk[-1].line)
+        return
+    loop = asyncio.get_running_loop()
+    pending: deque[tuple[Future[list[Row]], int]] = deque()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(ctx,)) as pool:
+        for chunk in chunks:
+            pending.append((pool.submit(_worker_plan, chunk), chunk[-1].line))
+            if len(pending) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER:
+                future, through = pending.popleft()
+                rows = await asyncio.wrap_future(future, loop=loop)
+                await store.insert_planned(record.id, rows, through=through)
+        while pending:
+            future, through = pending.popleft()
+            rows = await asyncio.wrap_future(future, loop=loop)
+            await store.insert_planned(record.id, rows, through=through)

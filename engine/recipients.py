@@ -1,0 +1,138 @@
+"""Streaming the recipients CSV in constant memory, and the opt-out list.
+
+The file is read as bytes a line at a time and decoded here, not by ``open``: a line that
+is not UTF-8 then costs only its own row (rejected ``malformed_row``) instead of stopping
+the campaign. ``csv.reader`` pulls lines from that iterator, so quoted fields spanning
+lines still work, and the line a row starts on is known for its reject record.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Final
+
+from engine.errors import CampaignError
+from engine.phone import normalise
+
+DELIMITERS: Final = (",", ";")
+BOM: Final = b"\xef\xbb\xbf"
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class CsvRow:
+    line: int
+    fields: list[str] | None
+    """``None`` when the row is malformed: wrong field count, bad UTF-8, broken quoting."""
+    problem: str = ""
+
+
+class _Lines:
+    """Decoded lines of a binary file, with the physical line numbers that were not UTF-8."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.number = 0
+        self.bad: set[int] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self._f:
+            self.number += 1
+            if self.number == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self.bad.add(self.number)
+                yield raw.decode("utf-8", errors="replace")
+
+
+class RecipientsFile:
+    """One pass over a recipients CSV: header first, then every row with its line number."""
+
+    def __init__(self, path: Path, phone_column: str) -> None:
+        self.path = path
+        try:
+            self._f: IO[bytes] = path.open("rb")
+        except OSError as exc:
+            raise CampaignError(f"cannot read recipients: {exc.strerror}", file=path) from None
+        first = self._f.readline()
+        self._f.seek(0)
+        head = first.removeprefix(BOM).decode("utf-8", errors="replace")
+        if not head.strip():
+            self._f.close()
+            raise CampaignError("is empty: a header row naming the columns is required",
+                                file=path, key="line 1")
+        self.delimiter = max(DELIMITERS, key=head.count)
+        self._lines = _Lines(self._f)
+        self._reader = csv.reader(iter(self._lines), delimiter=self.delimiter, strict=True)
+        header = next(self._reader)
+        self.header = [h.strip() for h in header]
+        if phone_column not in self.header:
+            self._f.close()
+            raise CampaignError(
+                f"has no column {phone_column!r} (columns: {', '.join(self.header)}); "
+                "set phone_column in the campaign", file=path, key="line 1")
+        if len(set(self.header)) != len(self.header):
+            dup = next(h for h in self.header if self.header.count(h) > 1)
+            self._f.close()
+            raise CampaignError(f"column {dup!r} appears twice in the header", file=path,
+                                key="line 1")
+        self.phone_index = self.header.index(phone_column)
+
+    def __enter__(self) -> RecipientsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._f.close()
+
+    def rows(self) -> Iterator[CsvRow]:
+        """Every non-blank row after the header, in file order."""
+        reader, lines, width = self._reader, self._lines, len(self.header)
+        while True:
+            start = lines.number + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield CsvRow(start, None, f"broken CSV quoting: {exc}")
+                continue
+            if not fields:
+                continue
+            if lines.bad and any(n in lines.bad for n in range(start, lines.number + 1)):
+                yield CsvRow(start, None, "not valid UTF-8")
+            elif len(fields) != width:
+                if len(fields) == 1 and not fields[0].strip():
+                    continue
+                yield CsvRow(start, None, f"{len(fields)} fields where the header has {width}")
+            else:
+                yield CsvRow(start, fields)
+
+
+def load_opt_out(path: Path, default_region: str) -> frozenset[str]:
+    """E.164 numbers from a file of one number per line (``#`` comments, an optional header).
+
+    A line that is not a valid number stops the campaign: an unreadable suppression list is
+    exactly the input that must not be half-applied.
+    """
+    numbers: set[str] = set()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CampaignError(f"cannot read opt-out list: {exc}", file=path) from None
+    for n, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip().split(",")[0].split(";")[0].strip()
+        if not entry or (n == 1 and not any(c.isdigit() for c in entry)):
+            continue
+        result = normalise(entry, default_region)
+        if result is None:
+            raise CampaignError(f"{entry!r} is not a valid phone number", file=path,
+                                key=f"line {n}")
+        numbers.add(result[0])
+    return frozenset(numbers)

@@ -1,0 +1,91 @@
+"""Rendering one message per recipient from the columns of its CSV row.
+
+The syntax is ``{column}``; ``{{`` and ``}}`` stand for literal braces. A template is
+compiled once, then bound to the CSV header, which turns every placeholder into a column
+index: rendering a row is then a list join, with no parsing and no dict per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    source: str
+    literals: tuple[str, ...]
+    fields: tuple[str, ...]
+
+    @classmethod
+    def compile(cls, source: str) -> Template:
+        """Split *source* into literals and placeholders; ``ValueError`` names the problem."""
+        literals: list[str] = []
+        fields: list[str] = []
+        buf: list[str] = []
+        i, n = 0, len(source)
+        while i < n:
+            ch = source[i]
+            if ch == "{":
+                if source.startswith("{{", i):
+                    buf.append("{")
+                    i += 2
+                    continue
+                end = source.find("}", i + 1)
+                if end < 0:
+                    raise ValueError(f"unclosed '{{' at character {i + 1}")
+                name = source[i + 1 : end].strip()
+                if not name or "{" in name:
+                    raise ValueError(f"empty or nested placeholder at character {i + 1}")
+                literals.append("".join(buf))
+                buf = []
+                fields.append(name)
+                i = end + 1
+            elif ch == "}":
+                if source.startswith("}}", i):
+                    buf.append("}")
+                    i += 2
+                    continue
+                raise ValueError(f"single '}}' at character {i + 1} (write '}}}}' for a brace)")
+            else:
+                buf.append(ch)
+                i += 1
+        literals.append("".join(buf))
+        return cls(source, tuple(literals), tuple(fields))
+
+    def bind(self, header: Sequence[str], defaults: Mapping[str, str]) -> BoundTemplate:
+        """Resolve placeholders to column indices; ``KeyError`` names a missing column."""
+        index = {name: i for i, name in enumerate(header)}
+        for name in self.fields:
+            if name not in index:
+                raise KeyError(name)
+        return BoundTemplate(
+            literals=self.literals,
+            columns=tuple(index[name] for name in self.fields),
+            names=self.fields,
+            defaults=tuple(defaults.get(name, "") for name in self.fields),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BoundTemplate:
+    literals: tuple[str, ...]
+    columns: tuple[int, ...]
+    names: tuple[str, ...]
+    defaults: tuple[str, ...]
+
+    def render(self, row: Sequence[str]) -> tuple[str, str | None]:
+        """``(text, None)``, or ``("", column)`` when *column* is empty and has no default."""
+        literals = self.literals
+        if not self.columns:
+            return literals[0], None
+        out = [literals[0]]
+        for k, col in enumerate(self.columns):
+            value = row[col].strip()
+            if not value:
+                value = self.defaults[k]
+                if not value:
+                    return "", self.names[k]
+            out.append(value)
+            out.append(literals[k + 1])
+        return "".join(out), None

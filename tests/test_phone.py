@@ -1,0 +1,103 @@
+"""engine.phone must agree with phonenumbers exactly: same numbers valid, same E.164."""
+
+import random
+
+import phonenumbers
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.phone import normalise, parse, valid_region
+
+REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
+
+
+def reference(raw: str, region: str) -> tuple[str, str] | None:
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164, phonenumbers.region_code_for_number(number)
+
+
+def sample_numbers(seed: int, per_region: int) -> list[str]:
+    """Example numbers of every type and region, and random digit mutations of them."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    for region in REGIONS:
+        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+                     phonenumbers.PhoneNumberType.TOLL_FREE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            out.append(e164)
+            for _ in range(per_region):
+                digits = list(e164[1:])
+                for _ in range(rng.randint(1, 3)):
+                    digits[rng.randrange(1, len(digits))] = str(rng.randint(0, 9))
+                if rng.random() < 0.2:
+                    digits.insert(rng.randrange(1, len(digits)), str(rng.randint(0, 9)))
+                if rng.random() < 0.2 and len(digits) > 4:
+                    del digits[rng.randrange(1, len(digits))]
+                out.append("+" + "".join(digits))
+    return out
+
+
+def test_valid_region_agrees_with_phonenumbers_on_every_region() -> None:
+    """For example numbers of every region and mutations of them, the verdict and region match."""
+    for raw in sample_numbers(seed=7, per_region=12):
+        try:
+            number = phonenumbers.parse(raw, "US")
+        except phonenumbers.NumberParseException:
+            continue
+        expected = (phonenumbers.region_code_for_number(number)
+                    if phonenumbers.is_valid_number(number) else None)
+        assert valid_region(number) == expected, raw
+
+
+@pytest.mark.parametrize("region", ["US", "GB", "DE", "IT", "SK", "BR", "IN", "AR", "MX"])
+def test_normalise_agrees_with_phonenumbers_for_e164_and_national_input(region: str) -> None:
+    """The fast E.164 path and the national path give exactly phonenumbers' answer."""
+    numbers = sample_numbers(seed=hash(region) & 0xFFFF, per_region=3)
+    for raw in numbers:
+        assert normalise(raw, region) == reference(raw, region), raw
+        national = raw.lstrip("+")
+        assert normalise(national, region) == reference(national, region), national
+        assert normalise("00" + national, region) == reference("00" + national, region)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.from_regex(r"\+[0-9]{1,18}", fullmatch=True), st.sampled_from(REGIONS))
+def test_fast_parse_equals_library_parse(raw: str, region: str) -> None:
+    """Any plus-and-digits string parses to the same PhoneNumber, or fails the same way."""
+    try:
+        expected = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        with pytest.raises(phonenumbers.NumberParseException) as info:
+            parse(raw, region)
+        assert info.value.error_type == exc.error_type
+        return
+    assert parse(raw, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        pytest.param("+44 7911 123456", "DE", "+447911123456", id="spaces"),
+        pytest.param("0905 123 456", "SK", "+421905123456", id="national-sk"),
+        pytest.param("(415) 555-2671", "US", "+14155552671", id="national-us"),
+        pytest.param("+39 06 6982 1234", "IT", "+390669821234", id="italian-leading-zero"),
+        pytest.param("12345", "US", None, id="too-short"),
+        pytest.param("not a number", "US", None, id="letters"),
+        pytest.param("", "US", None, id="empty"),
+        pytest.param("+999123456789", "US", None, id="no-such-country-code"),
+    ],
+)
+def test_normalise_examples(raw: str, region: str, expected: str | None) -> None:
+    """Formatted, national and invalid inputs normalise as a person would expect."""
+    result = normalise(raw, region)
+    assert (result[0] if result else None) == expected
