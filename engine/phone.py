@@ -27,7 +27,7 @@ NON_GEO: Final = "001"
 _TYPE_DESCS: Final = ("mobile", "fixed_line", "premium_rate", "toll_free", "shared_cost",
                       "voip", "personal_number", "pager", "uan", "voicemail")
 
-_E164_SHAPE: Final = re.compile(r"\+[1-9][0-9]{6,15}")
+_PUNCTUATION: Final = str.maketrans("", "", " -.()")
 _LENGTH_REJECTS: Final = (_pnu.ValidationResult.TOO_SHORT,
                           _pnu.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
                           _pnu.ValidationResult.INVALID_LENGTH)
@@ -129,28 +129,24 @@ def valid_region(number: PhoneNumber) -> str | None:
 
 
 def parse(raw: str, default_region: str) -> PhoneNumber:
-    """``phonenumbers.parse``, skipping the steps that are no-ops for ``+digits`` input.
+    """``phonenumbers.parse``, skipping the steps that are no-ops for plain international input.
 
-    For a string that is a plus and 7-16 ASCII digits, extracting a possible number, the
-    viability check and extension stripping leave it unchanged, so this runs the rest of
-    ``parse`` (country code, national prefix, length test, leading zeros) with the library's
-    own functions. Anything else goes through ``phonenumbers.parse`` whole.
+    For a plus followed by digits and only the punctuation ``parse`` itself discards
+    (spaces, dashes, dots, parentheses), extracting a possible number, the viability check,
+    extension stripping and digit normalisation leave ``+digits``; for that, this runs the
+    rest of ``parse`` (country code, national prefix, length test, leading zeros) with the
+    library's own functions. Anything else goes through ``phonenumbers.parse`` whole.
     """
-    if _E164_SHAPE.fullmatch(raw) is None:
+    digits = raw[1:].translate(_PUNCTUATION) if raw[:1] == "+" else ""
+    if not (7 <= len(digits) <= 16 and digits.isdigit() and digits.isascii()
+            and digits[0] != "0" and len(raw) <= _pnu._MAX_INPUT_STRING_LENGTH):
         return phonenumbers.parse(raw, default_region)
-    number = PhoneNumber()
-    metadata = PhoneMetadata.metadata_for_region(default_region, None)
-    try:
-        cc, national = _pnu._maybe_extract_country_code(raw, metadata, False, number)
-    except NumberParseException:
+    cc, national = _pnu._extract_country_code(digits)
+    if cc == 0 or len(national) < _pnu._MIN_LENGTH_FOR_NSN:
         return phonenumbers.parse(raw, default_region)
-    if cc == 0:
-        return phonenumbers.parse(raw, default_region)
+    number = PhoneNumber(country_code=cc)
     number_region = _pnu.region_code_for_country_code(cc)
-    if number_region != default_region:
-        metadata = PhoneMetadata.metadata_for_region_or_calling_code(cc, number_region)
-    if len(national) < _pnu._MIN_LENGTH_FOR_NSN:
-        return phonenumbers.parse(raw, default_region)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(cc, number_region)
     _, stripped, _ = _pnu._maybe_strip_national_prefix_carrier_code(national, metadata)
     if _pnu._test_number_length(stripped, metadata) not in _LENGTH_REJECTS:
         national = stripped

@@ -68,12 +68,17 @@ def test_normalise_agrees_with_phonenumbers_for_e164_and_national_input(region: 
         national = raw.lstrip("+")
         assert normalise(national, region) == reference(national, region), national
         assert normalise("00" + national, region) == reference("00" + national, region)
+        spaced = f"+{national[:2]} ({national[2:5]}) {national[5:8]}-{national[8:]}"
+        assert normalise(spaced, region) == reference(spaced, region), spaced
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.from_regex(r"\+[0-9]{1,18}", fullmatch=True), st.sampled_from(REGIONS))
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(st.from_regex(r"\+[0-9]{1,18}", fullmatch=True),
+                 st.from_regex(r"\+[0-9 ().-]{1,24}", fullmatch=True),
+                 st.from_regex(r"\+ ?[1-9][0-9]{0,2} ?(\(0\))? ?[0-9 -]{6,14}", fullmatch=True)),
+       st.sampled_from(REGIONS))
 def test_fast_parse_equals_library_parse(raw: str, region: str) -> None:
-    """Any plus-and-digits string parses to the same PhoneNumber, or fails the same way."""
+    """A plus, digits and punctuation parse to the same PhoneNumber, or fail the same way."""
     try:
         expected = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
