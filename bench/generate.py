@@ -36,14 +36,57 @@ COUNTRIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "BR": ("55", "0", ("1196xxxxxxx",)),
     "HU": ("36", "06", ("20xxxxxxx",)),
 }
-GREETING = {"US": "Hi", "GB": "Hi", "DE": "Hallo", "FR": "Bonjour", "ES": "Hola", "IT": "Ciao",
-            "NL": "Hoi", "PL": "Cześć", "SK": "Ahoj", "CZ": "Ahoj", "AT": "Servus",
-            "GR": "Γεια σου", "UA": "Привіт", "IN": "Namaste", "BR": "Olá", "HU": "Szia"}
+GREETING = {
+    "US": "Hi",
+    "GB": "Hi",
+    "DE": "Hallo",
+    "FR": "Bonjour",
+    "ES": "Hola",
+    "IT": "Ciao",
+    "NL": "Hoi",
+    "PL": "Cześć",
+    "SK": "Ahoj",
+    "CZ": "Ahoj",
+    "AT": "Servus",
+    "GR": "Γεια σου",
+    "UA": "Привіт",
+    "IN": "Namaste",
+    "BR": "Olá",
+    "HU": "Szia",
+}
 OFFER = ", spring sale: 20% off everything with code {code}. Reply STOP to opt out."
-NAMES = ("Anna", "Ben", "Clara", "David", "Eva", "Felix", "Greta", "Hugo", "Ines", "Jakub",
-         "Katarína", "Luca", "Marta", "Noah", "Olga", "Pavel", "Quinn", "Rosa", "Sofia", "Tomás")
-BAD_KINDS = ("invalid_number", "missing_variable", "too_long", "no_route", "empty_message",
-             "malformed_row", "duplicate", "opted_out")
+NAMES = (
+    "Anna",
+    "Ben",
+    "Clara",
+    "David",
+    "Eva",
+    "Felix",
+    "Greta",
+    "Hugo",
+    "Ines",
+    "Jakub",
+    "Katarína",
+    "Luca",
+    "Marta",
+    "Noah",
+    "Olga",
+    "Pavel",
+    "Quinn",
+    "Rosa",
+    "Sofia",
+    "Tomás",
+)
+BAD_KINDS = (
+    "invalid_number",
+    "missing_variable",
+    "too_long",
+    "no_route",
+    "empty_message",
+    "malformed_row",
+    "duplicate",
+    "opted_out",
+)
 
 
 def fill(shape: str, rng: random.Random) -> str:
@@ -64,8 +107,7 @@ def write_number(country: str, national: str, region: str, rng: random.Random) -
     return f"+{cc} ({national[:3]}) {national[3:]}"
 
 
-def generate(rows: int, seed: int, bad_share: float, region: str, out: Path,
-             name: str) -> None:
+def generate(rows: int, seed: int, bad_share: float, region: str, out: Path, name: str) -> None:
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     countries = list(COUNTRIES)
@@ -102,7 +144,7 @@ def generate(rows: int, seed: int, bad_share: float, region: str, out: Path,
                     opt_out.append(f"+{COUNTRIES[country][0]}{national}")
             elif len(seen) < 1000:
                 seen.append(phone)
-            f.write(f"{phone},{first},{greeting},\"{offer}\",{code}\n")
+            f.write(f'{phone},{first},{greeting},"{offer}",{code}\n')
     with (out / "opt-out.txt").open("w", encoding="utf-8") as f:
         f.write("# numbers that asked never to be messaged again\n")
         f.writelines(n + "\n" for n in opt_out)
@@ -117,7 +159,9 @@ def generate(rows: int, seed: int, bad_share: float, region: str, out: Path,
         "max_segments = 4\n"
         'on_unknown = "settle"\n'
         "\n[defaults]\n"
-        'greeting = "Hi"\n', encoding="utf-8")
+        'greeting = "Hi"\n',
+        encoding="utf-8",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,8 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None, help="campaign name (default: synthetic-ROWS)")
     p.add_argument("--out", type=Path, required=True, help="folder to write into")
     args = p.parse_args(argv)
-    generate(args.rows, args.seed, args.bad_share, args.region, args.out,
-             args.name or f"synthetic-{args.rows}")
+    generate(
+        args.rows,
+        args.seed,
+        args.bad_share,
+        args.region,
+        args.out,
+        args.name or f"synthetic-{args.rows}",
+    )
     print(f"wrote {args.rows} rows to {args.out / 'recipients.csv'}", file=sys.stderr)
     return 0
 

@@ -112,7 +112,7 @@ def load_campaign(path: Path | str) -> Campaign:
                   if max_cost_raw is not None else None),
         max_segments=max_segments,
         opt_out=opt_out_path,
-        on_unknown=cast(OnUnknown, on_unknown),
+        on_unknown=on_unknown,
         shift_tables=tuple(cast(list[str], shift)),
     )
     t.reject_unknown()

@@ -163,7 +163,7 @@ class TomlTable:
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.error(name, f"must be {_type_name(kind)}, not {_type_name(type(value))}")
-        return cast(T, value)
+        return value
 
     def optional(self, name: str, kind: type[T]) -> T | None:
         if name not in self.data:
@@ -318,7 +318,7 @@ def _load_provider(name: str, t: TomlTable, *, base: Path, routing: RoutingConfi
     t.reject_unknown()
     return ProviderConfig(
         name=name,
-        kind=cast(Kind, kind),
+        kind=kind,
         base_url=base_url.rstrip("/"),
         rate_limit=parse_rate_limit(rate_limit, table=t, name="rate_limit") if rate_limit else None,
         concurrency=concurrency,

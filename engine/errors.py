@@ -80,7 +80,7 @@ class SandboxError(DispatchError):
     """The sandbox could not start (port taken, bad fault spec) or serve."""
 
 
-def redact(text: str, secrets: "list[str] | tuple[str, ...] | set[str]") -> str:
+def redact(text: str, secrets: list[str] | tuple[str, ...] | set[str]) -> str:
     """Replace every occurrence of each non-trivial secret in *text* with ``***``."""
     for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, "***")

@@ -61,7 +61,7 @@ def _rules_for(region: str) -> _Rules | None:
         pass
     metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
     rules = None
-    if metadata is not None:
+    if metadata is not None and metadata.country_code is not None:
         names = [n for n in _TYPE_DESCS
                  if not (n == "mobile" and metadata.same_mobile_and_fixed_line_pattern)]
         rules = _Rules(
@@ -99,7 +99,7 @@ def national_significant_number(number: PhoneNumber) -> str:
 def valid_region(number: PhoneNumber) -> str | None:
     """The region *number* is valid for, or ``None`` where ``is_valid_number`` says no."""
     cc = number.country_code
-    regions = COUNTRY_CODE_TO_REGION_CODE.get(cc)
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(cc) if cc is not None else None
     if regions is None:
         return None
     nsn = national_significant_number(number)
@@ -147,6 +147,8 @@ def parse(raw: str, default_region: str) -> PhoneNumber:
     number = PhoneNumber(country_code=cc)
     number_region = _pnu.region_code_for_country_code(cc)
     metadata = PhoneMetadata.metadata_for_region_or_calling_code(cc, number_region)
+    if metadata is None:
+        return phonenumbers.parse(raw, default_region)
     _, stripped, _ = _pnu._maybe_strip_national_prefix_carrier_code(national, metadata)
     if _pnu._test_number_length(stripped, metadata) not in _LENGTH_REJECTS:
         national = stripped

@@ -147,7 +147,7 @@ class Store:
             await self.db.execute("PRAGMA synchronous=FULL")
             await self.db.execute("PRAGMA foreign_keys=ON")
             await self.db.execute("PRAGMA busy_timeout=10000")
-            await self.db.execute("PRAGMA cache_size=-65536")
+            await self.db.execute("PRAGMA cache_size=-16384")
             await self.db.executescript(SCHEMA)
             version = await self._scalar("SELECT value FROM meta WHERE key='schema'")
             if version is None:

@@ -1,0 +1,42 @@
+"""Shared helpers for tests: run the real CLI, write small config and campaign files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dispatch(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+             stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m engine ARGS`` as a user would, and return what it did."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd or ROOT,
+                          env=full_env, input=stdin, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def write_config(folder: Path, *, extra: str = "", providers: str | None = None) -> Path:
+    """A config whose rate tables are the shipped ones and whose database is in *folder*."""
+    text = (ROOT / "config.toml").read_text(encoding="utf-8")
+    text = text.replace('database = "dispatch.db"', 'database = "dispatch.db"')
+    text = text.replace('rates = "rates/', f'rates = "{ROOT}/rates/')
+    if providers is not None:
+        head = text[: text.index("[providers.")]
+        text = head + providers
+    path = folder / "config.toml"
+    path.write_text(text + extra, encoding="utf-8")
+    return path
+
+
+def write_campaign(folder: Path, csv_text: str, *, message: str = "Hi {name}, sale today!",
+                   extra: str = "", name: str = "test", region: str = "SK") -> Path:
+    (folder / "recipients.csv").write_text(csv_text, encoding="utf-8")
+    path = folder / "campaign.toml"
+    path.write_text(
+        f'name = "{name}"\nrecipients = "recipients.csv"\ndefault_region = "{region}"\n'
+        f'sender = "ACME"\nmessage = "{message}"\n{extra}', encoding="utf-8")
+    return path

@@ -1,0 +1,75 @@
+"""The recipients CSV: any shape a spreadsheet exports, every row accounted for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.errors import CampaignError
+from engine.recipients import RecipientsFile, load_opt_out
+
+
+def rows_of(path: Path, data: bytes, column: str = "phone") -> list[tuple[int, object, str]]:
+    path.write_bytes(data)
+    with RecipientsFile(path, column) as rf:
+        return [(r.line, r.fields, r.problem) for r in rf.rows()]
+
+
+def test_bom_and_semicolons_are_understood(tmp_path: Path) -> None:
+    """A UTF-8 BOM and a ';' delimiter (European Excel) read like a plain CSV."""
+    rows = rows_of(tmp_path / "r.csv", "\ufeffphone;name\n+421912345678;Ján\n".encode())
+    assert rows == [(2, ["+421912345678", "Ján"], "")]
+
+
+def test_quoted_field_across_lines_keeps_the_starting_line(tmp_path: Path) -> None:
+    """A quoted field with a newline is one row, numbered by the line it starts on."""
+    data = b'phone,name\n+421912345678,"Ann\nMarie"\n+421912345679,Bob\n'
+    rows = rows_of(tmp_path / "r.csv", data)
+    assert [(line, fields) for line, fields, _ in rows] == [
+        (2, ["+421912345678", "Ann\nMarie"]), (4, ["+421912345679", "Bob"])]
+
+
+def test_bad_rows_are_reported_not_dropped(tmp_path: Path) -> None:
+    """Too few or many fields and undecodable bytes each give a malformed row with a reason."""
+    data = (b"phone,name\n+421912345678\n+421912345679,Bob,extra\n"
+            b"+421912345670,\xff\xfeBad\n+421912345671,Ok\n")
+    rows = rows_of(tmp_path / "r.csv", data)
+    assert [(line, fields is None) for line, fields, _ in rows] == [
+        (2, True), (3, True), (4, True), (5, False)]
+    assert "1 fields where the header has 2" in rows[0][2]
+    assert "not valid UTF-8" in rows[2][2]
+
+
+def test_blank_lines_are_not_rows(tmp_path: Path) -> None:
+    """Empty lines between and after rows are not recipients."""
+    rows = rows_of(tmp_path / "r.csv", b"phone,name\n\n+421912345678,Ann\n\n\n")
+    assert [line for line, _, _ in rows] == [3]
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        pytest.param(b"", "header row", id="empty"),
+        pytest.param(b"mobile,name\n+421912345678,Ann\n", "no column 'phone'", id="no-phone"),
+        pytest.param(b"phone,name,name\n1,2,3\n", "appears twice", id="duplicate-column"),
+    ],
+)
+def test_bad_header_is_a_campaign_error(tmp_path: Path, data: bytes, words: str) -> None:
+    """A missing or unusable header stops the campaign with the file named."""
+    path = tmp_path / "r.csv"
+    path.write_bytes(data)
+    with pytest.raises(CampaignError) as info:
+        RecipientsFile(path, "phone")
+    assert str(path) in str(info.value)
+    assert words in str(info.value)
+
+
+def test_opt_out_list_normalises_numbers_and_names_bad_lines(tmp_path: Path) -> None:
+    """Opt-out entries in any format match E.164; an invalid entry names its line."""
+    path = tmp_path / "opt-out.txt"
+    path.write_text("phone\n# comment\n0912 345 678\n+44 7400 123456\n")
+    assert load_opt_out(path, "SK") == {"+421912345678", "+447400123456"}
+    path.write_text("+421912345678\nnot a number\n")
+    with pytest.raises(CampaignError, match="line 2"):
+        load_opt_out(path, "SK")
