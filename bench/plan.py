@@ -62,6 +62,8 @@ def one_run(rows: int, workers: int, folder: Path) -> dict[str, object]:
         "rows_per_s": round(rows / seconds),
         "valid": counts.valid,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "worker_peak_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "rss_before_plan_mb": round(base_rss, 1),
         "db_mb": round((folder / "plan.db").stat().st_size / 2**20, 1),
     }

@@ -98,11 +98,15 @@ def national_significant_number(number: PhoneNumber) -> str:
 
 def valid_region(number: PhoneNumber) -> str | None:
     """The region *number* is valid for, or ``None`` where ``is_valid_number`` says no."""
-    cc = number.country_code
-    regions = COUNTRY_CODE_TO_REGION_CODE.get(cc) if cc is not None else None
+    if number.country_code is None:
+        return None
+    return _valid_region(number.country_code, national_significant_number(number), number)
+
+
+def _valid_region(cc: int, nsn: str, number: PhoneNumber | None) -> str | None:
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(cc)
     if regions is None:
         return None
-    nsn = national_significant_number(number)
     if len(regions) == 1:
         region = regions[0]
     else:
@@ -121,6 +125,10 @@ def valid_region(number: PhoneNumber) -> str | None:
             return None
         region = found
     if region == NON_GEO:
+        if number is None:
+            number = PhoneNumber(country_code=cc)
+            _pnu._set_italian_leading_zeros_for_phone_number(nsn, number)
+            number.national_number = int(nsn)
         return region if phonenumbers.is_valid_number(number) else None
     rules = _rules_for(region)
     if rules is None or rules.country_code != cc:
@@ -128,44 +136,111 @@ def valid_region(number: PhoneNumber) -> str | None:
     return region if _has_type(nsn, rules) else None
 
 
-def parse(raw: str, default_region: str) -> PhoneNumber:
-    """``phonenumbers.parse``, skipping the steps that are no-ops for plain international input.
+_IDD: dict[str, re.Pattern[str] | None] = {}
+_CC_STRINGS: Final = frozenset(str(cc) for cc in COUNTRY_CODE_TO_REGION_CODE)
 
-    For a plus followed by digits and only the punctuation ``parse`` itself discards
-    (spaces, dashes, dots, parentheses), extracting a possible number, the viability check,
-    extension stripping and digit normalisation leave ``+digits``; for that, this runs the
-    rest of ``parse`` (country code, national prefix, length test, leading zeros) with the
-    library's own functions. Anything else goes through ``phonenumbers.parse`` whole.
+
+@dataclass(frozen=True, slots=True)
+class _CallingCode:
+    metadata: PhoneMetadata
+    national_prefix: re.Pattern[str] | None
+
+
+_CALLING_CODES: dict[str, _CallingCode | None] = {}
+
+
+def _calling_code(cc: str) -> _CallingCode | None:
+    try:
+        return _CALLING_CODES[cc]
+    except KeyError:
+        pass
+    number_region = _pnu.region_code_for_country_code(int(cc))
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(int(cc), number_region)
+    entry = None
+    if metadata is not None:
+        prefix = metadata.national_prefix_for_parsing
+        entry = _CallingCode(metadata, re.compile(prefix) if prefix else None)
+    _CALLING_CODES[cc] = entry
+    return entry
+
+
+def _strip_idd(cleaned: str, region: str) -> str:
+    """The digits after the region's international prefix (``00``, ``011``), else ``""``."""
+    if not (cleaned.isdigit() and cleaned.isascii()):
+        return ""
+    try:
+        idd = _IDD[region]
+    except KeyError:
+        metadata = PhoneMetadata.metadata_for_region(region, None)
+        prefix = metadata.international_prefix if metadata is not None else None
+        idd = _IDD[region] = re.compile(prefix) if prefix else None
+    if idd is None:
+        return ""
+    stripped, rest = _pnu._parse_prefix_as_idd(idd, cleaned)
+    return rest if stripped else ""
+
+
+def _fast_parse(raw: str, default_region: str) -> tuple[int, str] | None:
+    """``(country code, national significant number)`` as ``phonenumbers.parse`` would give
+    them, for plain international input; ``None`` where the whole parse is needed.
+
+    For a plus (or the default region's international prefix, such as ``00``) followed by
+    digits and only the punctuation ``parse`` itself discards (spaces, dashes, dots,
+    parentheses), extracting a possible number, the viability check, extension stripping and
+    digit normalisation leave the digits after the prefix. For those, this runs the rest of
+    ``parse`` (country code, national prefix, length test) with the same rules and the
+    library's own functions. The national significant number is the national digits as they
+    stand: ``parse`` keeps their leading zeros in ``italian_leading_zero`` and
+    ``number_of_leading_zeros``, which ``national_significant_number`` puts back.
     """
-    digits = raw[1:].translate(_PUNCTUATION) if raw[:1] == "+" else ""
+    if raw[:1] == "+":
+        digits = raw[1:].translate(_PUNCTUATION)
+    else:
+        digits = _strip_idd(raw.translate(_PUNCTUATION), default_region)
     if not (7 <= len(digits) <= 16 and digits.isdigit() and digits.isascii()
             and digits[0] != "0" and len(raw) <= _pnu._MAX_INPUT_STRING_LENGTH):
-        return phonenumbers.parse(raw, default_region)
-    cc, national = _pnu._extract_country_code(digits)
-    if cc == 0 or len(national) < _pnu._MIN_LENGTH_FOR_NSN:
-        return phonenumbers.parse(raw, default_region)
-    number = PhoneNumber(country_code=cc)
-    number_region = _pnu.region_code_for_country_code(cc)
-    metadata = PhoneMetadata.metadata_for_region_or_calling_code(cc, number_region)
-    if metadata is None:
-        return phonenumbers.parse(raw, default_region)
-    _, stripped, _ = _pnu._maybe_strip_national_prefix_carrier_code(national, metadata)
-    if _pnu._test_number_length(stripped, metadata) not in _LENGTH_REJECTS:
-        national = stripped
+        return None
+    for size in (1, 2, 3):
+        if digits[:size] in _CC_STRINGS:
+            cc, national = digits[:size], digits[size:]
+            break
+    else:
+        return None
+    entry = _calling_code(cc)
+    if entry is None or len(national) < _pnu._MIN_LENGTH_FOR_NSN:
+        return None
+    if entry.national_prefix is not None and entry.national_prefix.match(national):
+        _, stripped, _ = _pnu._maybe_strip_national_prefix_carrier_code(national, entry.metadata)
+        if _pnu._test_number_length(stripped, entry.metadata) not in _LENGTH_REJECTS:
+            national = stripped
     if not _pnu._MIN_LENGTH_FOR_NSN <= len(national) <= _pnu._MAX_LENGTH_FOR_NSN:
+        return None
+    return int(cc), national
+
+
+def parse(raw: str, default_region: str) -> PhoneNumber:
+    """``phonenumbers.parse(raw, default_region)``, through :func:`_fast_parse` where it can."""
+    fast = _fast_parse(raw, default_region)
+    if fast is None:
         return phonenumbers.parse(raw, default_region)
-    _pnu._set_italian_leading_zeros_for_phone_number(national, number)
-    number.national_number = int(national)
+    number = PhoneNumber(country_code=fast[0])
+    _pnu._set_italian_leading_zeros_for_phone_number(fast[1], number)
+    number.national_number = int(fast[1])
     return number
 
 
 def normalise(raw: str, default_region: str) -> tuple[str, str] | None:
     """``(E.164, region)`` for a number phonenumbers calls valid, else ``None``."""
+    fast = _fast_parse(raw, default_region)
+    if fast is not None:
+        cc, nsn = fast
+        region = _valid_region(cc, nsn, None)
+        return (f"+{cc}{nsn}", region) if region is not None else None
     try:
-        number = parse(raw, default_region)
+        number = phonenumbers.parse(raw, default_region)
     except NumberParseException:
         return None
     region = valid_region(number)
-    if region is None:
+    if region is None or number.country_code is None:
         return None
     return f"+{number.country_code}{national_significant_number(number)}", region

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
+import anyio
 import structlog
 
 from engine.campaign import Campaign
@@ -34,6 +35,7 @@ log = structlog.get_logger()
 
 CHUNK_ROWS: Final = 2000
 CHUNKS_IN_FLIGHT_PER_WORKER: Final = 3
+WRITE_QUEUE_CHUNKS: Final = 2
 
 REJECT_REASONS: Final = ("invalid_number", "missing_variable", "too_long", "no_route",
                          "empty_message", "malformed_row")
@@ -67,45 +69,45 @@ def plan_rows(ctx: PlanContext, rows: Sequence[CsvRow]) -> list[Row]:
     for row in rows:
         fields = row.fields
         if fields is None:
-            append((row.line, None, None, None, None, "rejected", "malformed_row", row.problem,
+            append((row.line, None, None, None, "rejected", "malformed_row", row.problem,
                     None, None, None, None, None, None, None, None))
             continue
         raw = fields[phone_index].strip()
         number = normalise(raw, region) if raw else None
         if number is None:
-            append((row.line, raw, None, None, None, "rejected", "invalid_number",
+            append((row.line, raw, None, None, "rejected", "invalid_number",
                     "empty" if not raw else f"not a valid number for region {region}",
                     None, None, None, None, None, None, None, None))
             continue
         e164, country = number
         if e164 in opt_out:
-            append((row.line, raw, e164, None, country, "skipped", "opted_out", None,
+            append((row.line, raw, e164, country, "skipped", "opted_out", None,
                     None, None, None, None, None, None, None, None))
             continue
         text, missing = render(fields)
         if missing is not None:
-            append((row.line, raw, e164, None, country, "rejected", "missing_variable",
+            append((row.line, raw, e164, country, "rejected", "missing_variable",
                     f"column {missing!r} is empty and has no default",
                     None, None, None, None, None, None, None, None))
             continue
         if not text.strip(BLANK_CHARS):
-            append((row.line, raw, e164, None, country, "rejected", "empty_message", None,
+            append((row.line, raw, e164, country, "rejected", "empty_message", None,
                     None, None, None, None, None, None, None, None))
             continue
         encoding, segments, _ = measure(text, shift_tables=shift)
         if segments > max_segments:
-            append((row.line, raw, e164, None, country, "rejected", "too_long",
+            append((row.line, raw, e164, country, "rejected", "too_long",
                     f"{segments} segments ({encoding}), at most {max_segments}",
                     text, encoding, segments, None, None, None, None, None))
             continue
         plan = lookup(e164[1:])
         if plan is None or not plan.routes:
-            append((row.line, raw, e164, None, country, "rejected", "no_route",
+            append((row.line, raw, e164, country, "rejected", "no_route",
                     "no enabled provider prices this destination",
                     text, encoding, segments, None, None, None, None, None))
             continue
         best = plan.routes[0]
-        append((row.line, raw, e164, e164, country, "pending", None, None, text, encoding,
+        append((row.line, raw, e164, country, "pending", None, None, text, encoding,
                 segments, best.provider, best.route, best.price_nanos,
                 best.price_nanos * segments, plan.id))
     return out
@@ -230,21 +232,32 @@ def _chunks(rows: Iterable[CsvRow], after: int, size: int) -> Iterator[list[CsvR
 
 async def _run(ctx: PlanContext, chunks: Iterator[list[CsvRow]], store: Store,
                record: CampaignRecord, workers: int) -> None:
-    if workers <= 1:
-        for chunk in chunks:
-            await store.insert_planned(record.id, plan_rows(ctx, chunk), through=chunk[-1].line)
-        return
-    loop = asyncio.get_running_loop()
-    pending: deque[tuple[Future[list[Row]], int]] = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(ctx,)) as pool:
-        for chunk in chunks:
-            pending.append((pool.submit(_worker_plan, chunk), chunk[-1].line))
-            if len(pending) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER:
-                future, through = pending.popleft()
-                rows = await asyncio.wrap_future(future, loop=loop)
+    """Plan chunks (here or in worker processes) while a writer task stores the previous ones:
+    SQLite works in aiosqlite's thread, so writing overlaps the planning CPU."""
+    send, receive = anyio.create_memory_object_stream[tuple[list[Row], int]](WRITE_QUEUE_CHUNKS)
+
+    async def writer() -> None:
+        async with receive:
+            async for rows, through in receive:
                 await store.insert_planned(record.id, rows, through=through)
-        while pending:
-            future, through = pending.popleft()
-            rows = await asyncio.wrap_future(future, loop=loop)
-            await store.insert_planned(record.id, rows, through=through)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer)
+        async with send:
+            if workers <= 1:
+                for chunk in chunks:
+                    await send.send((plan_rows(ctx, chunk), chunk[-1].line))
+                return
+            loop = asyncio.get_running_loop()
+            pending: deque[tuple[Future[list[Row]], int]] = deque()
+            with ProcessPoolExecutor(
+                    max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_worker_init, initargs=(ctx,)) as pool:
+                for chunk in chunks:
+                    pending.append((pool.submit(_worker_plan, chunk), chunk[-1].line))
+                    if len(pending) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER:
+                        future, through = pending.popleft()
+                        await send.send((await asyncio.wrap_future(future, loop=loop), through))
+                while pending:
+                    future, through = pending.popleft()
+                    await send.send((await asyncio.wrap_future(future, loop=loop), through))

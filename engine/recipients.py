@@ -1,9 +1,10 @@
 """Streaming the recipients CSV in constant memory, and the opt-out list.
 
-The file is read as bytes a line at a time and decoded here, not by ``open``: a line that
-is not UTF-8 then costs only its own row (rejected ``malformed_row``) instead of stopping
-the campaign. ``csv.reader`` pulls lines from that iterator, so quoted fields spanning
-lines still work, and the line a row starts on is known for its reject record.
+The file is decoded with ``surrogateescape``, so a byte sequence that is not UTF-8 costs
+only its own row (rejected ``malformed_row``) instead of stopping the campaign: such bytes
+become lone surrogates, which a non-ASCII row is checked for. ``csv.reader`` counts the
+physical lines it consumes, so quoted fields spanning lines still work and the line a row
+starts on is known for its reject record.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from engine.errors import CampaignError
 from engine.phone import normalise
 
 DELIMITERS: Final = (",", ";")
-BOM: Final = b"\xef\xbb\xbf"
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -32,45 +32,24 @@ class CsvRow:
     problem: str = ""
 
 
-class _Lines:
-    """Decoded lines of a binary file, with the physical line numbers that were not UTF-8."""
-
-    def __init__(self, f: IO[bytes]) -> None:
-        self._f = f
-        self.number = 0
-        self.bad: set[int] = set()
-
-    def __iter__(self) -> Iterator[str]:
-        for raw in self._f:
-            self.number += 1
-            if self.number == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM):]
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError:
-                self.bad.add(self.number)
-                yield raw.decode("utf-8", errors="replace")
-
-
 class RecipientsFile:
     """One pass over a recipients CSV: header first, then every row with its line number."""
 
     def __init__(self, path: Path, phone_column: str) -> None:
         self.path = path
         try:
-            self._f: IO[bytes] = path.open("rb")
+            self._f: IO[str] = path.open(encoding="utf-8-sig", errors="surrogateescape",
+                                         newline="")
         except OSError as exc:
             raise CampaignError(f"cannot read recipients: {exc.strerror}", file=path) from None
-        first = self._f.readline()
+        head = self._f.readline()
         self._f.seek(0)
-        head = first.removeprefix(BOM).decode("utf-8", errors="replace")
         if not head.strip():
             self._f.close()
             raise CampaignError("is empty: a header row naming the columns is required",
                                 file=path, key="line 1")
         self.delimiter = max(DELIMITERS, key=head.count)
-        self._lines = _Lines(self._f)
-        self._reader = csv.reader(iter(self._lines), delimiter=self.delimiter, strict=True)
+        self._reader = csv.reader(self._f, delimiter=self.delimiter, strict=True)
         header = next(self._reader)
         self.header = [h.strip() for h in header]
         if phone_column not in self.header:
@@ -93,9 +72,9 @@ class RecipientsFile:
 
     def rows(self) -> Iterator[CsvRow]:
         """Every non-blank row after the header, in file order."""
-        reader, lines, width = self._reader, self._lines, len(self.header)
+        reader, width = self._reader, len(self.header)
         while True:
-            start = lines.number + 1
+            start = reader.line_num + 1
             try:
                 fields = next(reader)
             except StopIteration:
@@ -105,7 +84,8 @@ class RecipientsFile:
                 continue
             if not fields:
                 continue
-            if lines.bad and any(n in lines.bad for n in range(start, lines.number + 1)):
+            joined = "".join(fields)
+            if not joined.isascii() and not _is_utf8(joined):
                 yield CsvRow(start, None, "not valid UTF-8")
             elif len(fields) != width:
                 if len(fields) == 1 and not fields[0].strip():
@@ -113,6 +93,15 @@ class RecipientsFile:
                 yield CsvRow(start, None, f"{len(fields)} fields where the header has {width}")
             else:
                 yield CsvRow(start, fields)
+
+
+def _is_utf8(text: str) -> bool:
+    """False when decoding left lone surrogates, i.e. the bytes were not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_opt_out(path: Path, default_region: str) -> frozenset[str]:

@@ -75,10 +75,12 @@ def test_normalise_agrees_with_phonenumbers_for_e164_and_national_input(region: 
 @settings(max_examples=600, deadline=None)
 @given(st.one_of(st.from_regex(r"\+[0-9]{1,18}", fullmatch=True),
                  st.from_regex(r"\+[0-9 ().-]{1,24}", fullmatch=True),
-                 st.from_regex(r"\+ ?[1-9][0-9]{0,2} ?(\(0\))? ?[0-9 -]{6,14}", fullmatch=True)),
+                 st.from_regex(r"\+ ?[1-9][0-9]{0,2} ?(\(0\))? ?[0-9 -]{6,14}", fullmatch=True),
+                 st.from_regex(r"(00|011|810|0011|000) ?[0-9][0-9 -]{5,16}", fullmatch=True)),
        st.sampled_from(REGIONS))
 def test_fast_parse_equals_library_parse(raw: str, region: str) -> None:
-    """A plus, digits and punctuation parse to the same PhoneNumber, or fail the same way."""
+    """A plus or IDD, digits and punctuation parse to the same PhoneNumber, or fail the same
+    way."""
     try:
         expected = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
