@@ -19,7 +19,7 @@ import anyio
 from rich.console import Console
 
 from engine import __version__
-from engine.errors import EXIT_ERROR, EXIT_OK, EXIT_STOPPED, ConfigError, DispatchError, redact
+from engine.errors import EXIT_OK, EXIT_STOPPED, ConfigError, DispatchError, redact
 from engine.logs import configure_logging
 
 DEFAULT_CONFIG = "config.toml"
@@ -69,12 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(handler=_segments)
 
     sb = sub.add_parser("sandbox", help="serve the provider simulator on 127.0.0.1")
-    try:  # TEMP until the sandbox lands
-        from engine.sandbox import add_arguments
+    from engine.sandbox import add_arguments
 
-        add_arguments(sb)
-    except ImportError:
-        pass
+    add_arguments(sb)
     sb.set_defaults(handler=_sandbox)
     return parser
 
@@ -152,5 +149,4 @@ def _segments(args: argparse.Namespace) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     from engine.sandbox import serve, settings_from_args
 
-    code: int = serve(settings_from_args(args), port=args.port)
-    return code if code is not None else EXIT_ERROR
+    return serve(settings_from_args(args), port=args.port, loop=args.loop)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,7 +25,7 @@ from engine.campaign import Campaign
 from engine.config import Config, ProviderConfig
 from engine.errors import CampaignError, ConfigError
 from engine.phone import normalise
-from engine.recipients import CsvRow, RecipientsFile, load_opt_out
+from engine.recipients import CsvRow, RecipientsFile, TextChunk, load_opt_out, parse_chunk
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
 from engine.segments import measure
 from engine.store import CampaignRecord, Group, PlanCounts, Store
@@ -33,7 +33,6 @@ from engine.template import BoundTemplate
 
 log = structlog.get_logger()
 
-CHUNK_ROWS: Final = 2000
 CHUNKS_IN_FLIGHT_PER_WORKER: Final = 3
 WRITE_QUEUE_CHUNKS: Final = 2
 
@@ -47,6 +46,8 @@ BLANK_CHARS: Final = " \t\r\n\x0b\x0c\u00a0\u200b\u200c\u200d\u200e\u200f\u2060\
 
 @dataclass(frozen=True, slots=True)
 class PlanContext:
+    delimiter: str
+    width: int
     phone_index: int
     region: str
     template: BoundTemplate
@@ -121,9 +122,13 @@ def _worker_init(ctx: PlanContext) -> None:
     _WORKER_CONTEXT = ctx
 
 
-def _worker_plan(rows: Sequence[CsvRow]) -> list[Row]:
+def plan_chunk(ctx: PlanContext, chunk: TextChunk, after: int) -> list[Row]:
+    return plan_rows(ctx, parse_chunk(chunk, ctx.delimiter, ctx.width, after=after))
+
+
+def _worker_plan(chunk: TextChunk, after: int) -> list[Row]:
     assert _WORKER_CONTEXT is not None
-    return plan_rows(_WORKER_CONTEXT, rows)
+    return plan_chunk(_WORKER_CONTEXT, chunk, after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +190,7 @@ def route_table(config: Config, providers: Sequence[ProviderConfig]) -> RouteTab
 
 
 async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
-                        workers: int = 1, chunk_rows: int = CHUNK_ROWS) -> PlanSummary:
+                        workers: int = 1) -> PlanSummary:
     """Plan *campaign* into *store* (or finish a plan a killed process left half done)."""
     providers = campaign_providers(config, campaign)
     routes = route_table(config, providers)
@@ -202,6 +207,7 @@ async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
             currency=config.routing.currency, plans=list(routes.plans.values()))
         if not record.plan_complete:
             ctx = PlanContext(
+                delimiter=recipients.delimiter, width=len(recipients.header),
                 phone_index=recipients.phone_index, region=campaign.default_region,
                 template=template, max_segments=campaign.max_segments,
                 shift_tables=campaign.shift_tables, routes=routes,
@@ -209,28 +215,14 @@ async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
                          if campaign.opt_out else frozenset()))
             if record.planned_through:
                 log.info("plan.resume", campaign=campaign.name, after_line=record.planned_through)
-            chunks = _chunks(recipients.rows(), record.planned_through, chunk_rows)
-            await _run(ctx, chunks, store, record, workers)
+            await _run(ctx, recipients.chunks(), record.planned_through, store, record, workers)
             await store.finish_plan(record.id)
     return PlanSummary(campaign.name, await store.plan_counts(record.id),
                        config.routing.currency, campaign.max_cost,
                        tuple(p.name for p in providers))
 
 
-def _chunks(rows: Iterable[CsvRow], after: int, size: int) -> Iterator[list[CsvRow]]:
-    chunk: list[CsvRow] = []
-    for row in rows:
-        if row.line <= after:
-            continue
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-async def _run(ctx: PlanContext, chunks: Iterator[list[CsvRow]], store: Store,
+async def _run(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, store: Store,
                record: CampaignRecord, workers: int) -> None:
     """Plan chunks (here or in worker processes) while a writer task stores the previous ones:
     SQLite works in aiosqlite's thread, so writing overlaps the planning CPU."""
@@ -246,18 +238,22 @@ async def _run(ctx: PlanContext, chunks: Iterator[list[CsvRow]], store: Store,
         async with send:
             if workers <= 1:
                 for chunk in chunks:
-                    await send.send((plan_rows(ctx, chunk), chunk[-1].line))
+                    rows = plan_chunk(ctx, chunk, after)
+                    if rows:
+                        await send.send((rows, rows[-1][0]))
                 return
             loop = asyncio.get_running_loop()
-            pending: deque[tuple[Future[list[Row]], int]] = deque()
+            pending: deque[Future[list[Row]]] = deque()
             with ProcessPoolExecutor(
                     max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_worker_init, initargs=(ctx,)) as pool:
                 for chunk in chunks:
-                    pending.append((pool.submit(_worker_plan, chunk), chunk[-1].line))
+                    pending.append(pool.submit(_worker_plan, chunk, after))
                     if len(pending) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER:
-                        future, through = pending.popleft()
-                        await send.send((await asyncio.wrap_future(future, loop=loop), through))
+                        rows = await asyncio.wrap_future(pending.popleft(), loop=loop)
+                        if rows:
+                            await send.send((rows, rows[-1][0]))
                 while pending:
-                    future, through = pending.popleft()
-                    await send.send((await asyncio.wrap_future(future, loop=loop), through))
+                    rows = await asyncio.wrap_future(pending.popleft(), loop=loop)
+                    if rows:
+                        await send.send((rows, rows[-1][0]))

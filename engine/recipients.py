@@ -10,6 +10,7 @@ starts on is known for its reject record.
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ from engine.errors import CampaignError
 from engine.phone import normalise
 
 DELIMITERS: Final = (",", ";")
+CHUNK_BYTES: Final = 256 * 1024
+MAX_CARRY_LINES: Final = 100_000
+"""An unbalanced quote is not carried past this many lines: the rest of the file would
+otherwise become one piece held in memory."""
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -70,29 +75,76 @@ class RecipientsFile:
     def __exit__(self, *exc: object) -> None:
         self._f.close()
 
+    def chunks(self, target_bytes: int = CHUNK_BYTES) -> Iterator[TextChunk]:
+        """The rest of the file as pieces of whole records, about *target_bytes* each.
+
+        A piece ends only where it holds an even number of ``"``: CSV doubles a quote inside
+        a quoted field, so quotes balance exactly at record boundaries. That lets each
+        piece be parsed on its own, in another process, for the price of a ``count``.
+        """
+        first = self._reader.line_num + 1
+        carry: list[str] = []
+        carry_quotes = 0
+        while True:
+            lines = self._f.readlines(target_bytes)
+            if not lines:
+                break
+            block = carry + lines
+            quotes = carry_quotes + sum(line.count('"') for line in lines)
+            cut, cut_quotes = len(block), quotes
+            while cut and cut_quotes % 2:
+                cut -= 1
+                cut_quotes -= block[cut].count('"')
+            if cut == 0 and len(block) < MAX_CARRY_LINES:
+                carry, carry_quotes = block, quotes
+                continue
+            if cut == 0:
+                cut, cut_quotes = len(block), quotes
+            yield TextChunk(first, "".join(block[:cut]))
+            first += cut
+            carry, carry_quotes = block[cut:], quotes - cut_quotes
+        if carry:
+            yield TextChunk(first, "".join(carry))
+
     def rows(self) -> Iterator[CsvRow]:
         """Every non-blank row after the header, in file order."""
-        reader, width = self._reader, len(self.header)
-        while True:
-            start = reader.line_num + 1
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield CsvRow(start, None, f"broken CSV quoting: {exc}")
+        for chunk in self.chunks():
+            yield from parse_chunk(chunk, self.delimiter, len(self.header))
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    first_line: int
+    text: str
+
+
+def parse_chunk(chunk: TextChunk, delimiter: str, width: int, *, after: int = 0) -> list[CsvRow]:
+    """The rows of *chunk* whose line is past *after*: each checked for width and encoding."""
+    reader = csv.reader(io.StringIO(chunk.text, newline=""), delimiter=delimiter, strict=True)
+    base = chunk.first_line
+    rows: list[CsvRow] = []
+    append = rows.append
+    while True:
+        start = base + reader.line_num
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return rows
+        except csv.Error as exc:
+            if start > after:
+                append(CsvRow(start, None, f"broken CSV quoting: {exc}"))
+            continue
+        if not fields or start <= after:
+            continue
+        joined = "".join(fields)
+        if not joined.isascii() and not _is_utf8(joined):
+            append(CsvRow(start, None, "not valid UTF-8"))
+        elif len(fields) != width:
+            if len(fields) == 1 and not fields[0].strip():
                 continue
-            if not fields:
-                continue
-            joined = "".join(fields)
-            if not joined.isascii() and not _is_utf8(joined):
-                yield CsvRow(start, None, "not valid UTF-8")
-            elif len(fields) != width:
-                if len(fields) == 1 and not fields[0].strip():
-                    continue
-                yield CsvRow(start, None, f"{len(fields)} fields where the header has {width}")
-            else:
-                yield CsvRow(start, fields)
+            append(CsvRow(start, None, f"{len(fields)} fields where the header has {width}"))
+        else:
+            append(CsvRow(start, fields))
 
 
 def _is_utf8(text: str) -> bool:

@@ -1,0 +1,82 @@
+"""Billed messages and their fate: ids, final state, and the per-provider message book."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A billed message; it becomes final (delivered or not) at ``final_at``."""
+
+    kind: str
+    id: str
+    recipient: str
+    text: str
+    sender: str | None
+    segments: int
+    cost: Decimal
+    currency: str
+    created: float
+    final_at: float
+    delivered: bool
+    callback_url: str | None = None
+    channel: str = "sms"
+    task_id: int | None = None
+    country: str = ""
+
+    def is_final(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.final_at
+
+
+class MessageBook:
+    """Every billed message of one provider, by id and in billing order."""
+
+    __slots__ = ("by_id", "ordered")
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, SentMessage] = {}
+        self.ordered: list[SentMessage] = []
+
+    def add(self, message: SentMessage) -> None:
+        self.by_id[message.id] = message
+        self.ordered.append(message)
+
+    def get(self, message_id: str) -> SentMessage | None:
+        return self.by_id.get(message_id)
+
+    def __iter__(self) -> Iterator[SentMessage]:
+        return iter(self.ordered)
+
+    def __len__(self) -> int:
+        return len(self.ordered)
+
+
+class IdSource:
+    """Message ids in each provider's documented form; a restarted sandbox starts elsewhere."""
+
+    __slots__ = ("_counter", "_run")
+
+    def __init__(self) -> None:
+        start = (int(time.time()) % 100_000) * 10_000 + 1
+        self._counter = itertools.count(start)
+        self._run = uuid.uuid4().hex[:8]
+
+    def number(self) -> int:
+        return next(self._counter)
+
+    def prefixed(self, prefix: str) -> str:
+        return f"{prefix}{self._run}{next(self._counter):x}"
+
+    @staticmethod
+    def hex32() -> str:
+        return uuid.uuid4().hex
+
+    @staticmethod
+    def uuid() -> str:
+        return str(uuid.uuid4())
