@@ -1,0 +1,105 @@
+"""The HTTP client every adapter uses, and the classification of transport failures.
+
+One ``httpx.AsyncClient`` per provider over the ``httpx-aiohttp`` transport: the default
+httpx pool slows down sharply with many requests in flight (encode/httpx #3215), aiohttp's
+does not, and the httpx API stays the same. ``bench/throughput.py`` measures both.
+
+httpx-aiohttp maps every ``aiohttp.ClientConnectionError`` to ``httpx.ConnectTimeout``,
+including ``ServerDisconnectedError``: a connection dropped *after* the request was written,
+whose outcome is unknown. Read as a connect timeout it would be retried blind and could be
+billed twice, so :func:`classify_error` looks at the aiohttp exception underneath first.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from engine.errors import redact
+from engine.providers.base import Outcome, SendResult
+
+CONNECT_TIMEOUT_S: Final = 5.0
+READ_TIMEOUT_S: Final = 30.0
+USER_AGENT: Final = "dispatch/0.1 (+https://github.com/dispatch-sms)"
+
+
+def make_client(base_url: str, *, concurrency: int, headers: Mapping[str, str] | None = None,
+                transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """A keep-alive client for one provider, holding at most *concurrency* connections."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+        timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+        transport=transport if transport is not None else AiohttpTransport(limits=limits),
+        limits=limits,
+    )
+
+
+def classify_error(exc: httpx.HTTPError) -> Outcome:
+    """NOT_PROCESSED only where the request cannot have reached the provider."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError | TimeoutError):
+        if isinstance(cause, aiohttp.ClientConnectorError):
+            return Outcome.NOT_PROCESSED
+        if isinstance(cause, aiohttp.ConnectionTimeoutError):
+            return Outcome.NOT_PROCESSED
+        return Outcome.UNKNOWN
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return Outcome.NOT_PROCESSED
+    return Outcome.UNKNOWN
+
+
+def failure(exc: httpx.HTTPError, *, secrets: tuple[str, ...] = ()) -> SendResult:
+    """A :class:`SendResult` for a request that got no HTTP answer."""
+    outcome = classify_error(exc)
+    kind = type(exc.__cause__ or exc).__name__
+    return SendResult(outcome, code=kind, detail=redact(f"{kind}: {exc}", secrets)[:300])
+
+
+def retry_after_s(headers: Mapping[str, str], *, default: float = 1.0) -> float:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); *default* if absent."""
+    value = headers.get("retry-after")
+    if value is None:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, when.timestamp() - time.time())
+
+
+def by_status(response: httpx.Response, *, code: str = "", detail: str = "") -> SendResult:
+    """The outcome an HTTP status alone implies, for answers that are not a success."""
+    status = response.status_code
+    code = code or str(status)
+    if status == 429:
+        return SendResult(Outcome.THROTTLED, code=code, detail=detail,
+                          retry_after_s=retry_after_s(response.headers))
+    if status == 503:
+        return SendResult(Outcome.NOT_PROCESSED, code=code, detail=detail,
+                          retry_after_s=retry_after_s(response.headers, default=0.0) or None)
+    if status in (401, 402, 403):
+        return SendResult(Outcome.REFUSED_ACCOUNT, code=code, detail=detail)
+    if 400 <= status < 500:
+        return SendResult(Outcome.REFUSED_MESSAGE, code=code, detail=detail)
+    return SendResult(Outcome.UNKNOWN, code=code, detail=detail)
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The parsed body, or ``None`` when it is not JSON (truncated, HTML error page, empty)."""
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
