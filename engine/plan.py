@@ -1,10 +1,10 @@
 """Planning: every CSV row becomes one stored message, valid, rejected or skipped.
 
-The per-row work (normalise, opt-out, render, segments, route) is :func:`plan_rows`, a pure
-function of a :class:`PlanContext` and a chunk of rows, so that it can run in this process
-or in worker processes; the store writes the chunks in file order either way, which is what
-makes "first valid occurrence wins" deterministic. A killed plan resumes after the last
-committed chunk.
+The per-row work (CSV parsing, normalise, opt-out, render, segments, route) is
+:func:`plan_chunk`, a pure function of a :class:`PlanContext` and a piece of the file, so
+that it can run in this process or in worker processes; the store writes the pieces in file
+order either way, which is what makes "first valid occurrence wins" deterministic. A killed
+plan resumes after the last committed piece.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
-import anyio
 import structlog
 
 from engine.campaign import Campaign
@@ -28,13 +27,12 @@ from engine.phone import normalise
 from engine.recipients import CsvRow, RecipientsFile, TextChunk, load_opt_out, parse_chunk
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
 from engine.segments import measure
-from engine.store import CampaignRecord, Group, PlanCounts, Store
+from engine.store import CampaignRecord, Group, PlanCounts, Store, Tally
 from engine.template import BoundTemplate
 
 log = structlog.get_logger()
 
 CHUNKS_IN_FLIGHT_PER_WORKER: Final = 3
-WRITE_QUEUE_CHUNKS: Final = 2
 
 REJECT_REASONS: Final = ("invalid_number", "missing_variable", "too_long", "no_route",
                          "empty_message", "malformed_row")
@@ -202,6 +200,7 @@ async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
                 f"the message uses {{{exc.args[0]}}} but {campaign.recipients.name} has no "
                 f"such column (columns: {', '.join(recipients.header)})",
                 file=campaign.path, key="message") from None
+        counts: PlanCounts | None = None
         record = await store.open_campaign(
             name=campaign.name, fingerprint=campaign.fingerprint, path=campaign.path,
             currency=config.routing.currency, plans=list(routes.plans.values()))
@@ -215,45 +214,42 @@ async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
                          if campaign.opt_out else frozenset()))
             if record.planned_through:
                 log.info("plan.resume", campaign=campaign.name, after_line=record.planned_through)
-            await _run(ctx, recipients.chunks(), record.planned_through, store, record, workers)
-            await store.finish_plan(record.id)
-    return PlanSummary(campaign.name, await store.plan_counts(record.id),
-                       config.routing.currency, campaign.max_cost,
+            tally = await _run(ctx, recipients.chunks(), record.planned_through, store, record,
+                               workers)
+            fresh = record.planned_through == 0
+            await store.finish_plan(record.id, tally if fresh else None)
+            if fresh:
+                counts = tally.counts()
+    if counts is None:
+        counts = await store.plan_counts(record.id)
+    return PlanSummary(campaign.name, counts, config.routing.currency, campaign.max_cost,
                        tuple(p.name for p in providers))
 
 
 async def _run(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, store: Store,
-               record: CampaignRecord, workers: int) -> None:
-    """Plan chunks (here or in worker processes) while a writer task stores the previous ones:
-    SQLite works in aiosqlite's thread, so writing overlaps the planning CPU."""
-    send, receive = anyio.create_memory_object_stream[tuple[list[Row], int]](WRITE_QUEUE_CHUNKS)
-
-    async def writer() -> None:
-        async with receive:
-            async for rows, through in receive:
-                await store.insert_planned(record.id, rows, through=through)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(writer)
-        async with send:
-            if workers <= 1:
-                for chunk in chunks:
-                    rows = plan_chunk(ctx, chunk, after)
-                    if rows:
-                        await send.send((rows, rows[-1][0]))
-                return
-            loop = asyncio.get_running_loop()
-            pending: deque[Future[list[Row]]] = deque()
-            with ProcessPoolExecutor(
-                    max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_worker_init, initargs=(ctx,)) as pool:
-                for chunk in chunks:
-                    pending.append(pool.submit(_worker_plan, chunk, after))
-                    if len(pending) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER:
-                        rows = await asyncio.wrap_future(pending.popleft(), loop=loop)
-                        if rows:
-                            await send.send((rows, rows[-1][0]))
-                while pending:
+               record: CampaignRecord, workers: int) -> Tally:
+    """Plan and write every chunk; the tally of what was written."""
+    with store.plan_writer(record.id) as writer:
+        if workers <= 1:
+            for chunk in chunks:
+                rows = plan_chunk(ctx, chunk, after)
+                if rows:
+                    writer.write(rows, through=rows[-1][0])
+            return writer.tally
+        loop = asyncio.get_running_loop()
+        pending: deque[Future[list[Row]]] = deque()
+        with ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init, initargs=(ctx,)) as pool:
+            for chunk in chunks:
+                pending.append(pool.submit(_worker_plan, chunk, after))
+                while len(pending) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER or (
+                        pending and pending[0].done()):
                     rows = await asyncio.wrap_future(pending.popleft(), loop=loop)
                     if rows:
-                        await send.send((rows, rows[-1][0]))
+                        writer.write(rows, through=rows[-1][0])
+            while pending:
+                rows = await asyncio.wrap_future(pending.popleft(), loop=loop)
+                if rows:
+                    writer.write(rows, through=rows[-1][0])
+        return writer.tally

@@ -14,9 +14,10 @@ the dispatcher only starts on a completed plan, so it never sees a duplicate.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -89,14 +90,22 @@ _INSERT: Final = (
     f"INSERT INTO messages (campaign_id, {', '.join(MESSAGE_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' * len(MESSAGE_COLUMNS))}) "
     "ON CONFLICT (campaign_id, line) DO NOTHING")
-_MARK_DUPLICATES: Final = """
-UPDATE messages SET state = 'skipped', reason = 'duplicate',
-       detail = 'the same number as line ' || d.first, provider = NULL, route = NULL,
-       price_nanos = NULL, cost_nanos = NULL, plan_id = NULL
-FROM (SELECT line, first_value(line) OVER (PARTITION BY phone ORDER BY line) AS first
-      FROM messages WHERE campaign_id = :c AND state = 'pending') AS d
-WHERE messages.campaign_id = :c AND messages.line = d.line AND d.first <> d.line
+_FIND_DUPLICATES: Final = """
+SELECT line, first, provider, country, segments, cost_nanos
+FROM (SELECT line, provider, country, segments, cost_nanos,
+             first_value(line) OVER (PARTITION BY phone ORDER BY line) AS first
+      FROM messages WHERE campaign_id = ? AND state = 'pending')
+WHERE first <> line
 """
+_MARK_DUPLICATE: Final = """
+UPDATE messages SET state = 'skipped', reason = 'duplicate',
+       detail = 'the same number as line ' || ?, provider = NULL, route = NULL,
+       price_nanos = NULL, cost_nanos = NULL, plan_id = NULL
+WHERE campaign_id = ? AND line = ?
+"""
+
+PRAGMAS: Final = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
+                  "PRAGMA busy_timeout=10000", "PRAGMA cache_size=-8192")
 
 VALID_STATES: Final = ("pending", "sending", "accepted", "delivered", "undelivered",
                        "failed", "unknown")
@@ -131,6 +140,90 @@ class PlanCounts:
     by_country: dict[str, Group]
 
 
+class Tally:
+    """Messages, segments and cost by (state, reason, provider, country).
+
+    Filled by :class:`PlanWriter` as a fresh plan is written, it gives the plan's summary
+    without scanning a million rows again; :meth:`Store.plan_counts` fills one from SQL.
+    """
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[str, str | None, str | None, str | None], list[int]] = {}
+
+    def add(self, key: tuple[str, str | None, str | None, str | None], n: int, segments: int,
+            cost_nanos: int) -> None:
+        total = self.groups.setdefault(key, [0, 0, 0])
+        total[0] += n
+        total[1] += segments
+        total[2] += cost_nanos
+
+    def add_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        groups = self.groups
+        for r in rows:
+            key = (r[4], r[5], r[10], r[3])
+            total = groups.get(key)
+            if total is None:
+                total = groups[key] = [0, 0, 0]
+            total[0] += 1
+            total[1] += r[9] or 0
+            total[2] += r[13] or 0
+
+    def counts(self) -> PlanCounts:
+        rejected: dict[str, int] = {}
+        skipped: dict[str, int] = {}
+        by_provider: dict[str, list[int]] = {}
+        by_country: dict[str, list[int]] = {}
+        rows = valid = segments = cost = 0
+        for (state, reason, provider, country), (n, segs, nanos) in self.groups.items():
+            if n == 0:
+                continue
+            rows += n
+            if state == "rejected":
+                rejected[reason or ""] = rejected.get(reason or "", 0) + n
+            elif state == "skipped":
+                skipped[reason or ""] = skipped.get(reason or "", 0) + n
+            else:
+                valid += n
+                segments += segs
+                cost += nanos
+                for name, table in ((provider, by_provider), (country, by_country)):
+                    total = table.setdefault(name or "", [0, 0, 0])
+                    total[0] += n
+                    total[1] += segs
+                    total[2] += nanos
+        return PlanCounts(
+            rows=rows, valid=valid, rejected=dict(sorted(rejected.items())),
+            skipped=dict(sorted(skipped.items())), segments=segments, cost_nanos=cost,
+            by_provider=_ranked(by_provider), by_country=_ranked(by_country))
+
+
+class PlanWriter:
+    """Writes planned batches from the planning thread itself.
+
+    Planning is CPU-bound Python; through aiosqlite every bound row of a batch would wait
+    for the GIL between that thread and this one, which made writes several times slower
+    than SQLite itself. A batch here is one transaction with the campaign's resume point.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, campaign_id: int) -> None:
+        self._conn = conn
+        self._campaign_id = campaign_id
+        self.tally = Tally()
+
+    def write(self, rows: Sequence[tuple[Any, ...]], *, through: int) -> None:
+        c = self._campaign_id
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.executemany(_INSERT, [(c, *r) for r in rows])
+            self._conn.execute("UPDATE campaigns SET planned_through = ? WHERE id = ?",
+                               (through, c))
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        self.tally.add_rows(rows)
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
@@ -153,11 +246,8 @@ class Store:
 
     async def _prepare(self) -> None:
         try:
-            await self.db.execute("PRAGMA journal_mode=WAL")
-            await self.db.execute("PRAGMA synchronous=FULL")
-            await self.db.execute("PRAGMA foreign_keys=ON")
-            await self.db.execute("PRAGMA busy_timeout=10000")
-            await self.db.execute("PRAGMA cache_size=-8192")
+            for pragma in PRAGMAS:
+                await self.db.execute(pragma)
             await self.db.executescript(SCHEMA)
             version = await self._scalar("SELECT value FROM meta WHERE key='schema'")
             if version is None:
@@ -227,45 +317,42 @@ class Store:
         assert record is not None
         return record
 
-    async def insert_planned(self, campaign_id: int, rows: Sequence[tuple[Any, ...]],
-                             *, through: int) -> None:
-        """Write one planned batch and move the resume point to line *through*."""
-        async with self.transaction() as db:
-            await db.executemany(_INSERT, [(campaign_id, *r) for r in rows])
-            await db.execute("UPDATE campaigns SET planned_through = ? WHERE id = ?",
-                             (through, campaign_id))
+    @contextmanager
+    def plan_writer(self, campaign_id: int) -> Iterator[PlanWriter]:
+        """A synchronous writer for planned batches, on a connection of its own."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            for pragma in PRAGMAS:
+                conn.execute(pragma)
+            yield PlanWriter(conn, campaign_id)
+        finally:
+            conn.close()
 
-    async def finish_plan(self, campaign_id: int) -> None:
-        """Mark later occurrences of a number as duplicates and the plan complete, at once."""
+    async def finish_plan(self, campaign_id: int, tally: Tally | None = None) -> None:
+        """Mark later occurrences of a number as duplicates and the plan complete, at once;
+        move the duplicates in *tally*, if given, from valid to skipped."""
         async with self.transaction() as db:
-            await db.execute(_MARK_DUPLICATES, {"c": campaign_id})
+            async with db.execute(_FIND_DUPLICATES, (campaign_id,)) as cur:
+                duplicates = list(await cur.fetchall())
+            await db.executemany(_MARK_DUPLICATE, [(first, campaign_id, line)
+                                                   for line, first, *_ in duplicates])
             await db.execute("UPDATE campaigns SET plan_complete = 1 WHERE id = ?",
                              (campaign_id,))
+        if tally is not None:
+            for _, _, provider, country, segments, cost in duplicates:
+                tally.add(("pending", None, provider, country), -1, -segments, -cost)
+                tally.add(("skipped", "duplicate", None, country), 1, 0, 0)
 
     async def plan_counts(self, campaign_id: int) -> PlanCounts:
-        states = await self._rows(
-            "SELECT state, reason, count(*), coalesce(sum(segments), 0), "
-            "coalesce(sum(cost_nanos), 0) FROM messages WHERE campaign_id = ? "
-            "GROUP BY state, reason", (campaign_id,))
-        rejected: dict[str, int] = {}
-        skipped: dict[str, int] = {}
-        rows = valid = segments = cost = 0
-        for state, reason, n, segs, nanos in states:
-            rows += n
-            if state == "rejected":
-                rejected[reason] = rejected.get(reason, 0) + n
-            elif state == "skipped":
-                skipped[reason] = skipped.get(reason, 0) + n
-            else:
-                valid += n
-                segments += segs
-                cost += nanos
-        return PlanCounts(
-            rows=rows, valid=valid, rejected=rejected, skipped=skipped, segments=segments,
-            cost_nanos=cost,
-            by_provider=await self._groups("provider", campaign_id),
-            by_country=await self._groups("country", campaign_id),
-        )
+        """Counts by state and reason, and messages/segments/cost by provider and country,
+        from one scan of the campaign's rows."""
+        tally = Tally()
+        for state, reason, provider, country, n, segs, nanos in await self._rows(
+                "SELECT state, reason, provider, country, count(*), coalesce(sum(segments), 0),"
+                " coalesce(sum(cost_nanos), 0) FROM messages WHERE campaign_id = ? "
+                "GROUP BY state, reason, provider, country", (campaign_id,)):
+            tally.add((state, reason, provider, country), n, segs, nanos)
+        return tally.counts()
 
     async def cached_rates(self, provider: str) -> tuple[float, list[RateRow]] | None:
         """The provider's last fetched rate table and when it was fetched (epoch seconds)."""
@@ -285,10 +372,8 @@ class Store:
                 "ON CONFLICT (provider) DO UPDATE SET fetched_at = excluded.fetched_at, "
                 "rows = excluded.rows", (provider, fetched_at, data))
 
-    async def _groups(self, column: str, campaign_id: int) -> dict[str, Group]:
-        assert column in ("provider", "country")
-        rows = await self._rows(
-            f"SELECT {column}, count(*), sum(segments), sum(cost_nanos) FROM messages "
-            "WHERE campaign_id = ? AND state NOT IN ('rejected', 'skipped') "
-            f"GROUP BY {column} ORDER BY sum(cost_nanos) DESC, {column}", (campaign_id,))
-        return {name: Group(n, segs or 0, nanos or 0) for name, n, segs, nanos in rows}
+
+def _ranked(totals: dict[str, list[int]]) -> dict[str, Group]:
+    """Groups, most expensive first, then by name."""
+    order = sorted(totals.items(), key=lambda kv: (-kv[1][2], kv[0]))
+    return {name: Group(n, segs, nanos) for name, (n, segs, nanos) in order}
