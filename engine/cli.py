@@ -19,7 +19,7 @@ import anyio
 from rich.console import Console
 
 from engine import __version__
-from engine.errors import EXIT_OK, EXIT_STOPPED, ConfigError, DispatchError, redact
+from engine.errors import EXIT_ERROR, EXIT_OK, EXIT_STOPPED, ConfigError, DispatchError, redact
 from engine.logs import configure_logging
 
 DEFAULT_CONFIG = "config.toml"
@@ -68,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shift-tables", default="", help="national shift tables, e.g. tr,es")
     s.set_defaults(handler=_segments)
 
+    c = sub.add_parser("check", help="preflight: can each enabled provider be used?")
+    _config_option(c)
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(handler=_check)
+
+    r = sub.add_parser("rates", help="live rate tables: refresh the cache, show the cheapest")
+    rsub = r.add_subparsers(dest="rates_command", required=True, metavar="ACTION")
+    rr = rsub.add_parser("refresh", help="fetch every provider's published rates now")
+    _config_option(rr)
+    rr.set_defaults(handler=_rates_refresh)
+    rs = rsub.add_parser("show", help="cheapest provider per destination, with the runner-up")
+    _config_option(rs)
+    rs.add_argument("--country", help="only this ISO 3166 country, e.g. SK")
+    rs.add_argument("--json", action="store_true", help="print one JSON object")
+    rs.set_defaults(handler=_rates_show)
+
     sb = sub.add_parser("sandbox", help="serve the provider simulator on 127.0.0.1")
     from engine.sandbox import add_arguments
 
@@ -104,17 +120,21 @@ def _known_secrets(args: argparse.Namespace) -> tuple[str, ...]:
 def _plan(args: argparse.Namespace) -> int:
     from engine.campaign import load_campaign
     from engine.config import load_config
-    from engine.plan import plan_campaign
+    from engine.plan import campaign_providers, plan_campaign
+    from engine.rates import rate_sources, route_table_from
     from engine.report import print_plan
     from engine.store import Store
 
     config = load_config(_config_path(args))
     campaign = load_campaign(args.campaign)
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    providers = campaign_providers(config, campaign)
 
     async def go() -> Any:
         async with Store.open(config.database) as store:
-            return await plan_campaign(config, campaign, store, workers=workers)
+            sources = await rate_sources(config, providers, store)
+            routes = route_table_from(sources, providers, config)
+            return await plan_campaign(config, campaign, store, workers=workers, routes=routes)
 
     summary = anyio.run(go)
     if args.json:
@@ -122,6 +142,62 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         print_plan(summary, Console())
     return EXIT_STOPPED if summary.over_budget else EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.preflight import preflight
+    from engine.report import print_readiness
+
+    config = load_config(_config_path(args))
+    results = anyio.run(preflight, config.enabled_providers)
+    if args.json:
+        print(json.dumps({r.provider: {"ok": r.ok, "problems": list(r.problems),
+                                       "balance": str(r.balance) if r.balance is not None
+                                       else None} for r in results}, indent=2))
+    else:
+        print_readiness(results, Console())
+    return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
+
+
+def _rates_refresh(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.rates import rate_sources
+    from engine.store import Store
+
+    config = load_config(_config_path(args))
+
+    async def go() -> Any:
+        async with Store.open(config.database) as store:
+            return await rate_sources(config, config.enabled_providers, store, refresh=True)
+
+    sources = anyio.run(go)
+    for s in sources:
+        line = f"{s.provider}: {len(s.rows)} rates ({s.origin})"
+        print(line + (f": {s.warning}" if s.warning else ""))
+    return EXIT_OK if all(s.origin in ("live", "static") for s in sources) else EXIT_ERROR
+
+
+def _rates_show(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.rates import cheapest_by_destination, rate_sources, route_table_from
+    from engine.report import print_rates
+    from engine.store import Store
+
+    config = load_config(_config_path(args))
+    providers = config.enabled_providers
+
+    async def go() -> Any:
+        async with Store.open(config.database) as store:
+            return await rate_sources(config, providers, store)
+
+    table = route_table_from(anyio.run(go), providers, config)
+    rows = cheapest_by_destination(table, country=args.country)
+    if args.json:
+        print(json.dumps({"currency": config.routing.currency, "destinations": rows}, indent=2))
+    else:
+        print_rates(rows, config.routing.currency, Console())
+    return EXIT_OK
 
 
 def _segments(args: argparse.Namespace) -> int:

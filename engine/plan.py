@@ -188,10 +188,15 @@ def route_table(config: Config, providers: Sequence[ProviderConfig]) -> RouteTab
 
 
 async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
-                        workers: int = 1) -> PlanSummary:
-    """Plan *campaign* into *store* (or finish a plan a killed process left half done)."""
+                        workers: int = 1, routes: RouteTable | None = None) -> PlanSummary:
+    """Plan *campaign* into *store* (or finish a plan a killed process left half done).
+
+    *routes* defaults to the providers' static rate CSVs; ``dispatch plan`` passes the table
+    built from live rates (:mod:`engine.rates`).
+    """
     providers = campaign_providers(config, campaign)
-    routes = route_table(config, providers)
+    if routes is None:
+        routes = route_table(config, providers)
     with RecipientsFile(campaign.recipients, campaign.phone_column) as recipients:
         try:
             template = campaign.message.bind(recipients.header, campaign.defaults)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 
 from engine.plan import PlanSummary
+from engine.providers.base import Readiness
 from engine.routing import nanos_to_decimal
 from engine.store import Group
 
@@ -39,3 +43,33 @@ def print_plan(summary: PlanSummary, console: Console) -> None:
     if summary.over_budget:
         console.print(f"[bold red]warning:[/bold red] the plan costs {summary.cost} "
                       f"{summary.currency}, more than max_cost {summary.max_cost}")
+
+
+def print_readiness(results: Sequence[Readiness], console: Console) -> None:
+    table = Table(title="Preflight", title_justify="left")
+    for col in ("provider", "ready", "balance", "problems"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r.provider, "[green]yes[/green]" if r.ok else "[red]no[/red]",
+                      f"{r.balance} {r.currency or ''}".strip() if r.balance is not None else "",
+                      "; ".join(r.problems))
+    console.print(table)
+
+
+def print_rates(rows: Sequence[dict[str, Any]], currency: str, console: Console) -> None:
+    table = Table(title=f"Cheapest route per destination (per segment, {currency})",
+                  title_justify="left")
+    for col in ("country", "prefix", "cheapest", "price", "runner-up", "price "):
+        table.add_column(col, justify="right" if col.startswith("price") else "left")
+    for row in rows:
+        best, second = row["cheapest"], row["runner_up"]
+        table.add_row(row["country"], "+" + row["prefix"], _route(best),
+                      best["price"] if best else "", _route(second),
+                      second["price"] if second else "")
+    console.print(table)
+
+
+def _route(choice: dict[str, Any] | None) -> str:
+    if not choice:
+        return "-"
+    return f"{choice['provider']} ({choice['route']})" if choice["route"] else choice["provider"]

@@ -1,0 +1,340 @@
+"""Voipex SMS API (document 002): Bearer JWT, owned sender numbers, history, webhooks.
+
+What matters for a bulk campaign:
+
+- Every message goes out from one of the account's own numbers (the provider config's
+  ``sender``); :meth:`Voipex.check` holds it against ``GET /SMS/allowed-numbers`` so that a
+  wrong number leaves the provider out of routing instead of failing every message.
+- There is no idempotency key: a message whose outcome is unknown is settled by finding it
+  in the history (``GET /SMS?startTime&endTime``, kept 6 months, times with a zone).
+- There is no rates endpoint (the static rate table is used) and no per-request callback:
+  delivery reports go to the webhook set in the account's SMS Chat settings
+  (:func:`parse_webhook`), and the history can be polled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import httpx
+import structlog
+
+from engine.config import ProviderConfig
+from engine.errors import ProviderError, redact
+from engine.providers.base import (
+    DeliveryStatus,
+    OutboundMessage,
+    Outcome,
+    Readiness,
+    SendResult,
+    delivery_state,
+)
+from engine.providers.http import by_status, failure, json_body, make_client
+from engine.routing import RateRow
+
+log = structlog.get_logger()
+
+SMS_PATH: Final = "/SMS"
+ALLOWED_NUMBERS_PATH: Final = "/SMS/allowed-numbers"
+
+LOOKUP_SKEW_S: Final = 120.0
+"""How far the provider's clock may be behind ours: a lookup reads history from this long
+before ``sent_after`` (and as far past now), and accepts a ``createdAt`` that early."""
+POLL_WINDOW_S: Final = 72 * 3600.0
+"""How far back :meth:`Voipex.poll` reads history: ids are all it gets, and an SMS that is
+not final after the usual 72 h validity never will be. The history has no paging, so one
+poll reads every SMS of the window."""
+HISTORY_KEPT_S: Final = 182 * 24 * 3600.0
+"""The documented 6 months of history; a window never starts earlier."""
+
+DESTINATION_CODES: Final = frozenset({"destination_not_supported"})
+"""400 codes about where a message goes, which another provider may still take."""
+SENDER_CODES: Final = frozenset({"from_not_allowed"})
+"""400 codes saying ``from`` is not the account's number: every message would fail alike."""
+VALIDATION_CODE: Final = "validation_error"
+WRONG_ENDPOINT_STATUSES: Final = frozenset({404, 405})
+"""Statuses meaning the configured ``base_url`` is not the API: no message can pass."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sms:
+    """One SMS as the send answer, the history and the webhook show it."""
+
+    id: str
+    sender: str
+    to: str
+    text: str
+    direction: str
+    state: str
+    created_at: datetime | None
+
+
+class Voipex:
+    """One Voipex account.
+
+    ``from`` is always the config's ``sender``, one of the account's own numbers: Voipex sends
+    from nothing else, so :attr:`OutboundMessage.sender` (the campaign's sender) is ignored.
+    After a successful :meth:`check`, :attr:`allowed_numbers` holds the account's numbers.
+    """
+
+    kind: Final = "voipex"
+    supports_idempotency: Final = False
+    max_batch: Final = 1
+    can_lookup: Final = True
+
+    def __init__(self, config: ProviderConfig, *, base_url: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.name = config.name
+        self.config = config
+        self.allowed_numbers: tuple[str, ...] | None = None
+        self._base_url = base_url or config.base_url
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Voipex:
+        self._client = make_client(
+            self._base_url, concurrency=self.config.concurrency, transport=self._transport,
+            headers={"Authorization": f"Bearer {self.config.token}"})
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise ProviderError("used outside 'async with'", provider=self.name)
+        return self._client
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        body = {"from": self.config.sender, "to": message.to, "text": message.text}
+        try:
+            response = await self.client.post(SMS_PATH, json=body)
+        except httpx.HTTPError as exc:
+            return failure(exc, secrets=self.config.secrets)
+        return self._redacted(parse_send(response))
+
+    async def send_batch(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
+        return [await self.send(m) for m in messages]
+
+    async def fetch_rates(self) -> list[RateRow]:
+        return []
+
+    async def check(self) -> Readiness:
+        problem = await self._check_sender()
+        if problem is not None:
+            log.warning("provider.preflight_failed", provider=self.name, problem=problem)
+            return Readiness(self.name, False, (problem,))
+        return Readiness(self.name, True)
+
+    async def lookup(self, message: OutboundMessage, sent_after: datetime) -> SendResult | None:
+        """The oldest OUT SMS to the same number with the same text since ``sent_after``.
+
+        A failed history read is NOT_PROCESSED (or THROTTLED, REFUSED_ACCOUNT): reading bills
+        nothing, so a 5xx or a lost answer only means the lookup is to be done again.
+        """
+        earliest = _aware(sent_after) - timedelta(seconds=LOOKUP_SKEW_S)
+        found = await self._history(earliest)
+        if isinstance(found, SendResult):
+            return lookup_failure(found)
+        matches = [s for s in found if s.direction == "OUT" and s.text == message.text
+                   and _digits(s.to) == _digits(message.to)
+                   and (s.created_at is None or s.created_at >= earliest)]
+        if not matches:
+            return None
+        first = min(matches, key=lambda s: s.created_at or datetime.max.replace(tzinfo=UTC))
+        return SendResult(Outcome.ACCEPTED, provider_message_id=first.id, code=first.state)
+
+    async def poll(self, provider_message_ids: Sequence[str]) -> list[DeliveryStatus]:
+        """The state of each id found in the last :data:`POLL_WINDOW_S` of history.
+
+        Ids not found are left out; a failed history read raises :class:`ProviderError`.
+        """
+        if not provider_message_ids:
+            return []
+        found = await self._history(datetime.now(UTC) - timedelta(seconds=POLL_WINDOW_S))
+        if isinstance(found, SendResult):
+            raise ProviderError(f"history unavailable: {found.code} {found.detail}".strip(),
+                                provider=self.name)
+        by_id = {s.id: s for s in found if s.direction == "OUT"}
+        return [DeliveryStatus(s.id, delivery_state(s.state), s.state)
+                for i in provider_message_ids if (s := by_id.get(i)) is not None]
+
+    async def _check_sender(self) -> str | None:
+        """What keeps this account from sending, if anything; caches the numbers."""
+        sender = self.config.sender
+        if not sender:
+            return "no sender configured (one of the account's numbers)"
+        try:
+            response = await self.client.get(ALLOWED_NUMBERS_PATH)
+        except httpx.HTTPError as exc:
+            return f"unreachable: {failure(exc, secrets=self.config.secrets).detail}"
+        if response.status_code != 200:
+            _, detail = parse_problem(response)
+            what = f"HTTP {response.status_code}" + (f": {detail}" if detail else "")
+            if response.status_code in (401, 403):
+                return self._redact(f"token refused ({what})")
+            return self._redact(f"allowed-numbers answered {what}")
+        numbers = parse_allowed_numbers(response)
+        if numbers is None:
+            return "allowed-numbers answer is not a list of numbers"
+        self.allowed_numbers = numbers
+        if sender not in numbers:
+            owned = ", ".join(numbers) or "none"
+            return f"sender {sender} is not one of the account's numbers: {owned}"
+        return None
+
+    async def _history(self, start: datetime) -> list[Sms] | SendResult:
+        """Every SMS from *start* (at most 6 months back) until a little past now."""
+        now = datetime.now(UTC)
+        start = max(start, now - timedelta(seconds=HISTORY_KEPT_S))
+        params = {"startTime": iso_time(start),
+                  "endTime": iso_time(now + timedelta(seconds=LOOKUP_SKEW_S))}
+        try:
+            response = await self.client.get(SMS_PATH, params=params)
+        except httpx.HTTPError as exc:
+            return failure(exc, secrets=self.config.secrets)
+        found = parse_history(response)
+        return self._redacted(found) if isinstance(found, SendResult) else found
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self.config.secrets)
+
+    def _redacted(self, result: SendResult) -> SendResult:
+        return replace(result, detail=self._redact(result.detail))
+
+
+def parse_send(response: httpx.Response) -> SendResult:
+    """Classify one answer to ``POST /SMS`` (the created SMS, or an RFC 7807 problem)."""
+    if 200 <= response.status_code < 300:
+        sms = parse_sms(json_body(response))
+        if sms is None:
+            return SendResult(Outcome.UNKNOWN, code=str(response.status_code),
+                              detail="success answer without a readable SMS id")
+        return SendResult(Outcome.ACCEPTED, provider_message_id=sms.id, code=sms.state)
+    return classify_refusal(response)
+
+
+def classify_refusal(response: httpx.Response) -> SendResult:
+    """The outcome of an answer that is not a success, from its status and problem code."""
+    code, detail = parse_problem(response)
+    detail = detail[:300]
+    status = response.status_code
+    if status in WRONG_ENDPOINT_STATUSES:
+        return SendResult(Outcome.REFUSED_ACCOUNT, code=code or str(status),
+                          detail=detail or f"HTTP {status}: is base_url the API's origin?")
+    if status == 400 and code in SENDER_CODES:
+        return SendResult(Outcome.REFUSED_ACCOUNT, code=code, detail=detail)
+    result = by_status(response, code=code, detail=detail)
+    if result.outcome is Outcome.REFUSED_MESSAGE and _about_destination(code, detail):
+        return replace(result, try_other_route=True)
+    return result
+
+
+def parse_problem(response: httpx.Response) -> tuple[str, str]:
+    """``(code, detail)`` of an RFC 7807 style body; ``("", "")`` when there is none.
+
+    ``code`` is the sandbox's extension member, else the problem ``type``; ``detail`` falls
+    back to ``title``.
+    """
+    data = json_body(response)
+    if not isinstance(data, dict):
+        return "", ""
+    return _first_text(data, "code", "type"), _first_text(data, "detail", "title")
+
+
+def parse_allowed_numbers(response: httpx.Response) -> tuple[str, ...] | None:
+    """The account's numbers from ``GET /SMS/allowed-numbers`` (a JSON list of strings)."""
+    data = json_body(response)
+    if not isinstance(data, list) or not all(isinstance(n, str) for n in data):
+        return None
+    return tuple(data)
+
+
+def parse_history(response: httpx.Response) -> list[Sms] | SendResult:
+    """The SMS records of ``GET /SMS``, or the classified failure; bad records are skipped."""
+    if not 200 <= response.status_code < 300:
+        return classify_refusal(response)
+    data = json_body(response)
+    if not isinstance(data, list):
+        return SendResult(Outcome.UNKNOWN, code=str(response.status_code),
+                          detail="history answer is not a JSON list")
+    records = [parse_sms(item) for item in data]
+    if None in records:
+        log.warning("provider.history_records_skipped", kind="voipex",
+                    count=records.count(None))
+    return [r for r in records if r is not None]
+
+
+def parse_sms(record: object) -> Sms | None:
+    """An SMS record with a non-empty string ``id``; other fields are ``""`` when not text."""
+    if not isinstance(record, Mapping):
+        return None
+    sms_id = record.get("id")
+    if not isinstance(sms_id, str) or not sms_id:
+        return None
+    return Sms(id=sms_id, sender=_first_text(record, "from"), to=_first_text(record, "to"),
+               text=_first_text(record, "text"),
+               direction=_first_text(record, "direction").upper(),
+               state=_first_text(record, "state"),
+               created_at=parse_time(record.get("createdAt")))
+
+
+def parse_webhook(payload: Mapping[str, Any]) -> DeliveryStatus | None:
+    """A delivery report from the account webhook; ``None`` for a received SMS or junk.
+
+    ``at`` stays ``None``: ``createdAt`` is when the SMS was created, not when it was
+    delivered.
+    """
+    sms = parse_sms(payload)
+    if sms is None or sms.direction != "OUT" or not sms.state:
+        return None
+    return DeliveryStatus(sms.id, delivery_state(sms.state), sms.state)
+
+
+def lookup_failure(result: SendResult) -> SendResult:
+    """A failed history read as :meth:`Voipex.lookup` reports it (see there)."""
+    if result.outcome in (Outcome.THROTTLED, Outcome.REFUSED_ACCOUNT, Outcome.NOT_PROCESSED):
+        return result
+    return replace(result, outcome=Outcome.NOT_PROCESSED, try_other_route=False)
+
+
+def iso_time(moment: datetime) -> str:
+    """ISO-8601 with milliseconds and the zone, as the history wants (``...000+00:00``)."""
+    return _aware(moment).astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO-8601 time (``Z`` allowed); a time without a zone is taken as UTC."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return _aware(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _about_destination(code: str, detail: str) -> bool:
+    """A refusal another route may not share: the destination, or the ``to`` field."""
+    return code in DESTINATION_CODES or (code == VALIDATION_CODE and detail.startswith("to "))
+
+
+def _digits(number: str) -> str:
+    return "".join(c for c in number if c.isdigit())
+
+
+def _first_text(data: Mapping[str, Any], *names: str) -> str:
+    for name in names:
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""

@@ -1,0 +1,38 @@
+"""Opening the providers a command needs: adapters inside ``async with``, sandbox first.
+
+A provider whose ``base_url`` is ``sandbox`` talks to the built-in simulator, which is started
+here in the current event loop (one for all such providers) and stopped after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from engine.config import ProviderConfig
+from engine.providers import make_adapter
+from engine.providers.base import Provider
+
+
+@dataclass
+class Session:
+    adapters: dict[str, Provider] = field(default_factory=dict)
+    sandbox_url: str | None = None
+
+
+@asynccontextmanager
+async def open_providers(providers: Sequence[ProviderConfig]) -> AsyncIterator[Session]:
+    """Adapters for *providers* by name, ready to use; the sandbox running if any needs it."""
+    session = Session()
+    async with AsyncExitStack() as stack:
+        if any(p.uses_sandbox for p in providers):
+            from engine.sandbox import default_settings, running_sandbox
+
+            sandbox = await stack.enter_async_context(running_sandbox(default_settings()))
+            session.sandbox_url = sandbox.url
+        for p in providers:
+            base_url = f"{session.sandbox_url}/{p.kind}" if p.uses_sandbox else p.base_url
+            adapter = make_adapter(p, base_url=base_url)
+            session.adapters[p.name] = await stack.enter_async_context(adapter)
+        yield session
