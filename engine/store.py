@@ -112,6 +112,40 @@ VALID_STATES: Final = ("pending", "sending", "accepted", "delivered", "undeliver
 
 
 @dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A stored message as the dispatcher needs it."""
+
+    line: int
+    phone: str
+    text: str
+    encoding: str
+    segments: int
+    provider: str
+    route: str
+    price_nanos: int
+    cost_nanos: int
+    plan_id: int
+    attempts: int
+    state: str
+    provider_message_id: str | None
+    updated_at: float | None
+
+
+OUTGOING_COLUMNS: Final = ("line, phone, text, encoding, segments, provider, route, price_nanos,"
+                           " cost_nanos, plan_id, attempts, state, provider_message_id, updated_at")
+
+UPDATE_COLUMNS: Final = ("state", "reason", "detail", "provider", "route", "price_nanos",
+                         "cost_nanos", "provider_message_id", "actual_cost_nanos", "attempts",
+                         "updated_at")
+"""The order of an update tuple for :meth:`Store.checkpoint`, followed by the line."""
+
+_UPDATE: Final = (f"UPDATE messages SET {', '.join(c + ' = ?' for c in UPDATE_COLUMNS)} "
+                  "WHERE campaign_id = ? AND line = ?")
+_SENDING: Final = ("UPDATE messages SET state = 'sending', attempts = attempts + 1, "
+                   "updated_at = ? WHERE campaign_id = ? AND line = ?")
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignRecord:
     id: int
     name: str
@@ -126,6 +160,13 @@ class Group:
     messages: int
     segments: int
     cost_nanos: int
+
+
+@dataclass(frozen=True, slots=True)
+class RatePlanRoute:
+    provider: str
+    route: str
+    price_nanos: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +394,88 @@ class Store:
                 "GROUP BY state, reason, provider, country", (campaign_id,)):
             tally.add((state, reason, provider, country), n, segs, nanos)
         return tally.counts()
+
+    async def campaign_named(self, name: str) -> CampaignRecord:
+        """The campaign stored under *name*; the error lists the ones there are."""
+        record = await self.campaign(name)
+        if record is None:
+            known = [r[0] for r in await self._rows("SELECT name FROM campaigns ORDER BY name")]
+            raise StoreError(f"no campaign {name!r} has been planned here (known: "
+                             f"{', '.join(known) or 'none'})", path=self.path)
+        return record
+
+    async def interrupted_to_unknown(self, campaign_id: int) -> int:
+        """Rows a dead process left ``sending`` become ``unknown``: they may have been sent."""
+        cur = await self.db.execute(
+            "UPDATE messages SET state = 'unknown', reason = 'interrupted', detail = "
+            "'the process stopped while this message was being sent' "
+            "WHERE campaign_id = ? AND state = 'sending'", (campaign_id,))
+        return cur.rowcount
+
+    async def outgoing(self, campaign_id: int, *, state: str, provider: str | None = None,
+                       after_line: int = 0, limit: int = 1000) -> list[Outgoing]:
+        """Messages in *state* (of *provider*), in line order, after *after_line*."""
+        sql = (f"SELECT {OUTGOING_COLUMNS} FROM messages WHERE campaign_id = ? AND state = ? "
+               "AND line > ?")
+        params: list[Any] = [campaign_id, state, after_line]
+        if provider is not None:
+            sql += " AND provider = ?"
+            params.append(provider)
+        rows = await self._rows(sql + " ORDER BY line LIMIT ?", (*params, limit))
+        return [Outgoing(*r) for r in rows]
+
+    async def pending_by_provider(self, campaign_id: int) -> dict[str, int]:
+        rows = await self._rows("SELECT provider, count(*) FROM messages WHERE campaign_id = ? "
+                                "AND state = 'pending' GROUP BY provider", (campaign_id,))
+        return dict(rows)
+
+    async def rate_plans(self, campaign_id: int) -> dict[int, list[RatePlanRoute]]:
+        rows = await self._rows("SELECT id, routes FROM rate_plans WHERE campaign_id = ?",
+                                (campaign_id,))
+        return {plan_id: [RatePlanRoute(provider, route, int(nanos))
+                          for provider, route, _, _, _, nanos in json.loads(routes)]
+                for plan_id, routes in rows}
+
+    async def spent_nanos(self, campaign_id: int) -> int:
+        """What the campaign has cost or may have cost so far, in billionths."""
+        return int(await self._scalar(
+            "SELECT coalesce(sum(coalesce(actual_cost_nanos, cost_nanos)), 0) FROM messages "
+            "WHERE campaign_id = ? AND state IN "
+            "('sending', 'accepted', 'delivered', 'undelivered', 'unknown')", (campaign_id,)))
+
+    async def checkpoint(self, campaign_id: int, *, sending: Sequence[tuple[float, int]],
+                         updates: Sequence[tuple[Any, ...]]) -> None:
+        """One transaction: messages about to be sent, then outcomes (UPDATE_COLUMNS + line)."""
+        async with self.transaction() as db:
+            if sending:
+                await db.executemany(_SENDING, [(t, campaign_id, line) for t, line in sending])
+            if updates:
+                await db.executemany(_UPDATE, [(*u[:-1], campaign_id, u[-1]) for u in updates])
+
+    async def state_counts(self, campaign_id: int) -> list[tuple[str, str | None, int, int, int]]:
+        """(state, provider, messages, segments, cost nanos) for every state and provider."""
+        rows = await self._rows(
+            "SELECT state, provider, count(*), coalesce(sum(segments), 0), "
+            "coalesce(sum(coalesce(actual_cost_nanos, cost_nanos)), 0) FROM messages "
+            "WHERE campaign_id = ? GROUP BY state, provider ORDER BY state, provider",
+            (campaign_id,))
+        return [tuple(r) for r in rows]
+
+    async def report_rows(self, campaign_id: int) -> AsyncIterator[tuple[Any, ...]]:
+        """phone, line, state, provider, route, segments, cost nanos, provider id, reason."""
+        after = 0
+        while True:
+            rows = await self._rows(
+                "SELECT coalesce(phone, phone_raw), line, state, provider, route, segments, "
+                "coalesce(actual_cost_nanos, cost_nanos), provider_message_id, "
+                "coalesce(reason || coalesce(': ' || detail, ''), detail) FROM messages "
+                "WHERE campaign_id = ? AND line > ? ORDER BY line LIMIT 5000",
+                (campaign_id, after))
+            if not rows:
+                return
+            for row in rows:
+                yield tuple(row)
+            after = rows[-1][1]
 
     async def cached_rates(self, provider: str) -> tuple[float, list[RateRow]] | None:
         """The provider's last fetched rate table and when it was fetched (epoch seconds)."""
