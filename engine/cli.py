@@ -62,6 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes for number parsing and rendering (default 1; 0 = all cores)")
     p.set_defaults(handler=_plan)
 
+    r = sub.add_parser("run", help="send a campaign (plans it first); run again to resume")
+    r.add_argument("campaign", type=Path, help="campaign file (TOML)")
+    _config_option(r)
+    r.add_argument("--workers", type=int, default=1, help="planning processes (see plan)")
+    r.set_defaults(handler=_run)
+
+    st = sub.add_parser("status", help="counts by state and provider, cost so far")
+    st.add_argument("campaign", help="campaign file or campaign name")
+    _config_option(st)
+    st.add_argument("--json", action="store_true", help="print one JSON object")
+    st.set_defaults(handler=_status)
+
+    rp = sub.add_parser("report", help="one row per recipient: what was sent, where, cost")
+    rp.add_argument("campaign", help="campaign file or campaign name")
+    _config_option(rp)
+    rp.add_argument("--csv", type=Path, help="write CSV to FILE (default: CSV on stdout)")
+    rp.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    rp.set_defaults(handler=_report)
+
     s = sub.add_parser("segments", help="encoding and SMS segment count of a text")
     s.add_argument("text", help="the message text; - reads standard input")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -197,6 +216,92 @@ def _rates_show(args: argparse.Namespace) -> int:
         print(json.dumps({"currency": config.routing.currency, "destinations": rows}, indent=2))
     else:
         print_rates(rows, config.routing.currency, Console())
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from engine.campaign import load_campaign
+    from engine.config import load_config
+    from engine.progress import TerminalProgress
+    from engine.report import print_run
+    from engine.run import run_campaign
+
+    config = load_config(_config_path(args))
+    campaign = load_campaign(args.campaign)
+    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    console = Console(stderr=True)
+    display = TerminalProgress(console) if console.is_terminal else None
+
+    async def go() -> Any:
+        try:
+            return await run_campaign(config, campaign, workers=workers,
+                                      on_progress=display.update if display else None)
+        finally:
+            if display:
+                display.close()
+
+    outcome = anyio.run(go)
+    print_run(outcome, Console())
+    if outcome.stopped:
+        config_arg = f" --config {args.config}" if args.config else ""
+        print(f"stopped ({outcome.stopped}); resume with: dispatch run {args.campaign}"
+              f"{config_arg}", file=sys.stderr)
+        return EXIT_STOPPED
+    return EXIT_OK
+
+
+def _campaign_name(arg: str) -> str:
+    path = Path(arg)
+    if path.suffix == ".toml" and path.is_file():
+        from engine.campaign import load_campaign
+
+        return load_campaign(path).name
+    return arg
+
+
+def _status(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.report import print_status, status_json
+    from engine.store import Store
+
+    config = load_config(_config_path(args))
+    name = _campaign_name(args.campaign)
+
+    async def go() -> Any:
+        async with Store.open(config.database) as store:
+            record = await store.campaign_named(name)
+            return await store.state_counts(record.id)
+
+    counts = anyio.run(go)
+    if args.json:
+        print(json.dumps(status_json(name, counts, config.routing.currency), indent=2))
+    else:
+        print_status(name, counts, config.routing.currency, Console())
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.report import write_report
+    from engine.store import Store
+
+    config = load_config(_config_path(args))
+    name = _campaign_name(args.campaign)
+
+    async def go() -> int:
+        async with Store.open(config.database) as store:
+            record = await store.campaign_named(name)
+            out = args.csv.open("w", newline="", encoding="utf-8") if args.csv else sys.stdout
+            try:
+                return await write_report(store.report_rows(record.id), out,
+                                          as_json=args.json)
+            finally:
+                if args.csv:
+                    out.close()
+
+    rows = anyio.run(go)
+    if args.csv:
+        print(f"wrote {rows} rows to {args.csv}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -21,7 +21,7 @@ import structlog
 from engine.config import Config, ProviderConfig
 from engine.errors import ProviderError
 from engine.routing import RateRow, RouteTable, load_rate_csv
-from engine.session import open_providers
+from engine.session import Session, open_providers
 from engine.store import Store
 
 log = structlog.get_logger()
@@ -42,8 +42,10 @@ class RateSource:
 
 
 async def rate_sources(config: Config, providers: Sequence[ProviderConfig], store: Store, *,
-                       refresh: bool = False, now: float | None = None) -> list[RateSource]:
-    """The rate table each provider is routed by, fetching live tables that are stale."""
+                       refresh: bool = False, now: float | None = None,
+                       session: Session | None = None) -> list[RateSource]:
+    """The rate table each provider is routed by, fetching live tables that are stale
+    (through *session*'s adapters when given, else through adapters opened for it)."""
     now = time.time() if now is None else now
     cached = {p.name: await store.cached_rates(p.name) for p in providers
               if p.kind in LIVE_RATE_KINDS}
@@ -52,7 +54,7 @@ async def rate_sources(config: Config, providers: Sequence[ProviderConfig], stor
         or now - cached[p.name][0] > config.routing.rate_ttl_s)]  # type: ignore[index]
     fetched: dict[str, list[RateRow] | str] = {}
     if stale:
-        fetched = await _fetch(stale)
+        fetched = await _fetch(stale, session)
         for name, rows in fetched.items():
             if isinstance(rows, list) and rows:
                 await store.save_rates(name, now, rows)
@@ -85,23 +87,26 @@ def _fallback(p: ProviderConfig, cached: tuple[float, list[RateRow]] | None,
                       f"{problem or 'set rates in config'}")
 
 
-async def _fetch(providers: Sequence[ProviderConfig]) -> dict[str, list[RateRow] | str]:
+async def _fetch(providers: Sequence[ProviderConfig], session: Session | None
+                 ) -> dict[str, list[RateRow] | str]:
     """Each provider's live table, or why it could not be had."""
+    if session is None:
+        async with open_providers(providers) as opened:
+            return await _fetch(providers, opened)
     results: dict[str, list[RateRow] | str] = {}
-    async with open_providers(providers) as session:
 
-        async def one(name: str) -> None:
-            try:
-                with anyio.fail_after(FETCH_TIMEOUT_S):
-                    results[name] = await session.adapters[name].fetch_rates()
-            except ProviderError as exc:
-                results[name] = exc.problem
-            except TimeoutError:
-                results[name] = f"no answer within {FETCH_TIMEOUT_S:g} s"
+    async def one(name: str) -> None:
+        try:
+            with anyio.fail_after(FETCH_TIMEOUT_S):
+                results[name] = await session.adapters[name].fetch_rates()
+        except ProviderError as exc:
+            results[name] = exc.problem
+        except TimeoutError:
+            results[name] = f"no answer within {FETCH_TIMEOUT_S:g} s"
 
-        async with anyio.create_task_group() as tg:
-            for p in providers:
-                tg.start_soon(one, p.name)
+    async with anyio.create_task_group() as tg:
+        for p in providers:
+            tg.start_soon(one, p.name)
     return results
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import csv
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -12,6 +14,11 @@ from engine.plan import PlanSummary
 from engine.providers.base import Readiness
 from engine.routing import nanos_to_decimal
 from engine.store import Group
+
+if TYPE_CHECKING:
+    from engine.run import RunOutcome
+
+SPENDING_STATES: Final = ("sending", "accepted", "delivered", "undelivered", "unknown")
 
 
 def _group_table(title: str, label: str, groups: dict[str, Group], currency: str) -> Table:
@@ -73,3 +80,68 @@ def _route(choice: dict[str, Any] | None) -> str:
     if not choice:
         return "-"
     return f"{choice['provider']} ({choice['route']})" if choice["route"] else choice["provider"]
+
+
+REPORT_COLUMNS: Final = ("phone", "line", "state", "provider", "route", "segments", "cost",
+                  "provider_message_id", "reason")
+
+
+async def write_report(rows: AsyncIterator[tuple[Any, ...]], out: TextIO, *,
+                       as_json: bool) -> int:
+    """Stream every recipient's row as CSV (or JSON lines) to *out*; the number written."""
+    writer = None if as_json else csv.writer(out)
+    if writer is not None:
+        writer.writerow(REPORT_COLUMNS)
+    count = 0
+    async for phone, line, state, provider, route, segments, nanos, pmid, reason in rows:
+        cost = str(nanos_to_decimal(nanos)) if nanos is not None else ""
+        values = (phone, line, state, provider or "", route or "", segments or "", cost,
+                  pmid or "", reason or "")
+        if writer is None:
+            out.write(json.dumps(dict(zip(REPORT_COLUMNS, values, strict=True))) + "\n")
+        else:
+            writer.writerow(values)
+        count += 1
+    return count
+
+
+def status_json(name: str, counts: Sequence[tuple[str, str | None, int, int, int]],
+                currency: str) -> dict[str, Any]:
+    by_state: dict[str, int] = {}
+    by_provider: dict[str, dict[str, int]] = {}
+    spent = 0
+    for state, provider, n, _, nanos in counts:
+        by_state[state] = by_state.get(state, 0) + n
+        if provider:
+            by_provider.setdefault(provider, {})[state] = n
+        if state in SPENDING_STATES:
+            spent += nanos
+    return {"campaign": name, "states": by_state, "by_provider": by_provider,
+            "cost_so_far": str(nanos_to_decimal(spent)), "currency": currency}
+
+
+def print_status(name: str, counts: Sequence[tuple[str, str | None, int, int, int]],
+                 currency: str, console: Console) -> None:
+    data = status_json(name, counts, currency)
+    console.print(f"[bold]Campaign {name}[/bold]: " + ", ".join(
+        f"{state} {n:,}" for state, n in sorted(data["states"].items())))
+    console.print(f"cost so far {data['cost_so_far']} {currency}")
+    states = sorted({s for per in data["by_provider"].values() for s in per})
+    table = Table(title="By provider", title_justify="left")
+    table.add_column("provider")
+    for state in states:
+        table.add_column(state, justify="right")
+    for provider, per in sorted(data["by_provider"].items()):
+        table.add_row(provider, *(f"{per.get(s, 0):,}" for s in states))
+    console.print(table)
+
+
+def print_run(outcome: RunOutcome, console: Console) -> None:
+    s = outcome.stats
+    console.print(f"[bold]Run of {outcome.plan.campaign}[/bold] in {s.seconds:.1f} s: "
+                  f"accepted {s.accepted:,}, failed {s.failed:,}, unknown {s.unknown:,}, "
+                  f"failed over {s.failed_over:,}, still pending {outcome.pending_left:,}")
+    console.print(f"spent {nanos_to_decimal(s.spent_nanos)} {outcome.plan.currency} "
+                  f"(plan: {outcome.plan.cost})")
+    for name, why in outcome.skipped_providers.items():
+        console.print(f"[yellow]left out[/yellow] {name}: {why}")

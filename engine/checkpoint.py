@@ -1,0 +1,73 @@
+"""The single writer of a run: batched, durable checkpoints of every message's state.
+
+A message is marked ``sending`` durably before its request leaves: :meth:`mark_sending`
+returns only after the transaction holding the mark has committed. Marks from every lane
+that arrive while one transaction commits share the next one (group commit), so the cost of
+an fsync is spread over all messages in flight. Outcomes need not wait: they are written at
+least every ``CHECKPOINT_FLUSH_MS``, and a process killed before that leaves those messages
+``sending``, which the next run settles.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+import anyio
+
+from engine.store import Store
+
+CHECKPOINT_FLUSH_MS: Final = 100
+MAX_UPDATES_PER_FLUSH: Final = 5000
+
+
+class Checkpointer:
+    def __init__(self, store: Store, campaign_id: int) -> None:
+        self._store = store
+        self._campaign_id = campaign_id
+        self._sending: list[tuple[float, int]] = []
+        self._updates: list[tuple[Any, ...]] = []
+        self._wake = anyio.Event()
+        self._committed = anyio.Event()
+        self._closed = False
+        self.flushes = 0
+        self.rows_written = 0
+
+    async def mark_sending(self, lines: Sequence[int]) -> None:
+        """Record *lines* as ``sending`` and wait until that is on disk."""
+        now = time.time()
+        self._sending.extend((now, line) for line in lines)
+        committed = self._committed
+        self._wake.set()
+        await committed.wait()
+
+    def update(self, row: tuple[Any, ...]) -> None:
+        """Queue one outcome (``store.UPDATE_COLUMNS`` + line) for the next flush."""
+        self._updates.append(row)
+        if len(self._updates) >= MAX_UPDATES_PER_FLUSH:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Write everything queued so far, now."""
+        sending, self._sending = self._sending, []
+        updates, self._updates = self._updates, []
+        committed, self._committed = self._committed, anyio.Event()
+        if sending or updates:
+            await self._store.checkpoint(self._campaign_id, sending=sending, updates=updates)
+            self.flushes += 1
+            self.rows_written += len(sending) + len(updates)
+        committed.set()
+
+    async def run(self) -> None:
+        """Flush when a sender waits, and at least every ``CHECKPOINT_FLUSH_MS``."""
+        while not self._closed:
+            with anyio.move_on_after(CHECKPOINT_FLUSH_MS / 1000):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            await self.flush()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        await self.flush()

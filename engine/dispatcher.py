@@ -1,0 +1,479 @@
+"""The scheduler: one lane per provider, exact rate limits, checkpoints, failover, settling.
+
+Each lane has its provider's limiter (every window exact, see :mod:`engine.limits`), as many
+workers as its ``concurrency``, and a feeder paging the store's pending rows in line order.
+What a failed attempt means decides what happens next (DESIGN.md, "Concurrency and limits"):
+throttled pauses the whole lane for ``Retry-After``; not processed is retried with backoff and
+jitter, then failed over; outcome unknown is resent with the same key where the provider
+honours keys, looked up where it keeps logs, and otherwise left ``unknown`` and reported;
+refused for the message fails over when another route may take it; refused for the account
+stops the lane and moves its queue to the next routes.
+
+A message that is failed over is written with its new provider before it moves, and each
+lane's feeder skips lines that moved during the run, so a line is only ever in one lane.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Final
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from engine.campaign import Campaign
+from engine.checkpoint import Checkpointer
+from engine.config import ProviderConfig, RoutingConfig
+from engine.limits import SlidingWindowLimiter, Unlimited
+from engine.providers.base import OutboundMessage, Outcome, Provider, SendResult
+from engine.routing import to_nanos
+from engine.store import CampaignRecord, Outgoing, RatePlanRoute, Store
+
+log = structlog.get_logger()
+
+FEED_PAGE_ROWS: Final = 500
+FEED_AHEAD_PER_WORKER: Final = 4
+MAX_NOT_PROCESSED_ATTEMPTS: Final = 6
+MAX_SAME_KEY_RESENDS: Final = 4
+BACKOFF_BASE_S: Final = 0.25
+BACKOFF_MAX_S: Final = 15.0
+LOOKUP_DELAY_S: Final = 1.0
+LOOKUP_ATTEMPTS: Final = 4
+BATCH_LINGER_S: Final = 0.05
+
+
+@dataclass(slots=True)
+class Job:
+    line: int
+    phone: str
+    text: str
+    encoding: str
+    segments: int
+    provider: str
+    route: str
+    price_nanos: int
+    cost_nanos: int
+    plan_id: int
+    attempts: int
+    tried: set[str] = field(default_factory=set)
+    first_sent_at: float | None = None
+    fed: bool = False
+    resends: int = 0
+    marked: bool = False
+    """Marked ``sending`` in the store during this run."""
+    unsure: bool = False
+    """The last attempt's outcome is unknown."""
+
+    @classmethod
+    def of(cls, row: Outgoing) -> Job:
+        return cls(row.line, row.phone, row.text, row.encoding, row.segments, row.provider,
+                   row.route or "", row.price_nanos, row.cost_nanos, row.plan_id, row.attempts,
+                   first_sent_at=row.updated_at if row.state == "unknown" else None)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    accepted: int
+    failed: int
+    unknown: int
+    failed_over: int
+    left: int
+    spent_nanos: int
+    seconds: float
+    by_provider: Mapping[str, int]
+
+
+class Lane:
+    def __init__(self, config: ProviderConfig, adapter: Provider, down: str | None) -> None:
+        self.name = config.name
+        self.config = config
+        self.adapter = adapter
+        self.limiter: SlidingWindowLimiter | Unlimited = (
+            SlidingWindowLimiter(config.rate_limit) if config.rate_limit else Unlimited())
+        self.send, self.receive = anyio.create_memory_object_stream[Job](math.inf)
+        self.slots = anyio.Semaphore(config.concurrency * FEED_AHEAD_PER_WORKER)
+        self.down = down
+        self.paused_until = 0.0
+        self.queued: set[int] = set()
+        self.accepted = 0
+
+    async def wait_unpaused(self) -> None:
+        """Sleep out a ``Retry-After`` pause, including any extension made meanwhile."""
+        while (wait := self.paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
+            await anyio.sleep(wait)
+
+
+class Dispatcher:
+    def __init__(self, *, store: Store, record: CampaignRecord, campaign: Campaign,
+                 providers: Sequence[ProviderConfig], adapters: Mapping[str, Provider],
+                 down: Mapping[str, str], plans: Mapping[int, list[RatePlanRoute]],
+                 routing: RoutingConfig) -> None:
+        self.store = store
+        self.record = record
+        self.campaign = campaign
+        self.routing = routing
+        self.plans = plans
+        self.lanes = {p.name: Lane(p, adapters[p.name], down.get(p.name)) for p in providers
+                      if p.name in adapters}
+        self.checkpoint = Checkpointer(store, record.id)
+        self.max_cost_nanos = (to_nanos(campaign.max_cost) if campaign.max_cost is not None
+                               else None)
+        self.stopping: str | None = None
+        self.spent_nanos = 0
+        self.reserved_nanos = 0
+        self._moved: set[int] = set()
+        self._alive = 0
+        self._feeding = 0
+        self._done = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._started = time.monotonic()
+        self.counts = {"accepted": 0, "failed": 0, "unknown": 0, "failed_over": 0, "left": 0}
+
+    def stop(self, reason: str) -> None:
+        """Take no new messages; what is in flight finishes and is checkpointed."""
+        if self.stopping is None:
+            self.stopping = reason
+            log.warning("run.stopping", campaign=self.record.name, reason=reason)
+        self._check_done()
+
+    async def run(self) -> RunStats:
+        self.spent_nanos = await self.store.spent_nanos(self.record.id)
+        interrupted = await self.store.interrupted_to_unknown(self.record.id)
+        if interrupted:
+            log.warning("run.resume", campaign=self.record.name, interrupted=interrupted)
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self.checkpoint.run)
+            for lane in self.lanes.values():
+                for _ in range(lane.config.concurrency):
+                    tg.start_soon(self._worker, lane)
+            self._feeding += 1
+            await self._settle_unknown()
+            for lane in self.lanes.values():
+                self._feeding += 1
+                tg.start_soon(self._feed, lane)
+            self._feeding -= 1
+            self._check_done()
+            await self._done.wait()
+            for lane in self.lanes.values():
+                lane.send.close()
+            await self.checkpoint.close()
+            tg.cancel_scope.cancel()
+        return RunStats(spent_nanos=self.spent_nanos,
+                        seconds=time.monotonic() - self._started,
+                        by_provider={n: lane.accepted for n, lane in self.lanes.items()},
+                        **self.counts)
+
+    # --- feeding -------------------------------------------------------------------------
+
+    async def _settle_unknown(self) -> None:
+        """Messages whose outcome is unknown are dealt with before anything new is sent."""
+        policy = self.campaign.on_unknown
+        after = 0
+        while policy != "report" and not self.stopping:
+            rows = await self.store.outgoing(self.record.id, state="unknown", after_line=after)
+            if not rows:
+                return
+            for row in rows:
+                after = row.line
+                lane = self.lanes.get(row.provider)
+                if lane is None or lane.down:
+                    continue
+                job = Job.of(row)
+                self._moved.add(job.line)
+                if policy == "resend" or lane.adapter.supports_idempotency:
+                    self._put(lane, job)
+                elif lane.adapter.can_lookup:
+                    self._alive += 1
+                    self._spawn(self._lookup, lane, job)
+
+    async def _feed(self, lane: Lane) -> None:
+        try:
+            if lane.down:
+                await self._drain(lane)
+                return
+            after = 0
+            while not (self.stopping or lane.down):
+                rows = await self.store.outgoing(self.record.id, state="pending",
+                                                 provider=lane.name, after_line=after,
+                                                 limit=FEED_PAGE_ROWS)
+                if not rows:
+                    return
+                for row in rows:
+                    after = row.line
+                    if row.line in self._moved:
+                        continue
+                    await lane.slots.acquire()
+                    if self.stopping or lane.down:
+                        lane.slots.release()
+                        break
+                    job = Job.of(row)
+                    job.fed = True
+                    self._put(lane, job)
+            if lane.down and not self.stopping:
+                await self._drain(lane)
+        finally:
+            self._feeding -= 1
+            self._check_done()
+
+    async def _drain(self, lane: Lane) -> None:
+        """Move a stopped lane's pending messages to their next routes."""
+        await self.checkpoint.flush()
+        after = 0
+        while not self.stopping:
+            rows = await self.store.outgoing(self.record.id, state="pending", provider=lane.name,
+                                             after_line=after, limit=FEED_PAGE_ROWS)
+            if not rows:
+                return
+            for row in rows:
+                after = row.line
+                if row.line in self._moved or row.line in lane.queued:
+                    continue
+                job = Job.of(row)
+                self._alive += 1
+                self._moved.add(job.line)
+                await self._fail_over(job, f"{lane.name} stopped: {lane.down}", account=True,
+                                      backpressure=True)
+
+    def _put(self, lane: Lane, job: Job) -> None:
+        self._alive += 1
+        self._enqueue(lane, job)
+
+    def _enqueue(self, lane: Lane, job: Job) -> None:
+        lane.queued.add(job.line)
+        lane.send.send_nowait(job)
+
+    def _spawn(self, func: object, *args: object) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(func, *args)  # type: ignore[arg-type]
+
+    def _finish(self, lane: Lane | None, job: Job) -> None:
+        if lane is not None:
+            lane.queued.discard(job.line)
+        self._alive -= 1
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self._feeding == 0 and self._alive == 0:
+            self._done.set()
+
+    # --- sending -------------------------------------------------------------------------
+
+    async def _worker(self, lane: Lane) -> None:
+        async with lane.receive.clone() as receive:
+            async for job in receive:
+                batch = [job]
+                if lane.adapter.max_batch > 1:
+                    with anyio.move_on_after(BATCH_LINGER_S):
+                        while len(batch) < lane.adapter.max_batch:
+                            try:
+                                batch.append(await receive.receive())
+                            except anyio.EndOfStream:
+                                break
+                ready = [j for j in batch if self._admit(lane, j)]
+                if ready:
+                    await self._attempt(lane, ready)
+
+    def _admit(self, lane: Lane, job: Job) -> bool:
+        """Whether *job* may be sent now; if not, it is left or moved."""
+        if job.fed:
+            lane.slots.release()
+            job.fed = False
+        if self.stopping:
+            self._leave(lane, job)
+            return False
+        if lane.down:
+            lane.queued.discard(job.line)
+            self._moved.add(job.line)
+            self._spawn(self._fail_over, job, f"{lane.name} stopped: {lane.down}", True)
+            return False
+        if (self.max_cost_nanos is not None and self.spent_nanos + self.reserved_nanos
+                + job.cost_nanos > self.max_cost_nanos):
+            self.stop("budget")
+            self._leave(lane, job)
+            return False
+        self.reserved_nanos += job.cost_nanos
+        return True
+
+    async def _attempt(self, lane: Lane, jobs: list[Job]) -> None:
+        await lane.wait_unpaused()
+        await lane.limiter.acquire()
+        await self.checkpoint.mark_sending([j.line for j in jobs])
+        now = time.time()
+        for job in jobs:
+            job.attempts += 1
+            job.marked = True
+            job.first_sent_at = job.first_sent_at or now
+        messages = [self._message(job) for job in jobs]
+        if len(jobs) == 1:
+            results = [await lane.adapter.send(messages[0])]
+        else:
+            results = await lane.adapter.send_batch(messages)
+        for job, result in zip(jobs, results, strict=True):
+            self.reserved_nanos -= job.cost_nanos
+            await self._handle(lane, job, result)
+
+    def _message(self, job: Job) -> OutboundMessage:
+        return OutboundMessage(
+            key=f"{self.record.name}-{self.record.fingerprint}-{job.line}", to=job.phone,
+            text=job.text, sender=self.campaign.sender,
+            encoding="UCS-2" if job.encoding == "UCS-2" else "GSM-7", segments=job.segments,
+            route=job.route, template=self.campaign.message.source)
+
+    async def _handle(self, lane: Lane, job: Job, result: SendResult) -> None:
+        outcome = result.outcome
+        job.unsure = outcome is Outcome.UNKNOWN
+        if outcome is Outcome.ACCEPTED:
+            self._accept(lane, job, result)
+        elif outcome is Outcome.THROTTLED:
+            pause = result.retry_after_s if result.retry_after_s is not None else 1.0
+            lane.paused_until = max(lane.paused_until, time.monotonic() + pause)
+            log.info("provider.throttled", provider=lane.name, retry_after=pause)
+            self._requeue(lane, job, 0.0)
+        elif outcome is Outcome.NOT_PROCESSED:
+            if job.attempts >= MAX_NOT_PROCESSED_ATTEMPTS:
+                lane.queued.discard(job.line)
+                self._moved.add(job.line)
+                await self._fail_over(job, f"{lane.name}: not processed ({result.code})")
+            else:
+                self._requeue(lane, job, _backoff(job.attempts))
+        elif outcome is Outcome.UNKNOWN:
+            if lane.adapter.supports_idempotency and job.resends < MAX_SAME_KEY_RESENDS:
+                job.resends += 1
+                self._requeue(lane, job, _backoff(job.resends))
+            elif lane.adapter.can_lookup:
+                self._spawn(self._lookup, lane, job)
+            else:
+                self._record(lane, job, "unknown", "outcome_unknown", result)
+        elif outcome is Outcome.REFUSED_MESSAGE:
+            if result.try_other_route:
+                lane.queued.discard(job.line)
+                self._moved.add(job.line)
+                await self._fail_over(job, f"{lane.name} refused: {result.code}")
+            else:
+                self._record(lane, job, "failed", result.code or "refused", result)
+        else:
+            if lane.down is None:
+                lane.down = f"{result.code}: {result.detail}"[:200]
+                log.error("provider.stopped", provider=lane.name, reason=lane.down)
+            lane.queued.discard(job.line)
+            self._moved.add(job.line)
+            await self._fail_over(job, f"{lane.name} stopped: {lane.down}", account=True)
+
+    def _accept(self, lane: Lane, job: Job, result: SendResult) -> None:
+        actual = self._home_nanos(result.cost, result.currency)
+        self.spent_nanos += actual if actual is not None else job.cost_nanos
+        lane.accepted += 1
+        self.counts["accepted"] += 1
+        self.checkpoint.update((
+            "accepted", None, None, job.provider, job.route, job.price_nanos, job.cost_nanos,
+            result.provider_message_id, actual, job.attempts, time.time(), job.line))
+        self._finish(lane, job)
+
+    def _record(self, lane: Lane | None, job: Job, state: str, reason: str,
+                result: SendResult | None, detail: str = "") -> None:
+        if state == "unknown":
+            self.spent_nanos += job.cost_nanos
+        self.counts[state] += 1
+        self.checkpoint.update((
+            state, reason, (detail or (result.detail if result else ""))[:300] or None,
+            job.provider, job.route, job.price_nanos, job.cost_nanos, None, None, job.attempts,
+            time.time(), job.line))
+        self._finish(lane, job)
+
+    def _leave(self, lane: Lane | None, job: Job) -> None:
+        """Not sent this run: left for the next one, ``pending`` again if this run marked it
+        ``sending`` (``unknown`` if its last attempt's outcome is unknown)."""
+        self.counts["left"] += 1
+        if job.marked:
+            state = "unknown" if job.unsure else "pending"
+            self.checkpoint.update((
+                state, "interrupted" if job.unsure else None, None, job.provider, job.route,
+                job.price_nanos, job.cost_nanos, None, None, job.attempts, time.time(),
+                job.line))
+        self._finish(lane, job)
+
+    def _requeue(self, lane: Lane, job: Job, delay_s: float) -> None:
+        async def later() -> None:
+            await anyio.sleep(delay_s)
+            self._enqueue(lane, job)
+
+        self._spawn(later)
+
+    async def _lookup(self, lane: Lane, job: Job) -> None:
+        """Find a message whose answer was lost in the provider's logs; resend if absent."""
+        await anyio.sleep(LOOKUP_DELAY_S)
+        sent_after = datetime.fromtimestamp((job.first_sent_at or time.time()) - 1, UTC)
+        message = self._message(job)
+        for attempt in range(1, LOOKUP_ATTEMPTS + 1):
+            found = await lane.adapter.lookup(message, sent_after)
+            if found is None:
+                if job.resends >= MAX_SAME_KEY_RESENDS or self.stopping:
+                    self._record(lane, job, "unknown", "outcome_unknown", None,
+                                 "not in the provider's logs; not resent")
+                    return
+                job.resends += 1
+                log.info("run.resend_after_lookup", provider=lane.name, line=job.line)
+                self._enqueue(lane, job)
+                return
+            if found.outcome is Outcome.ACCEPTED:
+                self._accept(lane, job, found)
+                return
+            if found.outcome is Outcome.REFUSED_ACCOUNT:
+                break
+            await anyio.sleep(_backoff(attempt))
+        self._record(lane, job, "unknown", "lookup_failed", None,
+                     "the provider's logs could not be read")
+
+    async def _fail_over(self, job: Job, why: str, account: bool = False,
+                         backpressure: bool = False) -> None:
+        """Move *job* to its next route; ``failed`` when none is left (``pending`` instead
+        when no route is left only because providers are down: a later run may send it)."""
+        self.counts["failed_over"] += 1
+        job.tried.add(job.provider)
+        for route in self.plans.get(job.plan_id, ()):
+            lane = self.lanes.get(route.provider)
+            if route.provider in job.tried or lane is None or lane.down:
+                continue
+            job.provider, job.route = route.provider, route.route
+            job.price_nanos = route.price_nanos
+            job.cost_nanos = route.price_nanos * job.segments
+            self.checkpoint.update((
+                "pending", None, f"failed over: {why}"[:300], job.provider, job.route,
+                job.price_nanos, job.cost_nanos, None, None, job.attempts, time.time(),
+                job.line))
+            log.info("run.failover", line=job.line, to=job.provider, why=why)
+            job.marked = job.unsure = False
+            if backpressure:
+                await lane.slots.acquire()
+                job.fed = True
+            if self.stopping:
+                self._leave(lane, job)
+            else:
+                self._enqueue(lane, job)
+            return
+        if account or all(lane.down for lane in self.lanes.values()):
+            self._leave(None, job)
+            if all(lane.down for lane in self.lanes.values()):
+                self.stop("every provider is down")
+            return
+        self._record(None, job, "failed", "no_route_left", None, why)
+
+    def _home_nanos(self, cost: Decimal | None, currency: str | None) -> int | None:
+        if cost is None or currency is None:
+            return None
+        if currency != self.routing.currency and currency not in self.routing.fx:
+            return None
+        return to_nanos(self.routing.to_home(cost, currency))
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt))
