@@ -1,7 +1,8 @@
 """The scheduler: one lane per provider, exact rate limits, checkpoints, failover, settling.
 
-Each lane has its provider's limiter (every window exact, see :mod:`engine.limits`), as many
-workers as its ``concurrency``, and a feeder paging the store's pending rows in line order.
+Each lane has as many workers as its provider's ``concurrency`` and a feeder paging the
+store's pending rows in line order; the provider's rate limit (every window exact, see
+:mod:`engine.limits`) is applied by its adapter's transport to every request it makes.
 What a failed attempt means decides what happens next (DESIGN.md, "Concurrency and limits"):
 throttled pauses the whole lane for ``Retry-After``; not processed is retried with backoff and
 jitter, then failed over; outcome unknown is resent with the same key where the provider
@@ -31,7 +32,6 @@ from anyio.abc import TaskGroup
 from engine.campaign import Campaign
 from engine.checkpoint import Checkpointer
 from engine.config import ProviderConfig, RoutingConfig
-from engine.limits import SlidingWindowLimiter, Unlimited
 from engine.providers.base import OutboundMessage, Outcome, Provider, SendResult
 from engine.routing import to_nanos
 from engine.store import CampaignRecord, Outgoing, RatePlanRoute, Store
@@ -91,12 +91,15 @@ class RunStats:
 
 
 class Lane:
+    """One provider: its workers' queue, its ``Retry-After`` pause, whether it stopped.
+
+    Its rate limit is not here: the adapter's transport applies it to every request.
+    """
+
     def __init__(self, config: ProviderConfig, adapter: Provider, down: str | None) -> None:
         self.name = config.name
         self.config = config
         self.adapter = adapter
-        self.limiter: SlidingWindowLimiter | Unlimited = (
-            SlidingWindowLimiter(config.rate_limit) if config.rate_limit else Unlimited())
         self.send, self.receive = anyio.create_memory_object_stream[Job](math.inf)
         self.slots = anyio.Semaphore(config.concurrency * FEED_AHEAD_PER_WORKER)
         self.down = down
@@ -304,7 +307,6 @@ class Dispatcher:
 
     async def _attempt(self, lane: Lane, jobs: list[Job]) -> None:
         await lane.wait_unpaused()
-        await lane.limiter.acquire()
         await self.checkpoint.mark_sending([j.line for j in jobs])
         now = time.time()
         for job in jobs:

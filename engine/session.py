@@ -1,5 +1,8 @@
 """Opening the providers a command needs: adapters inside ``async with``, sandbox first.
 
+Each provider's adapter gets a transport that takes every request through the provider's
+rate limiter, so that preflight, lookups and status reads count against the limit too.
+
 A provider whose ``base_url`` is ``sandbox`` talks to the built-in simulator, which is started
 here in the current event loop (one for all such providers) and stopped after them.
 """
@@ -11,13 +14,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from engine.config import ProviderConfig
+from engine.limits import SlidingWindowLimiter, Unlimited
 from engine.providers import make_adapter
 from engine.providers.base import Provider
+from engine.providers.http import provider_transport
 
 
 @dataclass
 class Session:
     adapters: dict[str, Provider] = field(default_factory=dict)
+    limiters: dict[str, SlidingWindowLimiter | Unlimited] = field(default_factory=dict)
     sandbox_url: str | None = None
 
 
@@ -33,6 +39,9 @@ async def open_providers(providers: Sequence[ProviderConfig]) -> AsyncIterator[S
             session.sandbox_url = sandbox.url
         for p in providers:
             base_url = f"{session.sandbox_url}/{p.kind}" if p.uses_sandbox else p.base_url
-            adapter = make_adapter(p, base_url=base_url)
+            limiter = session.limiters[p.name] = (
+                SlidingWindowLimiter(p.rate_limit) if p.rate_limit else Unlimited())
+            transport = provider_transport(p.concurrency, limiter)
+            adapter = make_adapter(p, base_url=base_url, transport=transport)
             session.adapters[p.name] = await stack.enter_async_context(adapter)
         yield session

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
+import anyio
 
 from engine.errors import CampaignError, StoreError
 from engine.routing import RatePlan, RateRow
@@ -269,6 +270,7 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
         self.path = path
+        self._tx_lock = anyio.Lock()
 
     @classmethod
     @asynccontextmanager
@@ -311,13 +313,16 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
-        await self.db.execute("COMMIT")
+        """One write transaction at a time on this connection, whichever task asks."""
+        async with self._tx_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
 
     async def campaign(self, name: str) -> CampaignRecord | None:
         rows = await self._rows(

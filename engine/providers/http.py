@@ -16,18 +16,65 @@ import email.utils
 import json
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import aiohttp
+import anyio
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from engine.errors import redact
+from engine.limits import Slot
 from engine.providers.base import Outcome, SendResult
 
 CONNECT_TIMEOUT_S: Final = 5.0
 READ_TIMEOUT_S: Final = 30.0
 USER_AGENT: Final = "dispatch/0.1 (+https://github.com/dispatch-sms)"
+
+
+class Limiter(Protocol):
+    async def acquire(self) -> Slot: ...
+
+
+class RateLimitedTransport(httpx.AsyncBaseTransport):
+    """Every request to a provider waits for its rate limiter, not only sends: a provider
+    counts status reads, log searches and logins against the same limit.
+
+    A request takes its place in the limit only once a pooled connection is free for it
+    (at most *concurrency* requests are past the semaphore, the pool's size), so that the
+    moment the limiter counts is the moment the request goes out; otherwise part of a burst
+    would queue for a connection and reach the provider bunched with the next window's.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, limiter: Limiter,
+                 concurrency: int) -> None:
+        self._inner = inner
+        self._limiter = limiter
+        self._slots = anyio.Semaphore(concurrency)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        async with self._slots:
+            slot = await self._limiter.acquire()
+            try:
+                response = await self._inner.handle_async_request(request)
+                try:
+                    body = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
+                finally:
+                    await response.aclose()
+            finally:
+                slot.done()
+        return httpx.Response(response.status_code, headers=response.headers, content=body,
+                              extensions=response.extensions, request=request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def provider_transport(concurrency: int, limiter: Limiter | None) -> httpx.AsyncBaseTransport:
+    """The aiohttp transport for one provider, rate-limited when *limiter* is given."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    inner = AiohttpTransport(limits=limits)
+    return RateLimitedTransport(inner, limiter, concurrency) if limiter is not None else inner
 
 
 def make_client(base_url: str, *, concurrency: int, headers: Mapping[str, str] | None = None,
@@ -38,7 +85,7 @@ def make_client(base_url: str, *, concurrency: int, headers: Mapping[str, str] |
         base_url=base_url,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
         timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-        transport=transport if transport is not None else AiohttpTransport(limits=limits),
+        transport=transport if transport is not None else provider_transport(concurrency, None),
         limits=limits,
     )
 
