@@ -34,7 +34,7 @@ from engine.checkpoint import Checkpointer
 from engine.config import ProviderConfig, RoutingConfig
 from engine.providers.base import OutboundMessage, Outcome, Provider, SendResult
 from engine.routing import to_nanos
-from engine.store import CampaignRecord, Outgoing, RatePlanRoute, Store
+from engine.store import VARIABLE_SEPARATOR, CampaignRecord, Outgoing, RatePlanRoute, Store
 
 log = structlog.get_logger()
 
@@ -66,6 +66,7 @@ class Job:
     first_sent_at: float | None = None
     fed: bool = False
     resends: int = 0
+    variables: str | None = None
     marked: bool = False
     """Marked ``sending`` in the store during this run."""
     unsure: bool = False
@@ -75,7 +76,8 @@ class Job:
     def of(cls, row: Outgoing) -> Job:
         return cls(row.line, row.phone, row.text, row.encoding, row.segments, row.provider,
                    row.route or "", row.price_nanos, row.cost_nanos, row.plan_id, row.attempts,
-                   first_sent_at=row.updated_at if row.state == "unknown" else None)
+                   first_sent_at=row.updated_at if row.state == "unknown" else None,
+                   variables=row.variables)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,18 @@ class Dispatcher:
         interrupted = await self.store.interrupted_to_unknown(self.record.id)
         if interrupted:
             log.warning("run.resume", campaign=self.record.name, interrupted=interrupted)
+        try:
+            await self._run()
+        finally:
+            for lane in self.lanes.values():
+                lane.send.close()
+                lane.receive.close()
+        return RunStats(spent_nanos=self.spent_nanos,
+                        seconds=time.monotonic() - self._started,
+                        by_provider={n: lane.accepted for n, lane in self.lanes.items()},
+                        **self.counts)
+
+    async def _run(self) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self.checkpoint.run)
@@ -169,10 +183,6 @@ class Dispatcher:
                 lane.send.close()
             await self.checkpoint.close()
             tg.cancel_scope.cancel()
-        return RunStats(spent_nanos=self.spent_nanos,
-                        seconds=time.monotonic() - self._started,
-                        by_provider={n: lane.accepted for n, lane in self.lanes.items()},
-                        **self.counts)
 
     # --- feeding -------------------------------------------------------------------------
 
@@ -323,11 +333,15 @@ class Dispatcher:
             await self._handle(lane, job, result)
 
     def _message(self, job: Job) -> OutboundMessage:
+        fields = self.campaign.message.fields
+        values = job.variables.split(VARIABLE_SEPARATOR) if job.variables is not None else []
         return OutboundMessage(
             key=f"{self.record.name}-{self.record.fingerprint}-{job.line}", to=job.phone,
             text=job.text, sender=self.campaign.sender,
             encoding="UCS-2" if job.encoding == "UCS-2" else "GSM-7", segments=job.segments,
-            route=job.route, template=self.campaign.message.source)
+            route=job.route, template=self.campaign.message.source,
+            variables=dict(zip(fields, values, strict=True)) if len(values) == len(fields)
+            else {})
 
     async def _handle(self, lane: Lane, job: Job, result: SendResult) -> None:
         outcome = result.outcome

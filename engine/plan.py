@@ -27,7 +27,7 @@ from engine.phone import normalise
 from engine.recipients import CsvRow, RecipientsFile, TextChunk, load_opt_out, parse_chunk
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
 from engine.segments import measure
-from engine.store import CampaignRecord, Group, PlanCounts, Store, Tally
+from engine.store import VARIABLE_SEPARATOR, CampaignRecord, Group, PlanCounts, Store, Tally
 from engine.template import BoundTemplate
 
 log = structlog.get_logger()
@@ -58,57 +58,63 @@ class PlanContext:
 Row = tuple[Any, ...]
 
 
+def _not_sent(line: int, raw: str | None, e164: str | None, country: str | None, state: str,
+              reason: str, detail: str | None, text: str | None = None,
+              encoding: str | None = None, segments: int | None = None) -> Row:
+    """The store tuple of a rejected or skipped row."""
+    return (line, raw, e164, country, state, reason, detail, text, encoding, segments,
+            None, None, None, None, None, None)
+
+
 def plan_rows(ctx: PlanContext, rows: Sequence[CsvRow]) -> list[Row]:
     """One store tuple (``store.MESSAGE_COLUMNS`` order) per row, in the same order."""
     out: list[Row] = []
     append = out.append
-    phone_index, region, render = ctx.phone_index, ctx.region, ctx.template.render
+    phone_index, region = ctx.phone_index, ctx.region
+    values_of, join = ctx.template.values, ctx.template.join
     lookup, opt_out, max_segments = ctx.routes.lookup, ctx.opt_out, ctx.max_segments
     shift = ctx.shift_tables
     for row in rows:
         fields = row.fields
         if fields is None:
-            append((row.line, None, None, None, "rejected", "malformed_row", row.problem,
-                    None, None, None, None, None, None, None, None))
+            append(_not_sent(row.line, None, None, None, "rejected", "malformed_row",
+                             row.problem))
             continue
         raw = fields[phone_index].strip()
         number = normalise(raw, region) if raw else None
         if number is None:
-            append((row.line, raw, None, None, "rejected", "invalid_number",
-                    "empty" if not raw else f"not a valid number for region {region}",
-                    None, None, None, None, None, None, None, None))
+            append(_not_sent(row.line, raw, None, None, "rejected", "invalid_number",
+                             "empty" if not raw else f"not a valid number for region {region}"))
             continue
         e164, country = number
         if e164 in opt_out:
-            append((row.line, raw, e164, country, "skipped", "opted_out", None,
-                    None, None, None, None, None, None, None, None))
+            append(_not_sent(row.line, raw, e164, country, "skipped", "opted_out", None))
             continue
-        text, missing = render(fields)
-        if missing is not None:
-            append((row.line, raw, e164, country, "rejected", "missing_variable",
-                    f"column {missing!r} is empty and has no default",
-                    None, None, None, None, None, None, None, None))
+        values = values_of(fields)
+        if isinstance(values, str):
+            append(_not_sent(row.line, raw, e164, country, "rejected", "missing_variable",
+                             f"column {values!r} is empty and has no default"))
             continue
+        text = join(values)
         if not text.strip(BLANK_CHARS):
-            append((row.line, raw, e164, country, "rejected", "empty_message", None,
-                    None, None, None, None, None, None, None, None))
+            append(_not_sent(row.line, raw, e164, country, "rejected", "empty_message", None))
             continue
         encoding, segments, _ = measure(text, shift_tables=shift)
         if segments > max_segments:
-            append((row.line, raw, e164, country, "rejected", "too_long",
-                    f"{segments} segments ({encoding}), at most {max_segments}",
-                    text, encoding, segments, None, None, None, None, None))
+            append(_not_sent(row.line, raw, e164, country, "rejected", "too_long",
+                             f"{segments} segments ({encoding}), at most {max_segments}",
+                             text, encoding, segments))
             continue
         plan = lookup(e164[1:])
         if plan is None or not plan.routes:
-            append((row.line, raw, e164, country, "rejected", "no_route",
-                    "no enabled provider prices this destination",
-                    text, encoding, segments, None, None, None, None, None))
+            append(_not_sent(row.line, raw, e164, country, "rejected", "no_route",
+                             "no enabled provider prices this destination",
+                             text, encoding, segments))
             continue
         best = plan.routes[0]
         append((row.line, raw, e164, country, "pending", None, None, text, encoding,
                 segments, best.provider, best.route, best.price_nanos,
-                best.price_nanos * segments, plan.id))
+                best.price_nanos * segments, plan.id, VARIABLE_SEPARATOR.join(values)))
     return out
 
 

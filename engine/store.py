@@ -29,7 +29,10 @@ import anyio
 from engine.errors import CampaignError, StoreError
 from engine.routing import RatePlan, RateRow
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+VARIABLE_SEPARATOR: Final = "\x1f"
+"""Between a valid row's placeholder values in ``messages.variables`` (bulk APIs with
+per-number template data need them); the ASCII unit separator, which no CSV cell holds."""
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,6 +70,7 @@ CREATE TABLE IF NOT EXISTS messages (
     price_nanos INTEGER,
     cost_nanos INTEGER,
     plan_id INTEGER,
+    variables TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     provider_message_id TEXT,
     actual_cost_nanos INTEGER,
@@ -84,6 +88,7 @@ CREATE INDEX IF NOT EXISTS messages_state ON messages (campaign_id, state);
 MESSAGE_COLUMNS: Final = (
     "line", "phone_raw", "phone", "country", "state", "reason", "detail",
     "text", "encoding", "segments", "provider", "route", "price_nanos", "cost_nanos", "plan_id",
+    "variables",
 )
 """The order of the tuples the planner hands to :meth:`Store.insert_planned`."""
 
@@ -130,10 +135,12 @@ class Outgoing:
     state: str
     provider_message_id: str | None
     updated_at: float | None
+    variables: str | None
 
 
 OUTGOING_COLUMNS: Final = ("line, phone, text, encoding, segments, provider, route, price_nanos,"
-                           " cost_nanos, plan_id, attempts, state, provider_message_id, updated_at")
+                           " cost_nanos, plan_id, attempts, state, provider_message_id, updated_at,"
+                           " variables")
 
 UPDATE_COLUMNS: Final = ("state", "reason", "detail", "provider", "route", "price_nanos",
                          "cost_nanos", "provider_message_id", "actual_cost_nanos", "attempts",

@@ -74,18 +74,32 @@ class BoundTemplate:
     names: tuple[str, ...]
     defaults: tuple[str, ...]
 
-    def render(self, row: Sequence[str]) -> tuple[str, str | None]:
-        """``(text, None)``, or ``("", column)`` when *column* is empty and has no default."""
-        literals = self.literals
-        if not self.columns:
-            return literals[0], None
-        out = [literals[0]]
+    def values(self, row: Sequence[str]) -> list[str] | str:
+        """Each placeholder's value (the cell, else its default), or the name of the first
+        column that is empty and has no default."""
+        out: list[str] = []
+        defaults = self.defaults
         for k, col in enumerate(self.columns):
             value = row[col].strip()
             if not value:
-                value = self.defaults[k]
+                value = defaults[k]
                 if not value:
-                    return "", self.names[k]
+                    return self.names[k]
             out.append(value)
-            out.append(literals[k + 1])
-        return "".join(out), None
+        return out
+
+    def join(self, values: Sequence[str]) -> str:
+        """The message with *values* in place of the placeholders."""
+        literals = self.literals
+        parts = [literals[0]]
+        for value, literal in zip(values, literals[1:], strict=True):
+            parts.append(value)
+            parts.append(literal)
+        return "".join(parts)
+
+    def render(self, row: Sequence[str]) -> tuple[str, str | None]:
+        """``(text, None)``, or ``("", column)`` when *column* is empty and has no default."""
+        values = self.values(row)
+        if isinstance(values, str):
+            return "", values
+        return self.join(values), None

@@ -8,6 +8,7 @@ import dataclasses
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import structlog
@@ -55,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KIND=URL",
         help="where KIND's delivery reports go (127.0.0.1/localhost only); repeatable",
     )
+    parser.add_argument(
+        "--wallet",
+        type=_amount,
+        default=None,
+        metavar="AMOUNT",
+        help="Sky Telecom's starting wallet balance in USD (default 100)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random fault choice")
     parser.add_argument(
         "--loop",
@@ -82,6 +90,8 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         if not sep or kind not in KINDS:
             raise SandboxError(f"sandbox: --callback {spec!r} must look like KIND=URL")
         accounts[kind] = dataclasses.replace(accounts[kind], callback_url=url)
+    if getattr(args, "wallet", None) is not None:
+        accounts["skytelecom"] = dataclasses.replace(accounts["skytelecom"], wallet=args.wallet)
     return default_settings(
         accounts=accounts,
         ledger_path=args.ledger,
@@ -89,6 +99,17 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         session_ttl_s=args.session_ttl,
         seed=args.seed,
     )
+
+
+def _amount(text: str) -> Decimal:
+    """A wallet amount: a finite decimal >= 0."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount >= 0")
+    return value
 
 
 def serve(settings: SandboxSettings, *, port: int, loop: str = "auto") -> int:
