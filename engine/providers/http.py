@@ -16,14 +16,16 @@ import email.utils
 import json
 import time
 from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, Protocol, Self
 
 import aiohttp
 import anyio
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from engine.errors import redact
+from engine.config import ProviderConfig
+from engine.errors import ProviderError, redact
 from engine.limits import Slot
 from engine.providers.base import Outcome, SendResult
 
@@ -90,6 +92,40 @@ def make_client(base_url: str, *, concurrency: int, headers: Mapping[str, str] |
     )
 
 
+class HttpAdapter:
+    """What every adapter shares: its config, and one keep-alive client per ``async with``.
+
+    Subclasses give their authentication headers in :meth:`headers` and use :attr:`client`.
+    """
+
+    def __init__(self, config: ProviderConfig, *, base_url: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.name = config.name
+        self.config = config
+        self._base_url = base_url or config.base_url
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    async def __aenter__(self) -> Self:
+        self._client = make_client(self._base_url, concurrency=self.config.concurrency,
+                                   transport=self._transport, headers=self.headers())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise ProviderError("used outside 'async with'", provider=self.name)
+        return self._client
+
+
 def classify_error(exc: httpx.HTTPError) -> Outcome:
     """NOT_PROCESSED only where the request cannot have reached the provider."""
     cause = exc.__cause__
@@ -142,6 +178,17 @@ def by_status(response: httpx.Response, *, code: str = "", detail: str = "") -> 
     if 400 <= status < 500:
         return SendResult(Outcome.REFUSED_MESSAGE, code=code, detail=detail)
     return SendResult(Outcome.UNKNOWN, code=code, detail=detail)
+
+
+def amount(value: object) -> Decimal | None:
+    """A non-negative amount from a JSON number or a numeric string, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return result if result.is_finite() and result >= 0 else None
 
 
 def json_body(response: httpx.Response) -> Any:

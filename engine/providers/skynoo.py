@@ -24,7 +24,7 @@ import httpx
 import structlog
 
 from engine.config import ProviderConfig
-from engine.errors import ProviderError, redact
+from engine.errors import redact
 from engine.providers.base import (
     DeliveryStatus,
     OutboundMessage,
@@ -33,7 +33,7 @@ from engine.providers.base import (
     SendResult,
     delivery_state,
 )
-from engine.providers.http import by_status, failure, json_body, make_client
+from engine.providers.http import HttpAdapter, by_status, failure, json_body
 from engine.routing import RateRow
 from engine.template import Template
 
@@ -103,7 +103,7 @@ class TaskPlan:
         return body
 
 
-class Skynoo:
+class Skynoo(HttpAdapter):
     kind: Final = "skynoo"
     supports_idempotency: Final = False
     max_batch: Final = MAX_BATCH
@@ -112,33 +112,15 @@ class Skynoo:
     def __init__(self, config: ProviderConfig, *, base_url: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
                  use_type: int = USE_TYPE_MARKETING, batch_wait_s: float = BATCH_WAIT_S) -> None:
-        self.name = config.name
-        self.config = config
-        self._base_url = base_url or config.base_url
-        self._transport = transport
+        super().__init__(config, base_url=base_url, transport=transport)
         self._use_type = use_type
         self._batch_wait_s = batch_wait_s
         pair = f"{config.api_key}:{config.api_secret}".encode()
         self._authorization = base64.b64encode(pair).decode()
         self._secrets = (*config.secrets, self._authorization)
-        self._client: httpx.AsyncClient | None = None
 
-    async def __aenter__(self) -> Skynoo:
-        self._client = make_client(
-            self._base_url, concurrency=self.config.concurrency, transport=self._transport,
-            headers={"Authorization": f"Basic {self._authorization}"})
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise ProviderError("used outside 'async with'", provider=self.name)
-        return self._client
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Basic {self._authorization}"}
 
     async def send(self, message: OutboundMessage) -> SendResult:
         refused = refuse_text(message.text)

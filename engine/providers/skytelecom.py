@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
 import httpx
@@ -33,7 +33,7 @@ from engine.providers.base import (
     SendResult,
     delivery_state,
 )
-from engine.providers.http import by_status, failure, json_body, make_client
+from engine.providers.http import HttpAdapter, amount, by_status, failure, json_body
 from engine.routing import RateRow
 
 log = structlog.get_logger()
@@ -82,7 +82,7 @@ class LogPage:
     has_more: bool
 
 
-class SkyTelecom:
+class SkyTelecom(HttpAdapter):
     kind: Final = "skytelecom"
     supports_idempotency: Final = False
     max_batch: Final = 1
@@ -92,29 +92,12 @@ class SkyTelecom:
                  transport: httpx.AsyncBaseTransport | None = None,
                  logs_path: str = LOGS_PATH) -> None:
         """*base_url* is the origin; the document's ``https://skytelecom.io/api`` works too."""
-        self.name = config.name
-        self.config = config
-        self._base_url = (base_url or config.base_url).rstrip("/").removesuffix("/api")
-        self._transport = transport
+        super().__init__(config, base_url=(base_url or config.base_url).rstrip("/")
+                         .removesuffix("/api"), transport=transport)
         self._logs_path = logs_path
-        self._client: httpx.AsyncClient | None = None
 
-    async def __aenter__(self) -> SkyTelecom:
-        self._client = make_client(
-            self._base_url, concurrency=self.config.concurrency, transport=self._transport,
-            headers={"Authorization": f"Bearer {self.config.api_key}"})
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise ProviderError("used outside 'async with'", provider=self.name)
-        return self._client
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.config.api_key}"}
 
     async def send(self, message: OutboundMessage) -> SendResult:
         body: dict[str, Any] = {"to": digits(message.to), "message": message.text}
@@ -257,11 +240,11 @@ def parse_send(response: httpx.Response, *, currency: str) -> SendResult:
             return SendResult(Outcome.REFUSED_ACCOUNT, code=code, detail=detail)
         return SendResult(Outcome.REFUSED_MESSAGE, code=code or str(status), detail=detail,
                           try_other_route=_about_destination(code, detail))
-    cost = _decimal(data.get("total_cost"))
+    cost = amount(data.get("total_cost"))
     accepted = SendResult(
         Outcome.ACCEPTED, segments=_count(data.get("segments")), cost=cost,
         currency=currency if cost is not None else None,
-        balance=_decimal(data.get("wallet_balance")))
+        balance=amount(data.get("wallet_balance")))
     messages = data.get("messages")
     first = messages[0] if isinstance(messages, list) and messages else {}
     first = first if isinstance(first, dict) else {}
@@ -301,7 +284,7 @@ def parse_rates(provider: str, data: Mapping[str, Any], *, currency: str) -> lis
             continue
         for channel in channels:
             option = channel.get("option_id") if isinstance(channel, dict) else None
-            price = _decimal(channel.get("price")) if isinstance(channel, dict) else None
+            price = amount(channel.get("price")) if isinstance(channel, dict) else None
             if not isinstance(option, str) or not option or price is None:
                 log.warning("rates.row_skipped", provider=provider, country=str(name),
                             reason="channel without option_id or price")
@@ -362,7 +345,7 @@ def _log_entry(raw: object) -> LogEntry | None:
     text = raw.get("message")
     return LogEntry(entry_id, recipient, text if isinstance(text, str) else "", status,
                     _log_date(raw.get("date")), _count(raw.get("segments")),
-                    _decimal(raw.get("cost")))
+                    amount(raw.get("cost")))
 
 
 def _log_date(value: object) -> datetime | None:
@@ -388,13 +371,3 @@ def _id(value: object) -> str | None:
 def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-
-def _decimal(value: object) -> Decimal | None:
-    """A non-negative amount from a JSON number or a numeric string (the call logs use both)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        result = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return result if result.is_finite() and result >= 0 else None

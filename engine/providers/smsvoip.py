@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 import httpx
@@ -26,7 +25,7 @@ from engine.providers.base import (
     Readiness,
     SendResult,
 )
-from engine.providers.http import by_status, failure, json_body, make_client
+from engine.providers.http import HttpAdapter, amount, by_status, failure, json_body
 from engine.routing import RateRow
 
 log = structlog.get_logger()
@@ -39,7 +38,7 @@ DESTINATION_CODES: Final = frozenset({"unsupported_destination", "invalid_number
 """Refusal codes about where a message goes, which another provider may still take."""
 
 
-class SmsVoip:
+class SmsVoip(HttpAdapter):
     kind: Final = "smsvoip"
     supports_idempotency: Final = True
     max_batch: Final = 1
@@ -48,29 +47,11 @@ class SmsVoip:
     def __init__(self, config: ProviderConfig, *, base_url: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
                  callback_url: str | None = None) -> None:
-        self.name = config.name
-        self.config = config
-        self._base_url = base_url or config.base_url
-        self._transport = transport
+        super().__init__(config, base_url=base_url, transport=transport)
         self._callback_url = callback_url
-        self._client: httpx.AsyncClient | None = None
 
-    async def __aenter__(self) -> SmsVoip:
-        self._client = make_client(
-            self._base_url, concurrency=self.config.concurrency, transport=self._transport,
-            headers={"Authorization": f"Bearer {self.config.api_key}"})
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise ProviderError("used outside 'async with'", provider=self.name)
-        return self._client
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.config.api_key}"}
 
     async def send(self, message: OutboundMessage) -> SendResult:
         body: dict[str, Any] = {"to": message.to, "text": message.text}
@@ -131,7 +112,7 @@ def parse_send(response: httpx.Response) -> SendResult:
         return SendResult(
             Outcome.ACCEPTED, provider_message_id=message_id,
             segments=segments if isinstance(segments, int) else None,
-            cost=_decimal(data.get("cost")),
+            cost=amount(data.get("cost")),
             currency=data.get("currency") if isinstance(data.get("currency"), str) else None)
     error = data.get("error") if isinstance(data, dict) else None
     code = str(error.get("code", "")) if isinstance(error, dict) else ""
@@ -156,7 +137,7 @@ def parse_rates(provider: str, data: dict[str, Any]) -> list[RateRow]:
             continue
         iso = str(entry.get("iso_code", "")).upper()
         code = calling_code(iso)
-        price = _decimal(entry.get("sms"))
+        price = amount(entry.get("sms"))
         currency = str(entry.get("currency", "")).upper()
         if code is None or price is None or len(currency) != 3:
             log.warning("rates.row_skipped", provider=provider, iso_code=iso)
@@ -166,12 +147,3 @@ def parse_rates(provider: str, data: dict[str, Any]) -> list[RateRow]:
         rows.append(RateRow(provider, str(entry.get("route") or ""), code, price, currency))
     return rows
 
-
-def _decimal(value: object) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        result = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return result if result.is_finite() and result >= 0 else None

@@ -26,7 +26,7 @@ import httpx
 import structlog
 
 from engine.config import ProviderConfig
-from engine.errors import ProviderError, redact
+from engine.errors import redact
 from engine.providers.base import (
     DeliveryStatus,
     OutboundMessage,
@@ -35,7 +35,13 @@ from engine.providers.base import (
     SendResult,
     delivery_state,
 )
-from engine.providers.http import by_status, failure, json_body, make_client, retry_after_s
+from engine.providers.http import (
+    HttpAdapter,
+    by_status,
+    failure,
+    json_body,
+    retry_after_s,
+)
 from engine.routing import RateRow
 
 log = structlog.get_logger()
@@ -60,7 +66,7 @@ UNKNOWN_CODES: Final = frozenset({"INTERNAL_ERROR"})
 """A provider-side fault reported after the request was read: it may have been processed."""
 
 
-class Telekom:
+class Telekom(HttpAdapter):
     kind: Final = "telekom"
     supports_idempotency: Final = False
     max_batch: Final = 1
@@ -72,35 +78,19 @@ class Telekom:
                  delivery_tz: tzinfo = UTC) -> None:
         """``base_url`` is the origin (a trailing ``/json`` is tolerated); ``delivery_tz`` is the
         zone of ``deliveryDateTime``, which the document leaves out."""
-        self.name = config.name
-        self.config = config
-        self._base_url = (base_url or config.base_url).rstrip("/").removesuffix("/json")
-        self._transport = transport
+        super().__init__(config, base_url=(base_url or config.base_url).rstrip("/")
+                         .removesuffix("/json"), transport=transport)
         self._session_idle_s = session_idle_s
         self._delivery_tz = delivery_tz
-        self._client: httpx.AsyncClient | None = None
         self._lock = anyio.Lock()
         self._session: str | None = None
         self._used_at = 0.0
         self._auth_attempts = 0
         self._auth_failure: SendResult | None = None
 
-    async def __aenter__(self) -> Telekom:
-        self._client = make_client(self._base_url, concurrency=self.config.concurrency,
-                                   transport=self._transport)
-        return self
-
     async def __aexit__(self, *exc: object) -> None:
         self._session = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise ProviderError("used outside 'async with'", provider=self.name)
-        return self._client
+        await super().__aexit__(*exc)
 
     @property
     def _secrets(self) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ from engine.providers.base import (
     SendResult,
     delivery_state,
 )
-from engine.providers.http import by_status, failure, json_body, make_client
+from engine.providers.http import HttpAdapter, by_status, failure, json_body
 from engine.routing import RateRow
 
 log = structlog.get_logger()
@@ -72,7 +72,7 @@ class Sms:
     created_at: datetime | None
 
 
-class Voipex:
+class Voipex(HttpAdapter):
     """One Voipex account.
 
     ``from`` is always the config's ``sender``, one of the account's own numbers: Voipex sends
@@ -87,29 +87,11 @@ class Voipex:
 
     def __init__(self, config: ProviderConfig, *, base_url: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.name = config.name
-        self.config = config
+        super().__init__(config, base_url=base_url, transport=transport)
         self.allowed_numbers: tuple[str, ...] | None = None
-        self._base_url = base_url or config.base_url
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
 
-    async def __aenter__(self) -> Voipex:
-        self._client = make_client(
-            self._base_url, concurrency=self.config.concurrency, transport=self._transport,
-            headers={"Authorization": f"Bearer {self.config.token}"})
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise ProviderError("used outside 'async with'", provider=self.name)
-        return self._client
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.config.token}"}
 
     async def send(self, message: OutboundMessage) -> SendResult:
         body = {"from": self.config.sender, "to": message.to, "text": message.text}
