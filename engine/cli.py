@@ -11,9 +11,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from rich.console import Console
@@ -22,7 +22,12 @@ from engine import __version__
 from engine.errors import EXIT_ERROR, EXIT_OK, EXIT_STOPPED, ConfigError, DispatchError, redact
 from engine.logs import configure_logging
 
+if TYPE_CHECKING:
+    from engine.config import Config
+    from engine.store import CampaignRecord, Store
+
 DEFAULT_CONFIG = "config.toml"
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -259,20 +264,30 @@ def _campaign_name(arg: str) -> str:
     return arg
 
 
-def _status(args: argparse.Namespace) -> int:
+def _on_stored_campaign(args: argparse.Namespace,
+                        work: Callable[[Store, CampaignRecord], Awaitable[T]]
+                        ) -> tuple[Config, str, T]:
+    """Load the config, find the campaign in its store, and run *work* on them."""
     from engine.config import load_config
-    from engine.report import print_status, status_json
     from engine.store import Store
 
     config = load_config(_config_path(args))
     name = _campaign_name(args.campaign)
 
-    async def go() -> Any:
+    async def go() -> T:
         async with Store.open(config.database) as store:
-            record = await store.campaign_named(name)
-            return await store.state_counts(record.id)
+            return await work(store, await store.campaign_named(name))
 
-    counts = anyio.run(go)
+    return config, name, anyio.run(go)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from engine.report import print_status, status_json
+
+    async def counts_of(store: Store, record: CampaignRecord) -> Any:
+        return await store.state_counts(record.id)
+
+    config, name, counts = _on_stored_campaign(args, counts_of)
     if args.json:
         print(json.dumps(status_json(name, counts, config.routing.currency), indent=2))
     else:
@@ -281,25 +296,17 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from engine.config import load_config
     from engine.report import write_report
-    from engine.store import Store
 
-    config = load_config(_config_path(args))
-    name = _campaign_name(args.campaign)
+    async def export(store: Store, record: CampaignRecord) -> int:
+        out = args.csv.open("w", newline="", encoding="utf-8") if args.csv else sys.stdout
+        try:
+            return await write_report(store.report_rows(record.id), out, as_json=args.json)
+        finally:
+            if args.csv:
+                out.close()
 
-    async def go() -> int:
-        async with Store.open(config.database) as store:
-            record = await store.campaign_named(name)
-            out = args.csv.open("w", newline="", encoding="utf-8") if args.csv else sys.stdout
-            try:
-                return await write_report(store.report_rows(record.id), out,
-                                          as_json=args.json)
-            finally:
-                if args.csv:
-                    out.close()
-
-    rows = anyio.run(go)
+    _, _, rows = _on_stored_campaign(args, export)
     if args.csv:
         print(f"wrote {rows} rows to {args.csv}", file=sys.stderr)
     return EXIT_OK
