@@ -140,6 +140,8 @@ class Dispatcher:
         self._tg: TaskGroup | None = None
         self._started = time.monotonic()
         self.counts = {"accepted": 0, "failed": 0, "unknown": 0, "failed_over": 0, "left": 0}
+        self.totals: dict[str, int] = {}
+        """Messages pending per provider when the run started (for progress displays)."""
 
     def stop(self, reason: str) -> None:
         """Take no new messages; what is in flight finishes and is checkpointed."""
@@ -151,6 +153,7 @@ class Dispatcher:
     async def run(self) -> RunStats:
         self.spent_nanos = await self.store.spent_nanos(self.record.id)
         interrupted = await self.store.interrupted_to_unknown(self.record.id)
+        self.totals = await self.store.pending_by_provider(self.record.id)
         if interrupted:
             log.warning("run.resume", campaign=self.record.name, interrupted=interrupted)
         try:

@@ -27,14 +27,17 @@ class TerminalProgress:
         rate = done / max(time.monotonic() - self._started, 1e-3)
         cost = f"{dispatcher.spent_nanos / 1e9:.2f} {dispatcher.routing.currency}"
         if self._total is None:
-            self._total = self._progress.add_task("all", total=None, rate="", cost="")
-        self._progress.update(self._total, completed=done, rate=f"{rate:,.0f} msg/s", cost=cost)
+            self._total = self._progress.add_task("all", total=sum(dispatcher.totals.values())
+                                                  or None, rate="", cost="")
+        self._progress.update(self._total, completed=done, rate=f"{rate:,.0f} msg/s", cost=cost,
+                              total=sum(dispatcher.totals.values()) or None)
         for name, lane in dispatcher.lanes.items():
             if name not in self._lanes:
-                self._lanes[name] = self._progress.add_task(f"  {name}", total=None, rate="",
-                                                            cost="")
+                self._lanes[name] = self._progress.add_task(
+                    f"  {name}", total=dispatcher.totals.get(name) or None, rate="", cost="")
             state = "stopped" if lane.down else f"{len(lane.queued):,} queued"
-            self._progress.update(self._lanes[name], completed=lane.accepted, rate=state, cost="")
+            self._progress.update(self._lanes[name], completed=lane.accepted, rate=state, cost="",
+                                  total=dispatcher.totals.get(name) or None)
 
     def close(self) -> None:
         self._progress.stop()

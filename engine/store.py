@@ -29,7 +29,7 @@ import anyio
 from engine.errors import CampaignError, StoreError
 from engine.routing import RatePlan, RateRow
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 VARIABLE_SEPARATOR: Final = "\x1f"
 """Between a valid row's placeholder values in ``messages.variables`` (bulk APIs with
 per-number template data need them); the ASCII unit separator, which no CSV cell holds."""
@@ -75,6 +75,10 @@ CREATE TABLE IF NOT EXISTS messages (
     provider_message_id TEXT,
     actual_cost_nanos INTEGER,
     updated_at REAL,
+    delivery_state TEXT,
+    delivery_status TEXT,
+    delivered_at REAL,
+    delivery_reason TEXT,
     PRIMARY KEY (campaign_id, line)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rate_cache (
@@ -83,7 +87,30 @@ CREATE TABLE IF NOT EXISTS rate_cache (
     rows TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_state ON messages (campaign_id, state);
+CREATE INDEX IF NOT EXISTS messages_provider_id ON messages (provider, provider_message_id)
+    WHERE provider_message_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS delivery_reports (
+    provider TEXT NOT NULL,
+    provider_message_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    provider_status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL,
+    received_at REAL NOT NULL,
+    applied INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (provider, provider_message_id, state)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS delivery_reports_unapplied ON delivery_reports (received_at)
+    WHERE applied = 0;
 """
+MIGRATIONS: Final = {
+    2: ("ALTER TABLE messages ADD COLUMN delivery_state TEXT",
+        "ALTER TABLE messages ADD COLUMN delivery_status TEXT",
+        "ALTER TABLE messages ADD COLUMN delivered_at REAL",
+        "ALTER TABLE messages ADD COLUMN delivery_reason TEXT"),
+}
+"""Statements taking a database of the key's schema version to the next one; run before
+:data:`SCHEMA`, whose indexes may name the columns they add."""
 
 MESSAGE_COLUMNS: Final = (
     "line", "phone_raw", "phone", "country", "state", "reason", "detail",
@@ -298,8 +325,12 @@ class Store:
         try:
             for pragma in PRAGMAS:
                 await self.db.execute(pragma)
-            await self.db.executescript(SCHEMA)
+            await self.db.executescript(SCHEMA.split(";", 1)[0] + ";")
             version = await self._scalar("SELECT value FROM meta WHERE key='schema'")
+            if version is not None and int(version) in MIGRATIONS:
+                await self._migrate(int(version))
+                version = str(SCHEMA_VERSION)
+            await self.db.executescript(SCHEMA)
             if version is None:
                 await self.db.execute("INSERT INTO meta VALUES ('schema', ?)",
                                       (str(SCHEMA_VERSION),))
@@ -308,6 +339,15 @@ class Store:
                                  f"{SCHEMA_VERSION}", path=self.path)
         except aiosqlite.DatabaseError as exc:
             raise StoreError(f"not a usable dispatch database: {exc}", path=self.path) from None
+
+    async def _migrate(self, version: int) -> None:
+        """Bring a database of an older schema *version* up to :data:`SCHEMA_VERSION`."""
+        async with self.transaction() as db:
+            while version in MIGRATIONS:
+                for statement in MIGRATIONS[version]:
+                    await db.execute(statement)
+                version += 1
+            await db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(version),))
 
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         async with self.db.execute(sql, params) as cur:
