@@ -64,6 +64,8 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
             tg.start_soon(_report_progress, dispatcher, on_progress)
             stats = await dispatcher.run()
             tg.cancel_scope.cancel()
+        if on_progress is not None:
+            on_progress(dispatcher)
         pending = sum((await store.pending_by_provider(record.id)).values())
         stopped = dispatcher.stopping or ("messages left" if pending else None)
         log.info("run.finished", campaign=campaign.name, accepted=stats.accepted,
