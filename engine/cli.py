@@ -71,7 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("campaign", type=Path, help="campaign file (TOML)")
     _config_option(r)
     r.add_argument("--workers", type=int, default=1, help="planning processes (see plan)")
+    r.add_argument("--webhooks", type=int, default=None, metavar="PORT",
+                   help="receive delivery reports on 127.0.0.1:PORT beside the dispatch")
+    r.add_argument("--no-dlr", dest="dlr", action="store_false",
+                   help="do not poll delivery status beside the dispatch")
+    r.add_argument("--dlr-wait", type=float, default=0.0, metavar="SECONDS",
+                   help="after sending, wait up to SECONDS for delivery reports (default 0)")
     r.set_defaults(handler=_run)
+
+    wh = sub.add_parser("webhooks", help="receive delivery reports (runs until interrupted)")
+    _config_option(wh)
+    wh.add_argument("--port", type=int, default=8787, help="TCP port (default 8787; 0: any)")
+    wh.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (the only choice)")
+    wh.set_defaults(handler=_webhooks)
+
+    dl = sub.add_parser("dlr", help="poll delivery status once for a campaign and exit")
+    dl.add_argument("campaign", help="campaign file or campaign name")
+    _config_option(dl)
+    dl.add_argument("--json", action="store_true", help="print one JSON object")
+    dl.set_defaults(handler=_dlr)
 
     st = sub.add_parser("status", help="counts by state and provider, cost so far")
     st.add_argument("campaign", help="campaign file or campaign name")
@@ -240,7 +258,9 @@ def _run(args: argparse.Namespace) -> int:
     async def go() -> Any:
         try:
             return await run_campaign(config, campaign, workers=workers,
-                                      on_progress=display.update if display else None)
+                                      on_progress=display.update if display else None,
+                                      webhooks_port=args.webhooks, delivery_wait_s=args.dlr_wait,
+                                      poll_delivery=args.dlr)
         finally:
             if display:
                 display.close()
@@ -282,26 +302,35 @@ def _on_stored_campaign(args: argparse.Namespace,
 
 
 def _status(args: argparse.Namespace) -> int:
-    from engine.report import print_status, status_json
+    from engine.delivery_store import DeliveryStore
+    from engine.report import delivery_json, print_delivery, print_status, status_json
 
     async def counts_of(store: Store, record: CampaignRecord) -> Any:
-        return await store.state_counts(record.id)
+        return (await store.state_counts(record.id),
+                await DeliveryStore(store).summary(record.id))
 
-    config, name, counts = _on_stored_campaign(args, counts_of)
+    config, name, (counts, delivery) = _on_stored_campaign(args, counts_of)
     if args.json:
-        print(json.dumps(status_json(name, counts, config.routing.currency), indent=2))
+        data = status_json(name, counts, config.routing.currency)
+        data["delivery"] = delivery_json(delivery)
+        print(json.dumps(data, indent=2))
     else:
-        print_status(name, counts, config.routing.currency, Console())
+        console = Console()
+        print_status(name, counts, config.routing.currency, console)
+        print_delivery(delivery, config.routing.currency, console)
     return EXIT_OK
 
 
 def _report(args: argparse.Namespace) -> int:
-    from engine.report import write_report
+    from engine.delivery_store import DeliveryStore
+    from engine.report import with_delivery, write_report
 
     async def export(store: Store, record: CampaignRecord) -> int:
         out = args.csv.open("w", newline="", encoding="utf-8") if args.csv else sys.stdout
+        rows = with_delivery(store.report_rows(record.id),
+                             DeliveryStore(store).report_rows(record.id))
         try:
-            return await write_report(store.report_rows(record.id), out, as_json=args.json)
+            return await write_report(rows, out, as_json=args.json, delivery=True)
         finally:
             if args.csv:
                 out.close()
@@ -310,6 +339,72 @@ def _report(args: argparse.Namespace) -> int:
     if args.csv:
         print(f"wrote {rows} rows to {args.csv}", file=sys.stderr)
     return EXIT_OK
+
+
+def _webhooks(args: argparse.Namespace) -> int:
+    from engine.delivery import endpoints
+    from engine.delivery_store import DeliveryStore
+    from engine.store import Store
+    from engine.webhooks import describe, running_receiver
+
+    config = load_config_for(args)
+
+    async def go() -> None:
+        import signal
+
+        async with Store.open(config.database) as store:
+            deliveries = DeliveryStore(store)
+            found = endpoints(config.enabled_providers, await deliveries.webhook_key())
+            if not found:
+                raise ConfigError("no enabled provider sends delivery reports by webhook "
+                                  "(smsvoip, telekom, voipex)", file=config.path)
+            async with running_receiver(deliveries, found, host=args.host,
+                                        port=args.port) as receiver:
+                print(f"receiving delivery reports on {receiver.url}; callback URLs:",
+                      flush=True)
+                for name, url in describe(receiver).items():
+                    print(f"  {name}: {url}", flush=True)
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        break
+
+    anyio.run(go)
+    return EXIT_OK
+
+
+def _dlr(args: argparse.Namespace) -> int:
+    from engine.campaign import load_campaign
+    from engine.delivery_store import DeliveryStore
+    from engine.plan import campaign_providers
+    from engine.polling import poll_round
+    from engine.session import open_providers
+
+    config = load_config_for(args)
+    path = Path(args.campaign)
+    providers = (campaign_providers(config, load_campaign(path))
+                 if path.suffix == ".toml" and path.is_file() else config.enabled_providers)
+
+    async def once(store: Store, record: CampaignRecord) -> Any:
+        async with open_providers(providers) as session:
+            return await poll_round(DeliveryStore(store), record.id, providers,
+                                    session.adapters)
+
+    _, name, result = _on_stored_campaign(args, once)
+    summary = {"campaign": name, "asked": result.asked, "answered": result.answered,
+               "final": result.final, "expired": result.expired,
+               "awaiting": dict(result.awaiting)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{name}: asked {result.asked:,}, answered {result.answered:,}, final "
+              f"{result.final:,}, expired {result.expired:,}, still awaiting {result.left:,}")
+    return EXIT_OK
+
+
+def load_config_for(args: argparse.Namespace) -> Config:
+    from engine.config import load_config
+
+    return load_config(_config_path(args))
 
 
 def _segments(args: argparse.Namespace) -> int:

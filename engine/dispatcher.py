@@ -47,6 +47,8 @@ BACKOFF_MAX_S: Final = 15.0
 LOOKUP_DELAY_S: Final = 1.0
 LOOKUP_ATTEMPTS: Final = 4
 BATCH_LINGER_S: Final = 0.05
+BULK_WORKERS: Final = 2
+"""Batches in flight at once on a provider with a bulk API: one collects while one sends."""
 
 
 @dataclass(slots=True)
@@ -108,6 +110,9 @@ class Lane:
         self.paused_until = 0.0
         self.queued: set[int] = set()
         self.accepted = 0
+        self.collecting = anyio.Lock()
+        self.workers = (config.concurrency if adapter.max_batch == 1
+                        else min(config.concurrency, BULK_WORKERS))
 
     async def wait_unpaused(self) -> None:
         """Sleep out a ``Retry-After`` pause, including any extension made meanwhile."""
@@ -172,7 +177,7 @@ class Dispatcher:
             self._tg = tg
             tg.start_soon(self.checkpoint.run)
             for lane in self.lanes.values():
-                for _ in range(lane.config.concurrency):
+                for _ in range(lane.workers):
                     tg.start_soon(self._worker, lane)
             self._feeding += 1
             await self._settle_unknown()
@@ -287,12 +292,13 @@ class Dispatcher:
             async for job in receive:
                 batch = [job]
                 if lane.adapter.max_batch > 1:
-                    with anyio.move_on_after(BATCH_LINGER_S):
-                        while len(batch) < lane.adapter.max_batch:
-                            try:
-                                batch.append(await receive.receive())
-                            except anyio.EndOfStream:
-                                break
+                    async with lane.collecting:
+                        with anyio.move_on_after(BATCH_LINGER_S):
+                            while len(batch) < lane.adapter.max_batch:
+                                try:
+                                    batch.append(await receive.receive())
+                                except anyio.EndOfStream:
+                                    break
                 ready = [j for j in batch if self._admit(lane, j)]
                 if ready:
                     await self._attempt(lane, ready)

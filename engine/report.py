@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
+from engine.delivery_store import DeliveryGroup, DeliverySummary
 from engine.plan import PlanSummary
 from engine.providers.base import Readiness
 from engine.routing import nanos_to_decimal
@@ -87,18 +89,20 @@ REPORT_COLUMNS: Final = ("phone", "line", "state", "provider", "route", "segment
 
 
 async def write_report(rows: AsyncIterator[tuple[Any, ...]], out: TextIO, *,
-                       as_json: bool) -> int:
-    """Stream every recipient's row as CSV (or JSON lines) to *out*; the number written."""
+                       as_json: bool, delivery: bool = False) -> int:
+    """Stream every recipient's row as CSV (or JSON lines) to *out*; the number written.
+    With *delivery*, rows come from :func:`with_delivery` and carry its columns."""
     writer = None if as_json else csv.writer(out)
+    columns = REPORT_COLUMNS + (DELIVERY_COLUMNS if delivery else ())
     if writer is not None:
-        writer.writerow(REPORT_COLUMNS)
+        writer.writerow(columns)
     count = 0
-    async for phone, line, state, provider, route, segments, nanos, pmid, reason in rows:
+    async for phone, line, state, provider, route, segments, nanos, pmid, reason, *more in rows:
         cost = str(nanos_to_decimal(nanos)) if nanos is not None else ""
         values = (phone, line, state, provider or "", route or "", segments or "", cost,
-                  pmid or "", reason or "")
+                  pmid or "", reason or "", *more)
         if writer is None:
-            out.write(json.dumps(dict(zip(REPORT_COLUMNS, values, strict=True))) + "\n")
+            out.write(json.dumps(dict(zip(columns, values, strict=True))) + "\n")
         else:
             writer.writerow(values)
         count += 1
@@ -145,3 +149,65 @@ def print_run(outcome: RunOutcome, console: Console) -> None:
                   f"(plan: {outcome.plan.cost})")
     for name, why in outcome.skipped_providers.items():
         console.print(f"[yellow]left out[/yellow] {name}: {why}")
+
+
+def delivery_json(summary: DeliverySummary) -> dict[str, Any]:
+    """Delivery rate per provider and country, actual cost beside the estimate, and the
+    time from send to delivery (median, p95) of delivered messages."""
+
+    def group(g: DeliveryGroup) -> dict[str, Any]:
+        return {"sent": g.sent, "delivered": g.delivered, "undelivered": g.undelivered,
+                "awaiting": g.pending, "unknown": g.unknown,
+                "delivery_rate": round(g.rate, 4) if g.rate is not None else None,
+                "estimated_cost": str(nanos_to_decimal(g.estimated_nanos)),
+                "actual_cost": str(nanos_to_decimal(g.actual_nanos))}
+
+    def seconds(value: float | None) -> float | None:
+        return round(value, 3) if value is not None else None
+
+    return {"total": group(summary.total),
+            "by_provider": {k: group(v) for k, v in summary.by_provider.items()},
+            "by_country": {k: group(v) for k, v in summary.by_country.items()},
+            "send_to_delivery_s": {"count": summary.latency_count,
+                                   "median": seconds(summary.latency_median_s),
+                                   "p95": seconds(summary.latency_p95_s)}}
+
+
+def print_delivery(summary: DeliverySummary, currency: str, console: Console) -> None:
+    data = delivery_json(summary)
+    latency = data["send_to_delivery_s"]
+    if latency["count"]:
+        console.print(f"send to delivery: median {latency['median']} s, p95 {latency['p95']} s "
+                      f"({latency['count']:,} delivered)")
+    for title, label, groups in (("Delivery by provider", "provider", data["by_provider"]),
+                                 ("Delivery by country", "country", data["by_country"])):
+        if not groups:
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column(label)
+        for col in ("sent", "delivered", "undelivered", "awaiting", "unknown", "rate",
+                    f"estimated ({currency})", f"actual ({currency})"):
+            table.add_column(col, justify="right")
+        for name, g in groups.items():
+            rate = f"{g['delivery_rate']:.1%}" if g["delivery_rate"] is not None else "-"
+            table.add_row(name or "-", f"{g['sent']:,}", f"{g['delivered']:,}",
+                          f"{g['undelivered']:,}", f"{g['awaiting']:,}", f"{g['unknown']:,}",
+                          rate, g["estimated_cost"], g["actual_cost"])
+        console.print(table)
+
+
+DELIVERY_COLUMNS: Final = ("estimated_cost", "delivery_state", "delivery_status",
+                           "delivery_reason", "delivered_at", "delivery_seconds")
+
+
+async def with_delivery(rows: AsyncIterator[tuple[Any, ...]],
+                        delivery: AsyncIterator[tuple[Any, ...]]
+                        ) -> AsyncIterator[tuple[Any, ...]]:
+    """Each report row followed by its delivery columns (both streams are in line order)."""
+    async for row in rows:
+        line, est, state, word, reason, at, seconds = await anext(delivery)
+        assert line == row[1], "report and delivery rows out of step"
+        yield (*row, str(nanos_to_decimal(est)) if est is not None else "", state or "",
+               word or "", reason or "",
+               datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds") if at else "",
+               round(seconds, 3) if seconds is not None else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Final
 
@@ -18,12 +19,16 @@ import structlog
 
 from engine.campaign import Campaign
 from engine.config import Config
+from engine.delivery import endpoints
+from engine.delivery_store import DeliveryStore
 from engine.dispatcher import Dispatcher, RunStats
 from engine.plan import PlanSummary, campaign_providers, plan_campaign
+from engine.polling import PollSettings, poll_loop
 from engine.preflight import preflight
 from engine.rates import rate_sources, route_table_from
 from engine.session import open_providers
 from engine.store import Store
+from engine.webhooks import describe, running_receiver
 
 log = structlog.get_logger()
 
@@ -43,9 +48,23 @@ Progress = Callable[[Dispatcher], None]
 
 
 async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
-                       on_progress: Progress | None = None) -> RunOutcome:
+                       on_progress: Progress | None = None, webhooks_port: int | None = None,
+                       delivery_wait_s: float = 0.0, poll_delivery: bool = True,
+                       polling: PollSettings | None = None) -> RunOutcome:
+    """Plan, preflight and dispatch; poll delivery beside the dispatch (unless told not to; with
+    *webhooks_port*, receive reports on 127.0.0.1 there, the built-in sandbox posting to it),
+    then keep polling up to *delivery_wait_s* for messages still without a final state."""
     providers = campaign_providers(config, campaign)
-    async with Store.open(config.database) as store, open_providers(providers) as session:
+    polling = polling or PollSettings()
+    async with Store.open(config.database) as store, AsyncExitStack() as stack:
+        deliveries = DeliveryStore(store)
+        callbacks: dict[str, str] = {}
+        if webhooks_port is not None:
+            found = endpoints(providers, await deliveries.webhook_key())
+            receiver = await stack.enter_async_context(
+                running_receiver(deliveries, found, port=webhooks_port))
+            callbacks = describe(receiver)
+        session = await stack.enter_async_context(open_providers(providers, callbacks=callbacks))
         sources = await rate_sources(config, providers, store, session=session)
         routes = route_table_from(sources, providers, config)
         plan = await plan_campaign(config, campaign, store, workers=workers, routes=routes)
@@ -62,8 +81,14 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, dispatcher)
             tg.start_soon(_report_progress, dispatcher, on_progress)
+            if poll_delivery or webhooks_port is not None or delivery_wait_s > 0:
+                tg.start_soon(poll_loop, deliveries, record.id, providers, session.adapters,
+                              polling)
             stats = await dispatcher.run()
             tg.cancel_scope.cancel()
+        if delivery_wait_s > 0:
+            await poll_loop(deliveries, record.id, providers, session.adapters, polling,
+                            until_final=True, timeout_s=delivery_wait_s)
         if on_progress is not None:
             on_progress(dispatcher)
         pending = sum((await store.pending_by_provider(record.id)).values())

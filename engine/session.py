@@ -9,9 +9,11 @@ here in the current event loop (one for all such providers) and stopped after th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 from engine.config import ProviderConfig
 from engine.limits import SlidingWindowLimiter, Unlimited
@@ -28,20 +30,48 @@ class Session:
 
 
 @asynccontextmanager
-async def open_providers(providers: Sequence[ProviderConfig]) -> AsyncIterator[Session]:
-    """Adapters for *providers* by name, ready to use; the sandbox running if any needs it."""
+async def open_providers(providers: Sequence[ProviderConfig], *,
+                         callbacks: Mapping[str, str] | None = None) -> AsyncIterator[Session]:
+    """Adapters for *providers* by name, ready to use; the sandbox running if any needs it.
+
+    *callbacks* (provider name -> delivery report URL) go to the built-in sandbox's accounts
+    and, where the provider's API is on this machine, to the SMS & Voice Platform adapter
+    as its per-message ``callback_url``.
+    """
     session = Session()
+    callbacks = callbacks or {}
     async with AsyncExitStack() as stack:
         if any(p.uses_sandbox for p in providers):
             from engine.sandbox import default_settings, running_sandbox
 
-            sandbox = await stack.enter_async_context(running_sandbox(default_settings()))
+            sandbox = await stack.enter_async_context(running_sandbox(default_settings(
+                accounts=_sandbox_accounts(providers, callbacks))))
             session.sandbox_url = sandbox.url
         for p in providers:
             base_url = f"{session.sandbox_url}/{p.kind}" if p.uses_sandbox else p.base_url
             limiter = session.limiters[p.name] = (
                 SlidingWindowLimiter(p.rate_limit) if p.rate_limit else Unlimited())
             transport = provider_transport(p.concurrency, limiter)
-            adapter = make_adapter(p, base_url=base_url, transport=transport)
+            callback = callbacks.get(p.name)
+            if p.kind == "smsvoip" and callback and _on_this_machine(base_url):
+                from engine.providers.smsvoip import SmsVoip
+
+                adapter = cast(Provider, SmsVoip(p, base_url=base_url, transport=transport,
+                                                 callback_url=callback))
+            else:
+                adapter = make_adapter(p, base_url=base_url, transport=transport)
             session.adapters[p.name] = await stack.enter_async_context(adapter)
         yield session
+
+
+def _sandbox_accounts(providers: Sequence[ProviderConfig],
+                      callbacks: Mapping[str, str]) -> dict[str, Any]:
+    """Sandbox accounts whose delivery reports go to *callbacks* (by kind)."""
+    from engine.sandbox import DEFAULT_CREDENTIALS
+
+    return {p.kind: replace(DEFAULT_CREDENTIALS[p.kind], callback_url=callbacks[p.name])
+            for p in providers if p.uses_sandbox and p.name in callbacks}
+
+
+def _on_this_machine(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")

@@ -360,16 +360,22 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction at a time on this connection, whichever task asks."""
+        """One write transaction at a time on this connection, whichever task asks.
+
+        ``BEGIN``, ``COMMIT`` and ``ROLLBACK`` are shielded from cancellation: aiosqlite runs
+        them in its thread whatever happens to the awaiting task, and an abandoned ``BEGIN``
+        would leave the connection inside a transaction nobody ends."""
         async with self._tx_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
+            with anyio.CancelScope(shield=True):
+                await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await self.db.execute("ROLLBACK")
                 raise
-            await self.db.execute("COMMIT")
+            with anyio.CancelScope(shield=True):
+                await self.db.execute("COMMIT")
 
     async def campaign(self, name: str) -> CampaignRecord | None:
         rows = await self._rows(
@@ -552,3 +558,6 @@ def _ranked(totals: dict[str, list[int]]) -> dict[str, Group]:
     """Groups, most expensive first, then by name."""
     order = sorted(totals.items(), key=lambda kv: (-kv[1][2], kv[0]))
     return {name: Group(n, segs, nanos) for name, (n, segs, nanos) in order}
+
+
+# --- delivery reports --------------------------------------------------------------------

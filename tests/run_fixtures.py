@@ -32,6 +32,10 @@ class ExternalSandbox:
     ledger: Path
     process: subprocess.Popen[str]
 
+    def count(self) -> int:
+        """Billed messages so far (cheap: lines, not JSON)."""
+        return self.ledger.read_bytes().count(b"\n") if self.ledger.exists() else 0
+
     def entries(self) -> list[dict[str, object]]:
         if not self.ledger.exists():
             return []

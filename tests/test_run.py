@@ -22,6 +22,8 @@ from tests.run_fixtures import digits, external_sandbox, ledger_time, run_config
 
 EXAMPLE = ROOT / "campaigns/spring-sale/campaign.toml"
 IDEMPOTENT_OR_LOOKUP = {"smsvoip", "skytelecom", "voipex"}
+SENT = {"accepted", "delivered", "undelivered"}
+"""Sent states: the run polls delivery while it sends, so some have their report already."""
 
 
 def final_rows(db: Path) -> dict[str, tuple[str, str]]:
@@ -47,7 +49,7 @@ def assert_once_or_reported(db: Path, entries: list[dict[str, object]]) -> None:
             assert provider not in IDEMPOTENT_OR_LOOKUP, (phone, provider)
             assert sent[phone] <= 1, phone
         else:
-            assert state == "accepted" and sent[phone] == 1, (phone, state, sent[phone])
+            assert state in SENT and sent[phone] == 1, (phone, state, sent[phone])
 
 
 def test_example_campaign_runs_end_to_end(tmp_path: Path) -> None:
@@ -59,15 +61,17 @@ def test_example_campaign_runs_end_to_end(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         entries = sandbox.entries()
     rows = final_rows(tmp_path / "dispatch.db")
-    assert len(rows) == 980 and all(state == "accepted" for state, _ in rows.values())
+    assert len(rows) == 980 and all(state in SENT for state, _ in rows.values())
     assert sent_counts(entries) == Counter(rows.keys())
     status = json.loads(dispatch("status", str(EXAMPLE), "--config", str(config),
                                  "--json").stdout)
-    assert status["states"] == {"accepted": 980, "rejected": 16, "skipped": 4}
+    states = status["states"]
+    assert sum(states.get(s, 0) for s in SENT) == 980
+    assert (states["rejected"], states["skipped"]) == (16, 4)
     report = dispatch("report", "spring-sale", "--config", str(config))
     lines = list(csv.DictReader(io.StringIO(report.stdout)))
     assert len(lines) == 1000
-    accepted = [r for r in lines if r["state"] == "accepted"]
+    accepted = [r for r in lines if r["state"] in SENT]
     assert all(r["provider_message_id"] and r["cost"] for r in accepted)
     assert {r["reason"].split(":")[0] for r in lines if r["state"] == "rejected"} >= {
         "invalid_number", "no_route", "too_long"}
@@ -85,7 +89,7 @@ def test_a_provider_refusing_the_account_is_left_out_and_its_messages_fail_over(
     assert "left out telekom" in result.stdout
     assert not any(e["provider"] == "telekom" for e in entries)
     rows = final_rows(tmp_path / "dispatch.db")
-    assert all(state == "accepted" and provider != "telekom" for state, provider in rows.values())
+    assert all(state in SENT and provider != "telekom" for state, provider in rows.values())
     assert sent_counts(entries) == Counter(rows.keys())
 
 
@@ -139,7 +143,7 @@ def test_sigterm_finishes_in_flight_and_a_rerun_completes(tmp_path: Path) -> Non
                                  "--config", str(slow)], cwd=ROOT, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
-        while len(sandbox.entries()) < 50 and time.monotonic() < deadline:
+        while sandbox.count() < 50 and time.monotonic() < deadline:
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
@@ -157,7 +161,7 @@ def test_sigterm_finishes_in_flight_and_a_rerun_completes(tmp_path: Path) -> Non
     pytest.param("planning", id="during-planning"),
     pytest.param(150, id="early-dispatch"),
     pytest.param(1200, id="mid-dispatch"),
-    pytest.param(2600, id="late-dispatch"),
+    pytest.param(2000, id="late-dispatch"),
 ])
 def test_sigkill_at_any_point_loses_nothing_and_sends_nothing_twice(
         tmp_path: Path, kill_at: str | int) -> None:
@@ -181,12 +185,12 @@ def test_sigkill_at_any_point_loses_nothing_and_sends_nothing_twice(
             if kill_at == "planning":
                 if _planned_through(db) > 0:
                     break
-            elif len(sandbox.entries()) >= int(kill_at):
+            elif sandbox.count() >= int(kill_at):
                 break
-            time.sleep(0.01)
+            time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        killed_with = len(sandbox.entries())
+        killed_with = sandbox.count()
         result = dispatch("run", str(campaign), "--config", str(config), timeout=180)
         assert result.returncode == 0, result.stderr
         entries = sandbox.entries()

@@ -77,6 +77,11 @@ class Sandbox:
     def violations(self) -> list[Violation]:
         return self._core.violations
 
+    def delivered(self, kind: str, message_id: str) -> bool | None:
+        """The sandbox's own decision for a billed message (``None``: no such message)."""
+        message = self._core.books[kind].get(message_id)
+        return None if message is None else message.delivered
+
     def set_faults(self, kind: str, faults: Faults) -> None:
         """Replace one provider's faults; its fault counters and window start over."""
         if kind not in self._core.faults:

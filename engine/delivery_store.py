@@ -1,0 +1,261 @@
+"""The store's delivery half: delivery reports, their matching to messages, and the figures.
+
+Kept beside :mod:`engine.store` (which holds the campaign and message queries) so that each
+stays a module of one job; the two share the database, its schema and its connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import anyio
+
+from engine.store import Store
+
+FINAL_DELIVERY_STATES: Final = ("delivered", "undelivered", "expired")
+UNKNOWN_DELIVERY: Final = "unknown_delivery"
+"""``delivery_reason`` of an accepted message whose report never came before the expiry."""
+UNMATCHED_PER_PASS: Final = 20_000
+"""Stored reports without a message yet, newest first, that one apply pass tries again."""
+
+_INSERT_REPORT: Final = (
+    "INSERT INTO delivery_reports (provider, provider_message_id, state, provider_status, "
+    "reason, at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (provider, provider_message_id, state) DO NOTHING")
+_UNAPPLIED: Final = (
+    "(SELECT provider, provider_message_id, state, provider_status, reason, at, received_at "
+    "FROM delivery_reports WHERE applied = 0 AND state IN ({states}) "
+    f"ORDER BY received_at DESC LIMIT {UNMATCHED_PER_PASS})")
+_APPLY_PROGRESS: Final = (
+    "UPDATE messages SET delivery_state = r.state, delivery_status = r.provider_status "
+    f"FROM {_UNAPPLIED.format(states=repr('accepted') + ', ' + repr('unknown'))} AS r "
+    "WHERE messages.provider = r.provider AND messages.provider_message_id = "
+    "r.provider_message_id AND messages.state = 'accepted' "
+    f"AND coalesce(messages.delivery_reason, '') <> '{UNKNOWN_DELIVERY}'")
+_APPLY_FINAL: Final = (
+    "UPDATE messages SET "
+    "state = CASE r.state WHEN 'delivered' THEN 'delivered' ELSE 'undelivered' END, "
+    "delivery_state = r.state, delivery_status = r.provider_status, "
+    "delivered_at = CASE r.state WHEN 'delivered' THEN coalesce(r.at, r.received_at) END, "
+    "delivery_reason = CASE r.state WHEN 'delivered' THEN NULL WHEN 'expired' THEN 'expired' "
+    "ELSE coalesce(nullif(r.reason, ''), r.provider_status) END "
+    f"FROM {_UNAPPLIED.format(states=', '.join(map(repr, FINAL_DELIVERY_STATES)))} AS r "
+    "WHERE messages.provider = r.provider AND messages.provider_message_id = "
+    "r.provider_message_id AND messages.state = 'accepted'")
+_MARK_APPLIED: Final = (
+    "UPDATE delivery_reports SET applied = 1 WHERE applied = 0 AND EXISTS (SELECT 1 FROM "
+    "messages AS m WHERE m.provider = delivery_reports.provider AND m.provider_message_id = "
+    "delivery_reports.provider_message_id AND m.state IN ('accepted', 'delivered', "
+    "'undelivered'))")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """One delivery report as received (webhook) or read (poll), in the engine's words."""
+
+    provider: str
+    """The provider's name in the config (``messages.provider``)."""
+    provider_message_id: str
+    state: str
+    """accepted, delivered, undelivered, expired or unknown."""
+    provider_status: str
+    """The provider's own word, kept beside ours."""
+    reason: str
+    at: float | None
+    """When the provider says the message reached ``state`` (epoch s), if it says."""
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    stored: int
+    """Reports not seen before (a repeated report is not stored twice)."""
+    unmatched: int
+    """Stored reports still waiting for their message."""
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingDelivery:
+    line: int
+    provider_message_id: str
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryGroup:
+    """Sent messages of one provider or country by delivery outcome, and their cost."""
+
+    sent: int = 0
+    delivered: int = 0
+    undelivered: int = 0
+    pending: int = 0
+    unknown: int = 0
+    estimated_nanos: int = 0
+    actual_nanos: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        """Delivered among those with a final state; ``None`` before any is final."""
+        final = self.delivered + self.undelivered
+        return self.delivered / final if final else None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySummary:
+    by_provider: dict[str, DeliveryGroup]
+    by_country: dict[str, DeliveryGroup]
+    total: DeliveryGroup
+    latency_count: int
+    latency_median_s: float | None
+    latency_p95_s: float | None
+
+
+async def _record_reports(store: Store, reports: Sequence[DeliveryReport]) -> ApplyResult:
+    async with store.transaction() as db:
+        before = db.total_changes
+        if reports:
+            await db.executemany(_INSERT_REPORT, [
+                (r.provider, r.provider_message_id, r.state, r.provider_status, r.reason, r.at,
+                 r.received_at) for r in reports])
+        stored = db.total_changes - before
+        await db.execute(_APPLY_PROGRESS)
+        await db.execute(_APPLY_FINAL)
+        await db.execute(_MARK_APPLIED)
+        async with db.execute("SELECT count(*) FROM delivery_reports WHERE applied = 0") as cur:
+            row = await cur.fetchone()
+    return ApplyResult(stored, int(row[0]) if row else 0)
+
+
+def _delivery_group(rows: Sequence[tuple[Any, ...]]) -> DeliveryGroup:
+    sent = delivered = undelivered = pending = unknown = estimated = actual = 0
+    for state, reason, n, est, act in rows:
+        sent += n
+        estimated += est
+        actual += act
+        if state == "delivered":
+            delivered += n
+        elif state == "undelivered":
+            undelivered += n
+        elif reason == UNKNOWN_DELIVERY:
+            unknown += n
+        else:
+            pending += n
+    return DeliveryGroup(sent, delivered, undelivered, pending, unknown, estimated, actual)
+
+
+async def _delivery_summary(store: Store, campaign_id: int) -> DeliverySummary:
+    rows = await store._rows(
+        "SELECT provider, country, state, delivery_reason, count(*), "
+        "coalesce(sum(cost_nanos), 0), coalesce(sum(coalesce(actual_cost_nanos, cost_nanos)), 0) "
+        "FROM messages WHERE campaign_id = ? AND state IN ('accepted', 'delivered', "
+        "'undelivered') GROUP BY provider, country, state, delivery_reason", (campaign_id,))
+    per_provider: dict[str, list[tuple[Any, ...]]] = {}
+    per_country: dict[str, list[tuple[Any, ...]]] = {}
+    for provider, country, *rest in rows:
+        per_provider.setdefault(provider or "", []).append(tuple(rest))
+        per_country.setdefault(country or "", []).append(tuple(rest))
+    latency = ("SELECT delivered_at - updated_at FROM messages WHERE campaign_id = ? AND "
+               "state = 'delivered' AND delivered_at IS NOT NULL AND updated_at IS NOT NULL ")
+    count = int(await store._scalar(f"SELECT count(*) FROM ({latency})", (campaign_id,)))
+
+    async def quantile(q: float) -> float | None:
+        if not count:
+            return None
+        offset = min(count - 1, int(q * (count - 1) + 0.5))
+        value = await store._scalar(f"{latency} ORDER BY 1 LIMIT 1 OFFSET ?",
+                                    (campaign_id, offset))
+        return max(0.0, float(value)) if value is not None else None
+
+    return DeliverySummary(
+        by_provider={k: _delivery_group(v) for k, v in sorted(per_provider.items())},
+        by_country={k: _delivery_group(v) for k, v in sorted(per_country.items())},
+        total=_delivery_group([tuple(r[2:]) for r in rows]),
+        latency_count=count, latency_median_s=await quantile(0.5),
+        latency_p95_s=await quantile(0.95))
+
+
+class DeliveryStore:
+    """The store's delivery-report queries, on the same connection and transaction lock."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def record_reports(self, reports: Sequence[DeliveryReport]) -> ApplyResult:
+        """Store *reports* (a repeated one changes nothing) and apply every stored report
+        whose message is known to it, the earlier unmatched ones included; one transaction.
+
+        A final report moves an ``accepted`` message to ``delivered`` or ``undelivered``
+        (``expired`` is ``undelivered`` with reason ``expired``, ``delivery_state`` keeps
+        ``expired``); the first final report wins. A non-final one only updates
+        ``delivery_state``/``delivery_status`` of a message still ``accepted``.
+        """
+        with anyio.CancelScope(shield=True):  # a cancelled BEGIN would leave it open
+            result = await _record_reports(self.store, reports)
+        return result
+
+    async def awaiting(self, campaign_id: int, provider: str, *, after_line: int = 0,
+                       limit: int = 1000) -> list[AwaitingDelivery]:
+        """Accepted messages of *provider* without a final delivery state, in line order."""
+        rows = await self.store._rows(
+            "SELECT line, provider_message_id, coalesce(updated_at, 0) FROM messages "
+            "WHERE campaign_id = ? AND state = 'accepted' AND provider = ? AND line > ? "
+            "AND provider_message_id IS NOT NULL "
+            f"AND coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}' ORDER BY line LIMIT ?",
+            (campaign_id, provider, after_line, limit))
+        return [AwaitingDelivery(int(line), str(pmid), float(t)) for line, pmid, t in rows]
+
+    async def awaiting_count(self, campaign_id: int) -> dict[str, int]:
+        rows = await self.store._rows(
+            "SELECT provider, count(*) FROM messages WHERE campaign_id = ? AND state = "
+            f"'accepted' AND coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}' "
+            "GROUP BY provider", (campaign_id,))
+        return {str(p): int(n) for p, n in rows}
+
+    async def expire(self, campaign_id: int, *, sent_before: float) -> int:
+        """Accepted messages sent before *sent_before* with no final report: delivery
+        ``unknown``, reason ``unknown_delivery`` (the state stays ``accepted``: the message was
+        sent and billed; only its fate is unknown). A later final report still applies."""
+        with anyio.CancelScope(shield=True):
+            async with self.store.transaction() as db:
+                cur = await db.execute(
+                    "UPDATE messages SET delivery_state = 'unknown', delivery_reason = "
+                    f"'{UNKNOWN_DELIVERY}' WHERE campaign_id = ? AND state = 'accepted' AND "
+                    f"updated_at < ? AND coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}'",
+                    (campaign_id, sent_before))
+                changed = int(cur.rowcount)
+        return changed
+
+    async def webhook_key(self) -> bytes:
+        """This database's secret for webhook path tokens, made on first use."""
+        import secrets
+
+        value = await self.store._scalar("SELECT value FROM meta WHERE key = 'webhook_key'")
+        if value is None:
+            with anyio.CancelScope(shield=True):
+                async with self.store.transaction() as db:
+                    await db.execute("INSERT INTO meta VALUES ('webhook_key', ?) ON CONFLICT "
+                                     "(key) DO NOTHING", (secrets.token_hex(32),))
+            value = await self.store._scalar("SELECT value FROM meta WHERE key = 'webhook_key'")
+        return bytes.fromhex(str(value))
+
+    async def summary(self, campaign_id: int) -> DeliverySummary:
+        """Delivery outcome and cost per provider and country; send-to-delivery time."""
+        return await _delivery_summary(self.store, campaign_id)
+
+    async def report_rows(self, campaign_id: int) -> AsyncIterator[tuple[Any, ...]]:
+        """By line: line, estimated cost nanos, delivery state, provider status, reason,
+        delivered at (epoch s), seconds from send to delivery."""
+        after = 0
+        while True:
+            rows = await self.store._rows(
+                "SELECT line, cost_nanos, delivery_state, delivery_status, delivery_reason, "
+                "delivered_at, delivered_at - updated_at FROM messages "
+                "WHERE campaign_id = ? AND line > ? ORDER BY line LIMIT 5000",
+                (campaign_id, after))
+            if not rows:
+                return
+            for row in rows:
+                yield tuple(row)
+            after = rows[-1][0]

@@ -1,0 +1,115 @@
+"""Polling for delivery: providers that are asked, not told.
+
+A round takes, per provider whose kind can be polled (Sky Telecom SMS logs, Voipex history,
+Telekom ``check_message``, Skynoo ``getStatus`` at most 100 ids a request: the adapters
+chunk), the campaign's accepted messages without a final state, asks the adapter in slices
+of :attr:`PollSettings.ids_per_call`, and stores what it says (:class:`DeliveryStore`). A
+message accepted longer ago than the expiry (72 h) is given up: delivery ``unknown``,
+reason ``unknown_delivery``. Rounds repeat with exponential backoff while nothing becomes
+final, back to the first interval when something does; every loop is bounded in rounds and
+time. SMS & Voice Platform has no status endpoint: its reports come by webhook only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import anyio
+import structlog
+
+from engine.config import ProviderConfig
+from engine.delivery import POLLED_KINDS, to_report
+from engine.delivery_store import DeliveryStore
+from engine.providers.base import Provider
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class PollSettings:
+    first_interval_s: float = 2.0
+    max_interval_s: float = 300.0
+    expiry_s: float = 72 * 3600.0
+    ids_per_call: int = 500
+    ids_per_round: int = 50_000
+    """At most this many messages of one provider asked about in one round."""
+    max_rounds: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    asked: int
+    answered: int
+    final: int
+    """Reports with a final state read in this round."""
+    expired: int
+    awaiting: Mapping[str, int]
+    """Accepted messages still without a final state, by provider."""
+
+    @property
+    def left(self) -> int:
+        return sum(self.awaiting.values())
+
+
+async def poll_round(store: DeliveryStore, campaign_id: int, providers: Sequence[ProviderConfig],
+                     adapters: Mapping[str, Provider],
+                     settings: PollSettings = PollSettings()) -> RoundResult:
+    """One round over every pollable provider; failures are logged, never raised."""
+    expired = await store.expire(campaign_id, sent_before=time.time() - settings.expiry_s)
+    asked = answered = final = 0
+    for p in providers:
+        adapter = adapters.get(p.name)
+        if p.kind not in POLLED_KINDS or adapter is None:
+            continue
+        after = 0
+        for _ in range(math.ceil(settings.ids_per_round / settings.ids_per_call)):
+            rows = await store.awaiting(campaign_id, p.name, after_line=after,
+                                        limit=settings.ids_per_call)
+            if not rows:
+                break
+            after = rows[-1].line
+            asked += len(rows)
+            wanted = {r.provider_message_id for r in rows}
+            try:
+                statuses = await adapter.poll(sorted(wanted))
+            except Exception as exc:
+                log.warning("delivery.poll_failed", provider=p.name, error=type(exc).__name__)
+                break
+            now = time.time()
+            reports = [to_report(p.name, s, now) for s in statuses
+                       if s.provider_message_id in wanted]
+            answered += len(reports)
+            final += sum(1 for s in statuses if s.final)
+            if reports:
+                await store.record_reports(reports)
+    awaiting = await store.awaiting_count(campaign_id)
+    log.info("delivery.poll_round", asked=asked, answered=answered, final=final,
+             expired=expired, awaiting=sum(awaiting.values()))
+    return RoundResult(asked, answered, final, expired, awaiting)
+
+
+async def poll_loop(store: DeliveryStore, campaign_id: int, providers: Sequence[ProviderConfig],
+                    adapters: Mapping[str, Provider], settings: PollSettings = PollSettings(),
+                    *, until_final: bool = False,
+                    timeout_s: float = math.inf) -> RoundResult | None:
+    """Rounds with backoff until cancelled or *timeout_s* passes; with *until_final*, also
+    until no accepted message awaits a final state. The last round's result."""
+    deadline = time.monotonic() + timeout_s
+    interval = settings.first_interval_s
+    last: RoundResult | None = None
+    for _ in range(settings.max_rounds):
+        if until_final:
+            await store.record_reports([])  # webhook reports that came before their message
+        last = await poll_round(store, campaign_id, providers, adapters, settings)
+        if until_final and last.left == 0:
+            break
+        interval = (settings.first_interval_s if last.final
+                    else min(interval * 2, settings.max_interval_s))
+        wait = min(interval, deadline - time.monotonic())
+        if wait <= 0:
+            break
+        await anyio.sleep(wait)
+    return last
