@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import anyio
 import structlog
@@ -30,6 +31,11 @@ log = structlog.get_logger()
 
 @dataclass(frozen=True, slots=True)
 class PollSettings:
+    """How delivery polling paces itself. Each round asks about every message still waiting,
+    and some providers answer one id per request (Telekom), so beside a running dispatch
+    polling starts late and stays sparse (:data:`DURING_DISPATCH`): it shares the provider's
+    rate limit and the store with the sends."""
+
     first_interval_s: float = 2.0
     max_interval_s: float = 300.0
     expiry_s: float = 72 * 3600.0
@@ -37,6 +43,9 @@ class PollSettings:
     ids_per_round: int = 50_000
     """At most this many messages of one provider asked about in one round."""
     max_rounds: int = 100_000
+
+
+DURING_DISPATCH: Final = PollSettings(first_interval_s=30.0, max_interval_s=120.0)
 
 
 @dataclass(frozen=True, slots=True)

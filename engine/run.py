@@ -23,7 +23,7 @@ from engine.delivery import endpoints
 from engine.delivery_store import DeliveryStore
 from engine.dispatcher import Dispatcher, RunStats
 from engine.plan import PlanSummary, campaign_providers, plan_campaign
-from engine.polling import PollSettings, poll_loop
+from engine.polling import DURING_DISPATCH, PollSettings, poll_loop
 from engine.preflight import preflight
 from engine.rates import rate_sources, route_table_from
 from engine.session import open_providers
@@ -55,7 +55,7 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
     *webhooks_port*, receive reports on 127.0.0.1 there, the built-in sandbox posting to it),
     then keep polling up to *delivery_wait_s* for messages still without a final state."""
     providers = campaign_providers(config, campaign)
-    polling = polling or PollSettings()
+    polling = polling or DURING_DISPATCH
     async with Store.open(config.database) as store, AsyncExitStack() as stack:
         deliveries = DeliveryStore(store)
         callbacks: dict[str, str] = {}

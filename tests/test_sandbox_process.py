@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -75,3 +76,25 @@ def test_bad_fault_spec_exits_nonzero() -> None:
     )
     assert done.returncode != 0
     assert "warp" in done.stderr
+
+
+def test_standalone_sandbox_answers_late_when_told_to() -> None:
+    """`--faults KIND:latency_ms=N` delays the answer in the standalone server, not refuses it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.sandbox", "--port", "0", "--faults",
+         "smsvoip:latency_ms=50"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        url = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())
+        assert url
+        started = time.monotonic()
+        answer = httpx.post(f"{url.group(0)}/smsvoip/api/v1/sms/send",
+                             headers={"Authorization": "Bearer sk_test_sandbox"},
+                             json={"to": "+447400123456", "text": "hi"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert time.monotonic() - started >= 0.05
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+import sniffio
 import structlog
 
 from engine.errors import SandboxError
@@ -113,9 +114,19 @@ def _amount(text: str) -> Decimal:
 
 
 def serve(settings: SandboxSettings, *, port: int, loop: str = "auto") -> int:
-    """Serve until SIGINT or SIGTERM; print the address first. Returns the exit code 0."""
-    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
-        runner.run(_serve(settings, port))
+    """Serve until SIGINT or SIGTERM; print the address first. Returns the exit code 0.
+
+    anyio finds its backend through sniffio, which outside a task (in the server's protocol
+    callbacks, where a delayed answer is spawned) only reads this context variable:
+    ``anyio.run`` sets it, a bare ``asyncio.Runner`` does not, so it is set here. Without it
+    every answer delayed by a latency fault was refused as a malformed request.
+    """
+    token = sniffio.current_async_library_cvar.set("asyncio")
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+            runner.run(_serve(settings, port))
+    finally:
+        sniffio.current_async_library_cvar.reset(token)
     return 0
 
 

@@ -1,0 +1,666 @@
+"""Dispatch throughput against the bare provider clients, in one run against one sandbox.
+
+    python bench/throughput.py                                        # 100k messages, C=16
+    python bench/throughput.py --messages 20000 --concurrency 16
+    python bench/throughput.py --messages 20000 --latency-ms 50 --concurrency 100
+    python bench/throughput.py --messages 20000 --no-delivery-poll   # the dispatcher alone
+    python bench/throughput.py --compare-transports [--latency-ms 50]
+
+What runs, each in a process of its own so that its CPU time and peak RSS are its own:
+
+1. the sandbox (``python -m engine.sandbox --port 0 --wallet ...``; with ``--latency-ms X``
+   every provider answers X ms late, no jitter). Sky Telecom's wallet is made large enough
+   for both phases, so nothing fails over for want of money.
+2. plan: a generated campaign (``bench.generate``, no bad rows) planned into a temporary
+   SQLite file the way ``dispatch run`` plans (live rates from the sandbox, cached in the
+   store). Timed, but not part of either figure below.
+3. bare: the same messages (read from the plan) sent by the engine's own adapters, opened
+   by ``engine.session.open_providers`` (the same transport, pool size and rate-limit
+   wrapper, rate limits off), with ``concurrency`` tasks per provider calling
+   ``adapter.send`` back to back (``send_batch`` with up to ``--batch`` messages for a bulk
+   provider, Skynoo: the dispatcher forms its own, smaller batches, which shows in the HTTP
+   request counts): no store, no dispatcher. This is the ceiling the dispatcher is measured
+   against. Timed from opening the adapters to closing them, as the dispatch phase is.
+4. dispatch: ``engine.run.run_campaign`` on the completed plan: it opens the store, reads
+   the cached rates, finds the plan complete, runs preflight and dispatches, polling
+   delivery beside it as ``dispatch run`` does (``--no-delivery-poll`` turns that off, to
+   see the dispatcher alone). The timing and CPU time cover that whole call (planning
+   excluded, preflight included); the dispatcher's own seconds are shown beside it. Both
+   phases import the adapter modules before the clock starts.
+
+Figures: messages/s (accepted / wall seconds), CPU µs per message (user + system of the
+phase's process during the phase only, every thread), peak RSS, the sandbox's CPU per
+message in each phase (when it is near one core's worth the sandbox, not the client, set
+the pace), HTTP requests per provider (a counter on the aiohttp transport in both phases),
+when each provider's last message was settled, and ratio = dispatch / bare messages per
+second (target >= 0.9). The machine's load average is printed before and after: on a
+shared 2-core machine other work moves these figures by tens of percent. Every phase is bounded by
+``--messages`` and by ``--phase-timeout`` seconds; only 127.0.0.1 is contacted; the sandbox
+is always stopped. The last line printed is one JSON object.
+
+``--compare-transports`` instead measures the HTTP transport alone: SMS & Voice Platform
+plain sends through its adapter over the default httpx transport
+(``httpx.AsyncHTTPTransport``) and over ``httpx_aiohttp.AiohttpTransport`` at 8, 32 and 128
+requests in flight, each case at most ``--compare-requests`` requests and
+``--compare-seconds`` seconds; the JSON line has a ``transports`` list. That is the
+evidence for the transport ``engine.providers.http`` uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import resource
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CAMPAIGN: Final = "bench-throughput"
+PLANNED_DB: Final = "planned.db"
+"""A copy of the database as planned, beside it, which the bare phase reads."""
+WALLET_USD: Final = "100000000"
+"""Sky Telecom's sandbox wallet: 100k messages at <= 0.1 USD a segment, twice, fit easily."""
+STARTUP_TIMEOUT_S: Final = 20.0
+CHILD_GRACE_S: Final = 60.0
+"""How much longer than its phase deadline a child may take before it is killed."""
+TRANSPORT_CONCURRENCY: Final = (8, 32, 128)
+ENGINE_TRANSPORT: Final = "httpx-aiohttp"
+
+
+# --- shared helpers ------------------------------------------------------------------------
+
+
+def cpu_s() -> float:
+    """User + system CPU seconds of this whole process (every thread: aiosqlite's too)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds of another process (the sandbox), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def child_logging() -> None:
+    """The engine's log lines as JSON on stderr, which the parent keeps in a file."""
+    import logging
+
+    from engine.logs import configure_logging
+
+    configure_logging("json", level=logging.INFO)
+
+
+def preload() -> None:
+    """Import every adapter module before a timed phase: ``make_adapter`` imports them on
+    first use, and one of them pulls in phonenumbers' geocoder (~0.4 s), a cost of process
+    start, not of sending."""
+    import importlib
+
+    from engine.providers import ADAPTERS
+
+    for module, _ in ADAPTERS.values():
+        importlib.import_module(module)
+
+
+def count_requests() -> dict[str, int]:
+    """Count every HTTP request the aiohttp transport carries, by the URL's first path
+    segment (the provider kind, on the sandbox): a counter, about a µs per request. The
+    phases differ in requests per message where a bulk provider's batches differ."""
+    from httpx_aiohttp import AiohttpTransport
+
+    counts: dict[str, int] = {}
+    inner = AiohttpTransport.handle_async_request
+
+    async def counted(self: AiohttpTransport, request: Any) -> Any:
+        kind = request.url.path.split("/", 2)[1]
+        counts[kind] = counts.get(kind, 0) + 1
+        return await inner(self, request)
+
+    AiohttpTransport.handle_async_request = counted  # type: ignore[method-assign]
+    return counts
+
+
+def load(folder: Path) -> tuple[Any, Any]:
+    from engine.campaign import load_campaign
+    from engine.config import load_config
+
+    return load_config(folder / "config.toml"), load_campaign(folder / "campaign.toml")
+
+
+# --- child: plan ---------------------------------------------------------------------------
+
+
+def child_plan(folder: Path) -> dict[str, Any]:
+    """Plan as ``run_campaign`` does (live rates through the sandbox, cached in the store),
+    so that the dispatch phase finds the plan complete and the rates fresh."""
+    import anyio
+
+    from engine.plan import campaign_providers, plan_campaign
+    from engine.rates import rate_sources, route_table_from
+    from engine.session import open_providers
+    from engine.store import Store
+
+    config, campaign = load(folder)
+
+    async def go() -> dict[str, Any]:
+        providers = campaign_providers(config, campaign)
+        async with Store.open(config.database) as store, open_providers(providers) as session:
+            sources = await rate_sources(config, providers, store, session=session)
+            routes = route_table_from(sources, providers, config)
+            t0, c0 = time.perf_counter(), cpu_s()
+            summary = await plan_campaign(config, campaign, store, routes=routes)
+            seconds, cpu = time.perf_counter() - t0, cpu_s() - c0
+        c = summary.counts
+        copy_database(config.database, config.database.with_name(PLANNED_DB))
+        return {"rows": c.rows, "valid": c.valid, "rejected": c.rejected, "skipped": c.skipped,
+                "segments": c.segments, "seconds": round(seconds, 3), "cpu_s": round(cpu, 3),
+                "by_provider": {k: g.messages for k, g in c.by_provider.items()},
+                "rates": {s.provider: s.origin for s in sources}}
+
+    return anyio.run(go)
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database (WAL included), through the backup API."""
+    import sqlite3
+
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+
+
+# --- child: bare client --------------------------------------------------------------------
+
+
+async def planned_messages(config: Any, campaign: Any) -> dict[str, list[Any]]:
+    """Every valid planned message, by provider, built by the dispatcher's own
+    ``Dispatcher._message`` (so text, key, route and per-number variables are what the
+    dispatch phase sends), under another campaign name so that the idempotency keys differ
+    and SMS & Voice Platform does not answer the dispatch phase from its key cache. Read
+    from the copy of the plan taken before either phase ran, so the order does not matter."""
+    from types import SimpleNamespace
+
+    from engine.dispatcher import Dispatcher, Job
+    from engine.store import Store
+
+    out: dict[str, list[Any]] = {}
+    async with Store.open(config.database.with_name(PLANNED_DB)) as store:
+        record = await store.campaign_named(campaign.name)
+        shim = SimpleNamespace(record=dataclasses.replace(record, name=f"bare-{record.name}"),
+                               campaign=campaign)
+        after = 0
+        while rows := await store.outgoing(record.id, state="pending", after_line=after,
+                                           limit=5000):
+            for row in rows:
+                out.setdefault(row.provider, []).append(
+                    Dispatcher._message(shim, Job.of(row)))  # type: ignore[arg-type]
+            after = rows[-1].line
+    return out
+
+
+async def send_all(adapter: Any, messages: Sequence[Any], concurrency: int, batch: int,
+                   deadline: float, tally: dict[str, int], ends: dict[str, float]) -> None:
+    """*concurrency* tasks taking the next message (or *batch* of them) until none is left
+    or *deadline* (``time.monotonic``) has passed; outcomes counted in *tally*, the moment
+    the last one finished in *ends* (``time.perf_counter``, by provider name)."""
+    import anyio
+
+    chunks: Iterator[Sequence[Any]] = (messages[i:i + batch]
+                                       for i in range(0, len(messages), batch))
+
+    async def worker() -> None:
+        for chunk in chunks:
+            if time.monotonic() >= deadline:
+                tally["not_sent"] += len(chunk)
+                continue
+            if len(chunk) == 1:
+                results = [await adapter.send(chunk[0])]
+            else:
+                results = await adapter.send_batch(chunk)
+            for result in results:
+                what = result.outcome.value
+                if what != "accepted":
+                    what += f" ({result.code}: {result.detail[:60]})"
+                tally[what] = tally.get(what, 0) + 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+    ends[getattr(adapter, "name", "")] = time.perf_counter()
+
+
+def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> dict[str, Any]:
+    import anyio
+
+    from engine.plan import campaign_providers
+    from engine.session import open_providers
+
+    config, campaign = load(folder)
+    providers = campaign_providers(config, campaign)
+    preload()
+
+    requests = count_requests()
+
+    async def go() -> dict[str, Any]:
+        by_provider = await planned_messages(config, campaign)
+        total = sum(len(v) for v in by_provider.values())
+        tally = {"not_sent": 0}
+        ends: dict[str, float] = {}
+        t0, c0 = time.perf_counter(), cpu_s()
+        deadline = time.monotonic() + timeout_s
+        async with open_providers(providers) as session:
+            with anyio.move_on_after(timeout_s + CHILD_GRACE_S / 2):
+                async with anyio.create_task_group() as tg:
+                    for name, messages in by_provider.items():
+                        adapter = session.adapters[name]
+                        size = min(batch, adapter.max_batch) if adapter.max_batch > 1 else 1
+                        tg.start_soon(send_all, adapter, messages, concurrency, size, deadline,
+                                      tally, ends)
+        seconds, cpu = time.perf_counter() - t0, cpu_s() - c0
+        accepted = tally.get("accepted", 0)
+        return {"messages": total, "accepted": accepted, "outcomes": tally,
+                "seconds": round(seconds, 3), "cpu_s": round(cpu, 3),
+                "msgs_per_s": round(accepted / seconds, 1),
+                "cpu_us_per_msg": round(cpu / max(accepted, 1) * 1e6, 1),
+                "peak_rss_mb": peak_rss_mb(), "timed_out": time.monotonic() >= deadline,
+                "provider_seconds": {k: round(v - t0, 2) for k, v in sorted(ends.items())},
+                "http_requests": dict(sorted(requests.items()))}
+
+    return anyio.run(go)
+
+
+# --- child: dispatch -----------------------------------------------------------------------
+
+
+def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]:
+    """``run_campaign`` on the completed plan; a dispatcher still running at the deadline is
+    stopped the way SIGTERM stops it (in-flight requests finish and are checkpointed).
+    Delivery polling beside the dispatch is on, as ``dispatch run`` has it, unless *poll*
+    is false."""
+    import anyio
+
+    from engine.dispatcher import Dispatcher
+    from engine.run import run_campaign
+
+    config, campaign = load(folder)
+    preload()
+    requests = count_requests()
+    deadline = time.monotonic() + timeout_s
+    seen: list[Dispatcher] = []
+
+    def on_progress(dispatcher: Dispatcher) -> None:
+        if not seen:
+            seen.append(dispatcher)
+        if time.monotonic() >= deadline:
+            dispatcher.stop("bench deadline")
+
+    async def go() -> dict[str, Any]:
+        t0, c0 = time.perf_counter(), cpu_s()
+        requests.clear()
+        with anyio.fail_after(timeout_s + CHILD_GRACE_S / 2):
+            if poll:
+                outcome = await run_campaign(config, campaign, on_progress=on_progress)
+            else:
+                outcome = await run_campaign(config, campaign, on_progress=on_progress,
+                                             poll_delivery=False)
+        seconds, cpu = time.perf_counter() - t0, cpu_s() - c0
+        stats = outcome.stats
+        extra: dict[str, Any] = {}
+        if seen:
+            cp = seen[0].checkpoint
+            extra = {"checkpoint_flushes": cp.flushes, "checkpoint_rows": cp.rows_written}
+        extra["provider_seconds"] = provider_spans(config.database, campaign.name, t0)
+        extra["http_requests"] = dict(sorted(requests.items()))
+        return {"accepted": stats.accepted, "failed": stats.failed, "unknown": stats.unknown,
+                "failed_over": stats.failed_over, "left": stats.left,
+                "pending_left": outcome.pending_left, "stopped": outcome.stopped,
+                "providers_left_out": outcome.skipped_providers,
+                "by_provider": dict(stats.by_provider),
+                "seconds": round(seconds, 3), "dispatcher_seconds": round(stats.seconds, 3),
+                "cpu_s": round(cpu, 3),
+                "msgs_per_s": round(stats.accepted / seconds, 1),
+                "dispatcher_msgs_per_s": round(stats.accepted / stats.seconds, 1),
+                "cpu_us_per_msg": round(cpu / max(stats.accepted, 1) * 1e6, 1),
+                "peak_rss_mb": peak_rss_mb(), **extra}
+
+    return anyio.run(go)
+
+
+def provider_spans(database: Path, name: str, t0: float) -> dict[str, float]:
+    """By provider, when its last message was settled, in seconds after *t0*
+    (``time.perf_counter``), from the rows' ``updated_at`` (wall clock)."""
+    import sqlite3
+
+    offset = time.time() - time.perf_counter()
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT provider, max(updated_at) FROM messages WHERE campaign_id = "
+            "(SELECT id FROM campaigns WHERE name = ?) AND provider_message_id IS NOT NULL "
+            "GROUP BY provider ORDER BY provider", (name,)).fetchall()
+    finally:
+        conn.close()
+    return {provider: round(last - offset - t0, 2) for provider, last in rows}
+
+
+# --- child: one transport case -------------------------------------------------------------
+
+
+def child_transport(folder: Path, url: str, transport_name: str, concurrency: int,
+                    requests: int, seconds: float) -> dict[str, Any]:
+    """Plain SMS & Voice Platform sends through its adapter over one transport."""
+    import anyio
+    import httpx
+    from httpx_aiohttp import AiohttpTransport
+
+    from engine.config import load_config
+    from engine.providers.base import OutboundMessage
+    from engine.providers.smsvoip import SmsVoip
+
+    config = load_config(folder / "config.toml")
+    provider = dataclasses.replace(config.provider("smsvoip"), concurrency=concurrency,
+                                   rate_limit=None)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    transport: httpx.AsyncBaseTransport = (
+        AiohttpTransport(limits=limits) if transport_name == "httpx-aiohttp"
+        else httpx.AsyncHTTPTransport(limits=limits))
+    messages = [OutboundMessage(key=f"tr-{transport_name}-{concurrency}-{i}",
+                                to=f"+421912{i % 1_000_000:06d}", text="Your order has shipped.",
+                                sender="ACME", encoding="GSM-7", segments=1)
+                for i in range(requests)]
+
+    async def go() -> dict[str, Any]:
+        tally = {"not_sent": 0}
+        async with SmsVoip(provider, base_url=f"{url}/smsvoip", transport=transport) as adapter:
+            await adapter.send(dataclasses.replace(messages[0], key="tr-warm-up"))
+            t0, c0 = time.perf_counter(), cpu_s()
+            deadline = time.monotonic() + seconds
+            with anyio.move_on_after(seconds + 30):
+                await send_all(adapter, messages, concurrency, 1, deadline, tally, {})
+            elapsed, cpu = time.perf_counter() - t0, cpu_s() - c0
+        done = sum(v for k, v in tally.items() if k != "not_sent")
+        return {"transport": transport_name, "concurrency": concurrency, "requests": done,
+                "accepted": tally.get("accepted", 0), "outcomes": tally,
+                "seconds": round(elapsed, 3), "req_per_s": round(done / elapsed, 1),
+                "cpu_us_per_req": round(cpu / max(done, 1) * 1e6, 1)}
+
+    return anyio.run(go)
+
+
+# --- parent --------------------------------------------------------------------------------
+
+
+class Sandbox:
+    """``python -m engine.sandbox`` in its own process; stopped on exit, whatever happens."""
+
+    def __init__(self, folder: Path, latency_ms: float) -> None:
+        args = [sys.executable, "-m", "engine.sandbox", "--port", "0", "--wallet", WALLET_USD]
+        if latency_ms > 0:
+            args += ["--faults", f"all:latency_ms={latency_ms:g},jitter_ms=0"]
+        self._log = (folder / "sandbox.log").open("w")
+        self.process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                                        stderr=self._log, text=True)
+        self.url = ""
+
+    def __enter__(self) -> Sandbox:
+        try:
+            stdout = self.process.stdout
+            assert stdout is not None
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while (left := deadline - time.monotonic()) > 0:
+                if not select.select([stdout], [], [], left)[0]:
+                    break
+                line = stdout.readline()
+                if not line:
+                    break
+                match = re.search(r"http://127\.0\.0\.1:\d+", line)
+                if match:
+                    self.url = match.group(0)
+                    return self
+            raise SystemExit("the sandbox did not print its address (see sandbox.log)")
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()
+
+    def cpu_s(self) -> float:
+        return proc_cpu_s(self.process.pid)
+
+
+def run_child(folder: Path, role: str, timeout_s: float, *extra: str) -> dict[str, Any]:
+    """Run this file as ``--child ROLE``; its last stdout line is its JSON answer."""
+    log = folder / f"{role}.log"
+    with log.open("w") as err:
+        try:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", role, "--folder", str(folder), *extra],
+                cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
+                timeout=timeout_s + CHILD_GRACE_S, check=False)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"{role}: killed after {timeout_s + CHILD_GRACE_S:.0f} s") from None
+    if out.returncode != 0 or not out.stdout.strip():
+        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+        raise SystemExit(f"{role} failed (exit {out.returncode}):\n{tail}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def write_config(folder: Path, url: str, concurrency: int) -> None:
+    from tests.run_fixtures import run_config
+
+    run_config(folder, url, concurrency=concurrency)
+
+
+def throughput(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.generate import generate
+
+    with tempfile.TemporaryDirectory(prefix="dispatch-bench-") as tmp:
+        folder = Path(tmp)
+        generate(args.messages, args.seed, 0.0, "SK", folder, CAMPAIGN)
+        load_before = load_average()
+        with Sandbox(folder, args.latency_ms) as sandbox:
+            write_config(folder, sandbox.url, args.concurrency)
+            print(f"load average before: {load_before}; sandbox {sandbox.url}, latency "
+                  f"{args.latency_ms:g} ms, concurrency {args.concurrency} per provider, "
+                  f"delivery polling {'off' if args.no_delivery_poll else 'on'}, "
+                  f"{os.cpu_count()} cores", flush=True)
+            plan = run_child(folder, "plan", args.phase_timeout)
+            print(f"plan: {plan['rows']:,} rows -> {plan['valid']:,} valid in "
+                  f"{plan['seconds']:.1f} s (not part of either figure); by provider "
+                  + ", ".join(f"{k} {v:,}" for k, v in sorted(plan["by_provider"].items())),
+                  flush=True)
+            phases: dict[str, dict[str, Any]] = {}
+            order = ("bare", "dispatch") if args.order == "bare-first" else ("dispatch", "bare")
+            for role in order:
+                extra = ["--phase-timeout", str(args.phase_timeout)]
+                if args.no_delivery_poll:
+                    extra.append("--no-delivery-poll")
+                if role == "bare":
+                    extra += ["--concurrency", str(args.concurrency), "--batch", str(args.batch)]
+                s0, t0 = sandbox.cpu_s(), time.perf_counter()
+                result = run_child(folder, role, args.phase_timeout, *extra)
+                wall = time.perf_counter() - t0
+                result["sandbox_cpu_us_per_msg"] = round(
+                    (sandbox.cpu_s() - s0) / max(result["accepted"], 1) * 1e6, 1)
+                result["sandbox_cpu_share"] = round((sandbox.cpu_s() - s0) / wall, 2)
+                phases[role] = result
+                print(describe(role, result), flush=True)
+            sandbox_rss = sandbox_rss_mb(sandbox.process.pid)
+        load_after = load_average()
+    bare, dispatch = phases["bare"], phases["dispatch"]
+    if not bare["msgs_per_s"]:
+        raise SystemExit("the bare phase accepted nothing: no ratio (see its outcomes above)")
+    ratio = dispatch["msgs_per_s"] / bare["msgs_per_s"]
+    print(f"ratio dispatch/bare: {ratio:.3f} (target >= 0.9); dispatcher alone "
+          f"{dispatch['dispatcher_msgs_per_s']:,.0f} msg/s -> "
+          f"{dispatch['dispatcher_msgs_per_s'] / bare['msgs_per_s']:.3f}")
+    print(f"load average after: {load_after}; sandbox RSS at the end {sandbox_rss} MB")
+    return {
+        "messages": dispatch["accepted"], "planned": plan["valid"],
+        "dispatch_msgs_per_s": dispatch["msgs_per_s"], "bare_msgs_per_s": bare["msgs_per_s"],
+        "ratio": round(ratio, 3),
+        "dispatch_cpu_us_per_msg": dispatch["cpu_us_per_msg"],
+        "bare_cpu_us_per_msg": bare["cpu_us_per_msg"],
+        "peak_rss_mb": dispatch["peak_rss_mb"], "bare_peak_rss_mb": bare["peak_rss_mb"],
+        "latency_ms": args.latency_ms, "concurrency": args.concurrency,
+        "transport": ENGINE_TRANSPORT,
+        "dispatch_seconds": dispatch["seconds"],
+        "dispatcher_seconds": dispatch["dispatcher_seconds"],
+        "bare_seconds": bare["seconds"], "bare_accepted": bare["accepted"],
+        "dispatch_failed": dispatch["failed"] + dispatch["unknown"] + dispatch["pending_left"],
+        "sandbox_cpu_us_per_msg": {k: v["sandbox_cpu_us_per_msg"] for k, v in phases.items()},
+        "http_requests": {k: sum(v.get("http_requests", {}).values()) for k, v in phases.items()},
+        "provider_seconds": {k: v.get("provider_seconds") for k, v in phases.items()},
+        "by_provider": plan["by_provider"], "order": args.order,
+        "delivery_poll": not args.no_delivery_poll,
+        "cpu_measured": "run_campaign on a completed plan (store, cached rates, plan check, "
+                        "preflight, dispatch); planning excluded",
+        "load_average": {"before": load_before, "after": load_after}, "cores": os.cpu_count(),
+    }
+
+
+def describe(role: str, r: dict[str, Any]) -> str:
+    head = (f"{role:>8}: {r['accepted']:,} accepted in {r['seconds']:.2f} s = "
+            f"{r['msgs_per_s']:,.0f} msg/s, CPU {r['cpu_us_per_msg']:.0f} µs/msg, "
+            f"peak RSS {r['peak_rss_mb']} MB, sandbox CPU {r['sandbox_cpu_us_per_msg']:.0f} "
+            f"µs/msg ({r['sandbox_cpu_share']:.0%} of a core)")
+    if role == "dispatch":
+        head += (f"; dispatcher alone {r['dispatcher_seconds']:.2f} s; failed {r['failed']}, "
+                 f"unknown {r['unknown']}, failed over {r['failed_over']}, left "
+                 f"{r['pending_left']}, stopped {r['stopped']}")
+    else:
+        other = {k: v for k, v in r["outcomes"].items() if k != "accepted" and v}
+        head += f"; not accepted {other or 'none'}"
+    spans = r.get("provider_seconds")
+    if spans:
+        head += "\n          last message settled after (s): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in spans.items())
+    calls = r.get("http_requests")
+    if calls:
+        head += (f"\n          HTTP requests: {sum(calls.values()):,} "
+                 f"({sum(calls.values()) / max(r['accepted'], 1):.3f} per message): "
+                 + ", ".join(f"{k} {v:,}" for k, v in calls.items()))
+    return head
+
+
+def sandbox_rss_mb(pid: int) -> float | None:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def compare_transports(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="dispatch-bench-") as tmp:
+        folder = Path(tmp)
+        load_before = load_average()
+        with Sandbox(folder, args.latency_ms) as sandbox:
+            write_config(folder, sandbox.url, 8)
+            print(f"load average before: {load_before}; sandbox {sandbox.url}, latency "
+                  f"{args.latency_ms:g} ms; smsvoip plain sends, at most "
+                  f"{args.compare_requests:,} requests or {args.compare_seconds:g} s per case",
+                  flush=True)
+            cases = []
+            for concurrency in TRANSPORT_CONCURRENCY:
+                for name in ("httpx", "httpx-aiohttp"):
+                    s0 = sandbox.cpu_s()
+                    case = run_child(folder, "transport", args.compare_seconds,
+                                     "--url", sandbox.url, "--transport", name,
+                                     "--concurrency", str(concurrency),
+                                     "--requests", str(args.compare_requests),
+                                     "--seconds", str(args.compare_seconds))
+                    case["sandbox_cpu_us_per_req"] = round(
+                        (sandbox.cpu_s() - s0) / max(case["requests"], 1) * 1e6, 1)
+                    cases.append(case)
+                    print(f"{name:>14} at {concurrency:>3} in flight: {case['requests']:>6,} "
+                          f"requests in {case['seconds']:6.2f} s = {case['req_per_s']:>8,.0f} "
+                          f"req/s, client CPU {case['cpu_us_per_req']:.0f} µs/req, sandbox CPU "
+                          f"{case['sandbox_cpu_us_per_req']:.0f} µs/req", flush=True)
+        load_after = load_average()
+    print(f"load average after: {load_after}")
+    return {"mode": "compare-transports", "transports": cases, "latency_ms": args.latency_ms,
+            "transport": ENGINE_TRANSPORT,
+            "load_average": {"before": load_before, "after": load_after},
+            "cores": os.cpu_count()}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--messages", type=int, default=100_000, help="recipients (all valid)")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="sandbox answer delay")
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight per provider")
+    p.add_argument("--compare-transports", action="store_true",
+                   help="measure the default httpx transport against httpx-aiohttp instead")
+    p.add_argument("--compare-requests", type=int, default=5000)
+    p.add_argument("--compare-seconds", type=float, default=30.0)
+    p.add_argument("--phase-timeout", type=float, default=600.0,
+                   help="seconds each phase may take (default 600)")
+    p.add_argument("--batch", type=int, default=500,
+                   help="messages per send_batch call of a bulk provider in the bare loop")
+    p.add_argument("--order", choices=("bare-first", "dispatch-first"), default="bare-first")
+    p.add_argument("--no-delivery-poll", action="store_true",
+                   help="dispatch without the delivery polling `dispatch run` does beside it")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--url", help=argparse.SUPPRESS)
+    p.add_argument("--transport", help=argparse.SUPPRESS)
+    p.add_argument("--requests", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child_logging()
+        if args.child == "plan":
+            result = child_plan(args.folder)
+        elif args.child == "bare":
+            result = child_bare(args.folder, args.concurrency, args.phase_timeout, args.batch)
+        elif args.child == "dispatch":
+            result = child_dispatch(args.folder, args.phase_timeout, not args.no_delivery_poll)
+        else:
+            result = child_transport(args.folder, args.url, args.transport, args.concurrency,
+                                     args.requests, args.seconds)
+        print(json.dumps(result))
+        return 0
+    result = compare_transports(args) if args.compare_transports else throughput(args)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
