@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 from httpx_aiohttp import AiohttpTransport
-from sandbox_fixtures import eventually, fast_settings
+from sandbox_fixtures import eventually
 
 from engine.config import ProviderConfig
 from engine.providers.base import OutboundMessage, Outcome
@@ -25,7 +24,7 @@ from engine.providers.skynoo import (
     plan_tasks,
     task_result,
 )
-from engine.sandbox import Faults, Sandbox, running_sandbox
+from engine.sandbox import Faults, Sandbox
 
 pytestmark = pytest.mark.anyio
 
@@ -68,11 +67,6 @@ class Recording(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(fast_settings()) as sb:
-        yield sb
 
 
 @pytest.fixture

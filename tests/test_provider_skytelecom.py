@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -37,11 +36,6 @@ CONFIG = ProviderConfig(name="sky", kind="skytelecom", base_url="https://skytele
 MESSAGE = OutboundMessage(key="camp-1-2", to="+447400123456", text="Hello", sender="ACME",
                           encoding="GSM-7", segments=1)
 
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(fast_settings()) as sb:
-        yield sb
 
 
 def adapter(sandbox: Sandbox, **changes: object) -> SkyTelecom:

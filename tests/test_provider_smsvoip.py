@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 
 import httpx
 import pytest
-from sandbox_fixtures import fast_settings
 
 from engine.config import ProviderConfig
 from engine.providers.base import OutboundMessage, Outcome
 from engine.providers.smsvoip import SmsVoip, parse_send
-from engine.sandbox import Faults, Sandbox, running_sandbox
+from engine.sandbox import Faults, Sandbox
 
 pytestmark = pytest.mark.anyio
 
@@ -24,11 +22,6 @@ CONFIG = ProviderConfig(name="smsvoip", kind="smsvoip", base_url="sandbox",
 MESSAGE = OutboundMessage(key="camp-1-2", to="+447400123456", text="Hello", sender="ACME",
                           encoding="GSM-7", segments=1)
 
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(fast_settings()) as sb:
-        yield sb
 
 
 def adapter(sandbox: Sandbox, **changes: object) -> SmsVoip:

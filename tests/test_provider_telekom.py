@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -48,11 +47,6 @@ class Recording(httpx.AsyncBaseTransport):
     def count(self, function: str) -> int:
         return sum(path.endswith(f"/json/{function}") for path, _ in self.requests)
 
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(fast_settings()) as sb:
-        yield sb
 
 
 def adapter(sandbox: Sandbox, transport: httpx.AsyncBaseTransport | None = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,11 +33,6 @@ CONFIG = ProviderConfig(name="voipex", kind="voipex", base_url="sandbox", token=
 MESSAGE = OutboundMessage(key="camp-1-2", to="+420607608609", text="Hello", sender="ACME",
                           encoding="GSM-7", segments=1)
 
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(fast_settings()) as sb:
-        yield sb
 
 
 def adapter(sandbox: Sandbox, **changes: object) -> Voipex:

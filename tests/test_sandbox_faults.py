@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -50,11 +49,6 @@ def shape_ok(kind: str, body: dict[str, Any]) -> bool:
         return bool(body["result"]["status"] == "error")
     return body["code"] in ("429", "502", "503")
 
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(fast_settings()) as sandbox:
-        yield sandbox
 
 
 async def send(sandbox: Sandbox, kind: str, client: httpx.AsyncClient) -> httpx.Response:

@@ -15,11 +15,6 @@ from engine.sandbox import ProviderAccount, Sandbox, running_sandbox
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(fast_settings()) as sandbox:
-        yield sandbox
-
 
 @pytest.fixture
 async def client(sandbox: Sandbox) -> AsyncIterator[httpx.AsyncClient]:

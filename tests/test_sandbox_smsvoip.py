@@ -19,11 +19,6 @@ pytestmark = pytest.mark.anyio
 SEND = {"to": "+15551234567", "text": "Hi!"}
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(fast_settings()) as sandbox:
-        yield sandbox
-
 
 @pytest.fixture
 async def client(sandbox: Sandbox) -> AsyncIterator[httpx.AsyncClient]:

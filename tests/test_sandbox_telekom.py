@@ -19,11 +19,6 @@ pytestmark = pytest.mark.anyio
 TOKEN = "telekom-sandbox-token"
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(fast_settings()) as sandbox:
-        yield sandbox
-
 
 @pytest.fixture
 async def client(sandbox: Sandbox) -> AsyncIterator[httpx.AsyncClient]:

@@ -18,11 +18,6 @@ pytestmark = pytest.mark.anyio
 SEND = {"from": "+420777888999", "to": "+420607608609", "text": "Hello world!"}
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(fast_settings()) as sandbox:
-        yield sandbox
-
 
 @pytest.fixture
 async def client(sandbox: Sandbox) -> AsyncIterator[httpx.AsyncClient]:
