@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import anyio
 
-from engine.store import Store
+from engine.store import CheckpointWriter, Store
 
 CHECKPOINT_FLUSH_MS: Final = 100
 MAX_UPDATES_PER_FLUSH: Final = 5000
@@ -24,8 +24,8 @@ MAX_UPDATES_PER_FLUSH: Final = 5000
 
 class Checkpointer:
     def __init__(self, store: Store, campaign_id: int) -> None:
-        self._store = store
-        self._campaign_id = campaign_id
+        self._writer = CheckpointWriter(store.path, campaign_id)
+        self._lock = anyio.Lock()
         self._sending: list[tuple[float, int]] = []
         self._updates: list[tuple[Any, ...]] = []
         self._wake = anyio.Event()
@@ -50,14 +50,16 @@ class Checkpointer:
 
     async def flush(self) -> None:
         """Write everything queued so far, now."""
-        sending, self._sending = self._sending, []
-        updates, self._updates = self._updates, []
-        committed, self._committed = self._committed, anyio.Event()
-        if sending or updates:
-            await self._store.checkpoint(self._campaign_id, sending=sending, updates=updates)
-            self.flushes += 1
-            self.rows_written += len(sending) + len(updates)
-        committed.set()
+        async with self._lock:
+            sending, self._sending = self._sending, []
+            updates, self._updates = self._updates, []
+            committed, self._committed = self._committed, anyio.Event()
+            if sending or updates:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._writer.write, sending, updates)
+                self.flushes += 1
+                self.rows_written += len(sending) + len(updates)
+            committed.set()
 
     async def run(self) -> None:
         """Flush when a sender waits, and at least every ``CHECKPOINT_FLUSH_MS``."""
@@ -71,3 +73,8 @@ class Checkpointer:
         self._closed = True
         self._wake.set()
         await self.flush()
+        self.release()
+
+    def release(self) -> None:
+        """Close the writer's connection (again is fine), whatever state the run ended in."""
+        self._writer.close()

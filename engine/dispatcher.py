@@ -164,6 +164,7 @@ class Dispatcher:
         try:
             await self._run()
         finally:
+            self.checkpoint.release()
             for lane in self.lanes.values():
                 lane.send.close()
                 lane.receive.close()
