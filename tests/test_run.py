@@ -231,3 +231,32 @@ def test_rate_limits_hold_in_every_window_at_full_speed(tmp_path: Path) -> None:
         assert whole_s >= 3, "the lane must be busy for several windows"
         achieved = sum(t < times[0] + whole_s for t in times) / whole_s
         assert 0.9 * per_s <= achieved <= per_s, (provider, achieved)
+
+
+def test_dlr_polls_delivery_after_a_run_without_polling(tmp_path: Path) -> None:
+    """`dispatch run --no-dlr` leaves messages accepted; `dispatch dlr` then reads the final
+    state from every provider that can be asked, and `status` shows it."""
+    with external_sandbox(tmp_path, "telekom:undelivered_share=1.0") as sandbox:
+        config = run_config(tmp_path, sandbox.url)
+        result = dispatch("run", str(EXAMPLE), "--config", str(config), "--no-dlr")
+        assert result.returncode == 0, result.stderr
+        deadline = time.monotonic() + 30
+        while True:
+            polled = dispatch("dlr", str(EXAMPLE), "--config", str(config), "--json")
+            assert polled.returncode == 0, polled.stderr
+            summary = json.loads(polled.stdout)
+            states = {state for state, provider in final_rows(tmp_path / "dispatch.db").values()
+                      if provider in ("telekom", "skynoo")}
+            if "accepted" not in states or time.monotonic() > deadline:
+                break
+        status = json.loads(dispatch("status", str(EXAMPLE), "--config", str(config),
+                                     "--json").stdout)
+    assert summary["asked"] > 0
+    rows = final_rows(tmp_path / "dispatch.db")
+    by_provider: dict[str, Counter[str]] = {}
+    for state, provider in rows.values():
+        by_provider.setdefault(provider, Counter())[state] += 1
+    assert set(by_provider["telekom"]) == {"undelivered"}
+    assert set(by_provider["skynoo"]) == {"delivered"}
+    assert set(by_provider["smsvoip"]) == {"accepted"}
+    assert status["states"]["undelivered"] == by_provider["telekom"]["undelivered"]
