@@ -56,10 +56,6 @@ class RateLimit:
     count: int
     period_s: float
 
-    @property
-    def per_second(self) -> float:
-        return self.count / self.period_s
-
     def __str__(self) -> str:
         return f"{self.count}/{self.period_s:g}s"
 
@@ -144,9 +140,6 @@ class TomlTable:
 
     def error(self, name: str, problem: str) -> ConfigError:
         return self.error_type(problem, file=self.file, key=self.path(name))
-
-    def has(self, name: str) -> bool:
-        return name in self.data
 
     def get(self, name: str, kind: type[T], default: T | None = None, *,
             required: bool = False) -> T:

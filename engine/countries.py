@@ -46,10 +46,6 @@ def _by_folded_name() -> dict[str, str]:
     return index
 
 
-def name_of(region: str) -> str:
-    """``"SK"`` -> ``"Slovakia"``; the code itself where phonenumbers has no name."""
-    return _names().get(region.upper(), region.upper())
-
 
 def region_of(name: str) -> str | None:
     """``"Slovakia"`` (any case or accents) or ``"SK"`` -> ``"SK"``; ``None`` if unknown."""

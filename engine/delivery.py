@@ -36,6 +36,7 @@ from typing import Any, Final
 from engine.config import ProviderConfig
 from engine.delivery_store import DeliveryReport
 from engine.providers.base import DeliveryStatus, delivery_state
+from engine.providers.voipex import parse_webhook
 
 WEBHOOK_KINDS: Final = ("smsvoip", "telekom", "voipex")
 SIGNED_KINDS: Final = frozenset({"smsvoip"})
@@ -188,15 +189,17 @@ def parse_voipex(body: bytes) -> DeliveryStatus | None:
     ``at`` stays ``None``: ``createdAt`` is when the SMS was created.
     """
     data = _object(body)
-    message_id = _text(data, "id")
+    _text(data, "id")
     direction = data.get("direction")
     if not isinstance(direction, str) or direction.upper() not in ("IN", "OUT"):
         raise BadReport("direction must be IN or OUT")
     if direction.upper() == "IN":
         return None
-    word = _text(data, "state")
-    state = delivery_state(word)
-    return DeliveryStatus(message_id, state, word, reason=_reason(state, word))
+    _text(data, "state")
+    status = parse_webhook(data)
+    if status is None:
+        raise BadReport("not a delivery report")
+    return status
 
 
 PARSERS: Final = {"smsvoip": parse_smsvoip, "telekom": parse_telekom, "voipex": parse_voipex}

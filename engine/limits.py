@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Final
 
 import anyio
@@ -27,12 +26,6 @@ from engine.config import RateLimit
 
 MARGIN_FRACTION: Final = 0.01
 MARGIN_MAX_S: Final = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class LimiterStats:
-    started: int
-    waited_s: float
 
 
 class Slot:
@@ -62,13 +55,10 @@ class SlidingWindowLimiter:
         self._slots: deque[Slot] = deque(maxlen=limit.count)
         self._lock = anyio.Lock()
         self._changed = anyio.Event()
-        self._started = 0
-        self._waited_s = 0.0
 
     async def acquire(self) -> Slot:
         """Wait until one more request may start now; the caller marks it done."""
         async with self._lock:
-            began = time.monotonic()
             while len(self._slots) == self.count:
                 oldest = self._slots[0]
                 if not oldest.finished:
@@ -78,29 +68,17 @@ class SlidingWindowLimiter:
                 if wait <= 0:
                     break
                 await anyio.sleep(wait)
-            self._waited_s += time.monotonic() - began
             slot = Slot(self)
             self._slots.append(slot)
-            self._started += 1
             return slot
 
     def changed(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
 
-    def statistics(self) -> LimiterStats:
-        return LimiterStats(self._started, self._waited_s)
-
 
 class Unlimited:
     """The limiter of a provider without a configured rate limit."""
 
-    def __init__(self) -> None:
-        self._started = 0
-
     async def acquire(self) -> Slot:
-        self._started += 1
         return Slot(None)
-
-    def statistics(self) -> LimiterStats:
-        return LimiterStats(self._started, 0.0)

@@ -36,9 +36,6 @@ log = structlog.get_logger()
 
 CHUNKS_IN_FLIGHT_PER_WORKER: Final = 3
 
-REJECT_REASONS: Final = ("invalid_number", "missing_variable", "too_long", "no_route",
-                         "empty_message", "malformed_row")
-SKIP_REASONS: Final = ("duplicate", "opted_out")
 BLANK_CHARS: Final = " \t\r\n\x0b\x0c\u00a0\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
 """Whitespace and the invisible characters spreadsheets carry: a message of only these is
 ``empty_message``, not a blank SMS billed as one segment."""

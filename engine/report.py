@@ -15,12 +15,11 @@ from engine.delivery_store import DeliveryGroup, DeliverySummary
 from engine.plan import PlanSummary
 from engine.providers.base import Readiness
 from engine.routing import nanos_to_decimal
-from engine.store import Group
+from engine.store import SPENDING_STATES, Group
 
 if TYPE_CHECKING:
     from engine.run import RunOutcome
 
-SPENDING_STATES: Final = ("sending", "accepted", "delivered", "undelivered", "unknown")
 
 
 def _group_table(title: str, label: str, groups: dict[str, Group], currency: str) -> Table:

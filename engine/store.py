@@ -140,8 +140,8 @@ WHERE campaign_id = ? AND line = ?
 PRAGMAS: Final = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
                   "PRAGMA busy_timeout=10000", "PRAGMA cache_size=-8192")
 
-VALID_STATES: Final = ("pending", "sending", "accepted", "delivered", "undelivered",
-                       "failed", "unknown")
+SPENDING_STATES: Final = ("sending", "accepted", "delivered", "undelivered", "unknown")
+"""States whose message has cost, or may have cost, money."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,8 +532,8 @@ class Store:
         """What the campaign has cost or may have cost so far, in billionths."""
         return int(await self._scalar(
             "SELECT coalesce(sum(coalesce(actual_cost_nanos, cost_nanos)), 0) FROM messages "
-            "WHERE campaign_id = ? AND state IN "
-            "('sending', 'accepted', 'delivered', 'undelivered', 'unknown')", (campaign_id,)))
+            f"WHERE campaign_id = ? AND state IN ({', '.join('?' * len(SPENDING_STATES))})",
+            (campaign_id, *SPENDING_STATES)))
 
     async def state_counts(self, campaign_id: int) -> list[tuple[str, str | None, int, int, int]]:
         """(state, provider, messages, segments, cost nanos) for every state and provider."""

@@ -276,7 +276,9 @@ def parse_webhook(payload: Mapping[str, Any]) -> DeliveryStatus | None:
     sms = parse_sms(payload)
     if sms is None or sms.direction != "OUT" or not sms.state:
         return None
-    return DeliveryStatus(sms.id, delivery_state(sms.state), sms.state)
+    state = delivery_state(sms.state)
+    return DeliveryStatus(sms.id, state, sms.state,
+                          reason=sms.state if state in ("undelivered", "expired") else "")
 
 
 def lookup_failure(result: SendResult) -> SendResult:
