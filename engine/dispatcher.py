@@ -35,6 +35,7 @@ from engine.config import ProviderConfig, RoutingConfig
 from engine.providers.base import OutboundMessage, Outcome, Provider, SendResult
 from engine.routing import to_nanos
 from engine.store import VARIABLE_SEPARATOR, CampaignRecord, Outgoing, RatePlanRoute, Store
+from engine.template import Template
 
 log = structlog.get_logger()
 
@@ -75,8 +76,12 @@ class Job:
     """The last attempt's outcome is unknown."""
 
     @classmethod
-    def of(cls, row: Outgoing) -> Job:
-        return cls(row.line, row.phone, row.text, row.encoding, row.segments, row.provider,
+    def of(cls, row: Outgoing, template: Template) -> Job:
+        """The job of a stored message; its text is rendered from its variables unless the
+        planner stored it (:func:`engine.plan.plan_rows`)."""
+        text = (row.text if row.text is not None
+                else template.join((row.variables or "").split(VARIABLE_SEPARATOR)))
+        return cls(row.line, row.phone, text, row.encoding, row.segments, row.provider,
                    row.route or "", row.price_nanos, row.cost_nanos, row.plan_id, row.attempts,
                    first_sent_at=row.updated_at if row.state == "unknown" else None,
                    variables=row.variables)
@@ -208,7 +213,7 @@ class Dispatcher:
                 lane = self.lanes.get(row.provider)
                 if lane is None or lane.down:
                     continue
-                job = Job.of(row)
+                job = Job.of(row, self.campaign.message)
                 self._moved.add(job.line)
                 if policy == "resend" or lane.adapter.supports_idempotency:
                     self._put(lane, job)
@@ -236,7 +241,7 @@ class Dispatcher:
                     if self.stopping or lane.down:
                         lane.slots.release()
                         break
-                    job = Job.of(row)
+                    job = Job.of(row, self.campaign.message)
                     job.fed = True
                     self._put(lane, job)
             if lane.down and not self.stopping:
@@ -258,7 +263,7 @@ class Dispatcher:
                 after = row.line
                 if row.line in self._moved or row.line in lane.queued:
                     continue
-                job = Job.of(row)
+                job = Job.of(row, self.campaign.message)
                 self._alive += 1
                 self._moved.add(job.line)
                 await self._fail_over(job, f"{lane.name} stopped: {lane.down}", account=True,

@@ -4,11 +4,12 @@ WAL, ``synchronous=FULL``, and one ``BEGIN IMMEDIATE`` transaction per batch wri
 ``executemany``: a batch and the campaign's resume point commit together, so a process
 killed at any instant leaves either the whole batch or none of it.
 
-Deduplication is one set-based statement when a plan completes (:meth:`Store.finish_plan`):
-every valid row whose number appeared on an earlier valid line becomes ``skipped`` /
-``duplicate``, naming that line. Checking each row against a unique index as it is inserted
-would be the same rule, but random-order index inserts made a 1M-row plan four times slower;
-the dispatcher only starts on a completed plan, so it never sees a duplicate.
+Deduplication happens when a plan completes (:meth:`Store.finish_plan`): every valid row
+whose number appeared on an earlier valid line becomes ``skipped`` / ``duplicate``, naming
+that line. Only the numbers :mod:`engine.seen` flagged while planning are looked at. A
+unique index checked on every insert would be the same rule, but random-order index inserts
+made a 1M-row plan four times slower; the dispatcher only starts on a completed plan, so it
+never sees a duplicate.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +29,7 @@ import anyio
 
 from engine.errors import CampaignError, StoreError
 from engine.routing import RatePlan, RateRow
+from engine.seen import SeenNumbers
 
 SCHEMA_VERSION: Final = 3
 VARIABLE_SEPARATOR: Final = "\x1f"
@@ -123,12 +125,11 @@ _INSERT: Final = (
     f"INSERT INTO messages (campaign_id, {', '.join(MESSAGE_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' * len(MESSAGE_COLUMNS))}) "
     "ON CONFLICT (campaign_id, line) DO NOTHING")
-_FIND_DUPLICATES: Final = """
-SELECT line, first, provider, country, segments, cost_nanos
-FROM (SELECT line, provider, country, segments, cost_nanos,
-             first_value(line) OVER (PARTITION BY phone ORDER BY line) AS first
-      FROM messages WHERE campaign_id = ? AND state = 'pending')
-WHERE first <> line
+_MAYBE_DUPLICATES: Final = """
+SELECT line, phone, provider, country, segments, cost_nanos
+FROM messages
+WHERE campaign_id = ? AND state = 'pending' AND phone IN temp.maybe_duplicates
+ORDER BY line
 """
 _MARK_DUPLICATE: Final = """
 UPDATE messages SET state = 'skipped', reason = 'duplicate',
@@ -150,7 +151,7 @@ class Outgoing:
 
     line: int
     phone: str
-    text: str
+    text: str | None
     encoding: str
     segments: int
     provider: str
@@ -233,6 +234,10 @@ class Tally:
         total[1] += segments
         total[2] += cost_nanos
 
+    def merge(self, other: Tally) -> None:
+        for key, (n, segments, cost_nanos) in other.groups.items():
+            self.add(key, n, segments, cost_nanos)
+
     def add_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
         groups = self.groups
         for r in rows:
@@ -273,20 +278,31 @@ class Tally:
             by_provider=_ranked(by_provider), by_country=_ranked(by_country))
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one planned batch added: its tally, and its numbers that may be duplicates."""
+
+    tally: Tally
+    maybe_duplicates: list[str]
+
+
 class PlanWriter:
-    """Writes planned batches from the planning thread itself.
+    """Writes planned batches in a synchronous connection of the planning process's own.
 
     Planning is CPU-bound Python; through aiosqlite every bound row of a batch would wait
     for the GIL between that thread and this one, which made writes several times slower
     than SQLite itself. A batch here is one transaction with the campaign's resume point.
+    Planning worker processes each have one and write in turn (:mod:`engine.plan`).
     """
 
-    def __init__(self, conn: sqlite3.Connection, campaign_id: int) -> None:
-        self._conn = conn
+    def __init__(self, path: Path, campaign_id: int, seen: SeenNumbers) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None)
+        for pragma in PRAGMAS:
+            self._conn.execute(pragma)
         self._campaign_id = campaign_id
-        self.tally = Tally()
+        self._seen = seen
 
-    def write(self, rows: Sequence[tuple[Any, ...]], *, through: int) -> None:
+    def write(self, rows: Sequence[tuple[Any, ...]], *, through: int) -> Written:
         c = self._campaign_id
         self._conn.execute("BEGIN IMMEDIATE")
         try:
@@ -297,7 +313,12 @@ class PlanWriter:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
-        self.tally.add_rows(rows)
+        tally = Tally()
+        tally.add_rows(rows)
+        return Written(tally, self._seen.add([r[2] for r in rows if r[4] == "pending"]))
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 class CheckpointWriter:
@@ -450,25 +471,38 @@ class Store:
         assert record is not None
         return record
 
-    @contextmanager
-    def plan_writer(self, campaign_id: int) -> Iterator[PlanWriter]:
-        """A synchronous writer for planned batches, on a connection of its own."""
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            for pragma in PRAGMAS:
-                conn.execute(pragma)
-            yield PlanWriter(conn, campaign_id)
-        finally:
-            conn.close()
+    async def planned_numbers(self, campaign_id: int) -> list[str]:
+        """The numbers of the valid rows a plan has stored so far."""
+        return [r[0] for r in await self._rows(
+            "SELECT phone FROM messages WHERE campaign_id = ? AND state = 'pending'",
+            (campaign_id,))]
 
-    async def finish_plan(self, campaign_id: int, tally: Tally | None = None) -> None:
+    async def finish_plan(self, campaign_id: int, maybe_duplicates: Collection[str],
+                          tally: Tally | None = None) -> None:
         """Mark later occurrences of a number as duplicates and the plan complete, at once;
-        move the duplicates in *tally*, if given, from valid to skipped."""
+        move the duplicates in *tally*, if given, from valid to skipped.
+
+        *maybe_duplicates* must hold every number that occurs on more than one valid line
+        (:class:`engine.seen.SeenNumbers` gives a few more); only their rows are read.
+        """
+        duplicates: list[tuple[int, int, str | None, str | None, int, int]] = []
         async with self.transaction() as db:
-            async with db.execute(_FIND_DUPLICATES, (campaign_id,)) as cur:
-                duplicates = list(await cur.fetchall())
-            await db.executemany(_MARK_DUPLICATE, [(first, campaign_id, line)
-                                                   for line, first, *_ in duplicates])
+            if maybe_duplicates:
+                await db.execute("CREATE TEMP TABLE IF NOT EXISTS maybe_duplicates "
+                                 "(phone TEXT PRIMARY KEY) WITHOUT ROWID")
+                await db.execute("DELETE FROM temp.maybe_duplicates")
+                await db.executemany("INSERT OR IGNORE INTO temp.maybe_duplicates VALUES (?)",
+                                     [(p,) for p in maybe_duplicates])
+                first: dict[str, int] = {}
+                async with db.execute(_MAYBE_DUPLICATES, (campaign_id,)) as cur:
+                    for line, phone, provider, country, segments, cost in await cur.fetchall():
+                        earlier = first.setdefault(phone, line)
+                        if earlier != line:
+                            duplicates.append((line, earlier, provider, country, segments,
+                                               cost))
+                await db.execute("DELETE FROM temp.maybe_duplicates")
+            await db.executemany(_MARK_DUPLICATE, [(first_line, campaign_id, line)
+                                                   for line, first_line, *_ in duplicates])
             await db.execute("UPDATE campaigns SET plan_complete = 1 WHERE id = ?",
                              (campaign_id,))
         if tally is not None:

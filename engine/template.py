@@ -17,6 +17,13 @@ class Template:
     source: str
     literals: tuple[str, ...]
     fields: tuple[str, ...]
+    pattern: str
+    """The literals with braces doubled and ``{k}`` for the k-th placeholder: a
+    ``str.format`` pattern, so that rendering runs in C."""
+
+    def join(self, values: Sequence[str]) -> str:
+        """The message with *values*, one per placeholder in order, in their places."""
+        return self.pattern.format(*values)
 
     @classmethod
     def compile(cls, source: str) -> Template:
@@ -52,7 +59,10 @@ class Template:
                 buf.append(ch)
                 i += 1
         literals.append("".join(buf))
-        return cls(source, tuple(literals), tuple(fields))
+        pattern = "".join(
+            lit.replace("{", "{{").replace("}", "}}") + (f"{{{k}}}" if k < len(fields) else "")
+            for k, lit in enumerate(literals))
+        return cls(source, tuple(literals), tuple(fields), pattern)
 
     def bind(self, header: Sequence[str], defaults: Mapping[str, str]) -> BoundTemplate:
         """Resolve placeholders to column indices; ``KeyError`` names a missing column."""
@@ -66,9 +76,7 @@ class Template:
             columns=columns,
             names=self.fields,
             defaults=tuple(defaults.get(name, "") for name in self.fields),
-            pattern="".join(
-                lit.replace("{", "{{").replace("}", "}}") + (f"{{{k}}}" if k < len(columns) else "")
-                for k, lit in enumerate(self.literals)),
+            pattern=self.pattern,
             cells=(lambda row: [row[columns[0]]]) if len(columns) == 1
             else operator.itemgetter(*columns) if columns else (lambda row: []),
         )
@@ -77,8 +85,8 @@ class Template:
 @dataclass(frozen=True, slots=True)
 class BoundTemplate:
     """A template bound to a header. Rendering runs once per recipient, so the cells are
-    fetched by one ``itemgetter`` and the text built by ``str.format`` on :attr:`pattern`
-    (the literals with braces doubled), both in C."""
+    fetched by one ``itemgetter`` and the text built by ``str.format`` on
+    :attr:`Template.pattern`, both in C."""
 
     literals: tuple[str, ...]
     columns: tuple[int, ...]

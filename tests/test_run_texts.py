@@ -1,0 +1,39 @@
+"""Each recipient receives exactly their own text, though the planner stores only the values
+of a valid row's placeholders and the text is rendered again when it is sent."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from engine.campaign import load_campaign
+from engine.config import load_config
+from engine.run import run_campaign
+from engine.store import VARIABLE_SEPARATOR
+from tests.helpers import write_campaign
+from tests.run_fixtures import digits, external_sandbox, run_config
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_per_message_provider_sends_each_recipients_own_text(tmp_path: Path) -> None:
+    """Names with braces, quotes, non-GSM letters and the variable separator itself."""
+    names = ["Ann", "{Bob}", 'Č"e', "Zoë 😀", f"Odd{VARIABLE_SEPARATOR}Name", "{0}"]
+    rows = "".join(f'+42191234567{i},"{n.replace(chr(34), chr(34) * 2)}",{i * 7}\n'
+                   for i, n in enumerate(names))
+    campaign_path = write_campaign(tmp_path, "phone,name,points\n" + rows,
+                                   message="Hi {name}, you have {points} points {{today}}")
+    with external_sandbox(tmp_path) as sandbox:
+        config = load_config(run_config(tmp_path, sandbox.url, providers=("smsvoip",)))
+        outcome = await run_campaign(config, load_campaign(campaign_path))
+        entries = sandbox.entries()
+    assert outcome.stats.accepted == len(names)
+    texts = {digits(str(e["recipient"])): e["text"] for e in entries}
+    assert texts == {f"42191234567{i}": f"Hi {n}, you have {i * 7} points {{today}}"
+                     for i, n in enumerate(names)}
+    with sqlite3.connect(config.database) as db:
+        stored = dict(db.execute("SELECT line, text FROM messages ORDER BY line").fetchall())
+    assert [line for line, text in stored.items() if text is not None] == [6], \
+        "only the row whose value holds the separator keeps its text"
