@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import structlog
 
@@ -40,7 +40,6 @@ from engine.store import (
     PlanWriter,
     Store,
     Tally,
-    Written,
 )
 from engine.template import BoundTemplate
 
@@ -69,23 +68,25 @@ class PlanContext:
 Row = tuple[Any, ...]
 
 
-def _not_sent(line: int, raw: str | None, e164: str | None, country: str | None, state: str,
-              reason: str, detail: str | None, text: str | None = None,
-              encoding: str | None = None, segments: int | None = None) -> Row:
-    """The store tuple of a rejected or skipped row."""
-    return (line, raw, e164, country, state, reason, detail, text, encoding, segments,
-            None, None, None, None, None, None)
+class Planned(NamedTuple):
+    """A piece of the file planned: valid rows (``store.PLANNED_COLUMNS``), rejected and
+    skipped rows (``store.NOT_SENT_COLUMNS``), and its last line."""
+
+    valid: list[Row]
+    not_sent: list[Row]
+    through: int
 
 
-def plan_rows(ctx: PlanContext, rows: Sequence[CsvRow]) -> list[Row]:
-    """One store tuple (``store.MESSAGE_COLUMNS`` order) per row, in the same order.
+def plan_rows(ctx: PlanContext, rows: Sequence[CsvRow]) -> Planned:
+    """Every row planned, valid or not; each list in file order.
 
     A valid row stores neither its number as written nor its text: the text is
     ``Template.join`` of its ``variables``, rendered again when it is sent (a third less to
     write for a million rows). Only where a value holds the separator is the text stored.
     """
-    out: list[Row] = []
-    append = out.append
+    valid: list[Row] = []
+    not_sent: list[Row] = []
+    append, reject = valid.append, not_sent.append
     phone_index, region = ctx.phone_index, ctx.region
     values_of, join = ctx.template.values, ctx.template.join
     lookup, opt_out, max_segments = ctx.routes.lookup, ctx.opt_out, ctx.max_segments
@@ -93,50 +94,59 @@ def plan_rows(ctx: PlanContext, rows: Sequence[CsvRow]) -> list[Row]:
     for row in rows:
         fields = row.fields
         if fields is None:
-            append(_not_sent(row.line, None, None, None, "rejected", "malformed_row",
-                             row.problem))
+            reject((row.line, None, None, None, "rejected", "malformed_row", row.problem,
+                    None, None, None))
             continue
         raw = fields[phone_index].strip()
         number = normalise(raw, region) if raw else None
         if number is None:
-            append(_not_sent(row.line, raw, None, None, "rejected", "invalid_number",
-                             "empty" if not raw else f"not a valid number for region {region}"))
+            reject((row.line, raw, None, None, "rejected", "invalid_number",
+                    "empty" if not raw else f"not a valid number for region {region}",
+                    None, None, None))
             continue
         e164, country = number
         if e164 in opt_out:
-            append(_not_sent(row.line, raw, e164, country, "skipped", "opted_out", None))
+            reject((row.line, raw, e164, country, "skipped", "opted_out", None,
+                    None, None, None))
             continue
         values = values_of(fields)
         if isinstance(values, str):
-            append(_not_sent(row.line, raw, e164, country, "rejected", "missing_variable",
-                             f"column {values!r} is empty and has no default"))
+            reject((row.line, raw, e164, country, "rejected", "missing_variable",
+                    f"column {values!r} is empty and has no default", None, None, None))
             continue
         text = join(values)
         if not text.strip(BLANK_CHARS):
-            append(_not_sent(row.line, raw, e164, country, "rejected", "empty_message", None))
+            reject((row.line, raw, e164, country, "rejected", "empty_message", None,
+                    None, None, None))
             continue
         encoding, segments, _ = measure(text, shift_tables=shift)
         if segments > max_segments:
-            append(_not_sent(row.line, raw, e164, country, "rejected", "too_long",
-                             f"{segments} segments ({encoding}), at most {max_segments}",
-                             text, encoding, segments))
+            reject((row.line, raw, e164, country, "rejected", "too_long",
+                    f"{segments} segments ({encoding}), at most {max_segments}",
+                    text, encoding, segments))
             continue
         plan = lookup(e164[1:])
         if plan is None or not plan.routes:
-            append(_not_sent(row.line, raw, e164, country, "rejected", "no_route",
-                             "no enabled provider prices this destination",
-                             text, encoding, segments))
+            reject((row.line, raw, e164, country, "rejected", "no_route",
+                    "no enabled provider prices this destination", text, encoding, segments))
             continue
         best = plan.routes[0]
-        append((row.line, None, e164, country, "pending", None, None,
-                text if VARIABLE_SEPARATOR in text else None, encoding,
-                segments, best.provider, best.route, best.price_nanos,
-                best.price_nanos * segments, plan.id, VARIABLE_SEPARATOR.join(values)))
-    return out
+        append((row.line, e164, country, encoding, segments, best.provider, best.route,
+                best.price_nanos, best.price_nanos * segments, plan.id,
+                VARIABLE_SEPARATOR.join(values), text if VARIABLE_SEPARATOR in text else None))
+    return Planned(valid, not_sent, rows[-1].line if rows else 0)
 
 
-def plan_chunk(ctx: PlanContext, chunk: TextChunk, after: int) -> list[Row]:
+def plan_chunk(ctx: PlanContext, chunk: TextChunk, after: int) -> Planned:
     return plan_rows(ctx, parse_chunk(chunk, ctx.delimiter, ctx.width, after=after))
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one planned batch added: its tally, and its numbers that may be duplicates."""
+
+    tally: Tally
+    maybe_duplicates: list[str]
 
 
 class PlanAborted(Exception):
@@ -191,9 +201,10 @@ def _worker_plan(index: int, chunk: TextChunk, after: int) -> Written:
     assert _WORKER is not None
     ctx, writer, turns = _WORKER
     try:
-        rows = plan_chunk(ctx, chunk, after)
+        planned = plan_chunk(ctx, chunk, after)
+        tally = Tally.of_planned(planned.valid, planned.not_sent)
         turns.wait(index)
-        written = _write(writer, rows)
+        written = _write(writer, planned, tally)
     except BaseException:
         turns.abort()
         raise
@@ -201,8 +212,11 @@ def _worker_plan(index: int, chunk: TextChunk, after: int) -> Written:
     return written
 
 
-def _write(writer: PlanWriter, rows: list[Row]) -> Written:
-    return writer.write(rows, through=rows[-1][0]) if rows else Written(Tally(), [])
+def _write(writer: PlanWriter, planned: Planned, tally: Tally) -> Written:
+    if not planned.through:
+        return Written(tally, [])
+    return Written(tally, writer.write(planned.valid, planned.not_sent,
+                                       through=planned.through))
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +360,9 @@ async def _run(ctx: PlanContext, chunks: Iterator[TextChunk], store: Store,
             writer = PlanWriter(store.path, record.id, seen)
             try:
                 for chunk in chunks:
-                    add(_write(writer, plan_chunk(ctx, chunk, after)))
+                    planned = plan_chunk(ctx, chunk, after)
+                    add(_write(writer, planned, Tally.of_planned(planned.valid,
+                                                                 planned.not_sent)))
             finally:
                 writer.close()
             return Written(tally, sorted(maybe))
