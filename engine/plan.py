@@ -13,10 +13,11 @@ import asyncio
 import gc
 import multiprocessing
 import os
+import tempfile
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +31,7 @@ from engine.errors import CampaignError, ConfigError
 from engine.phone import normalise
 from engine.recipients import CsvRow, RecipientsFile, TextChunk, load_opt_out, parse_chunk
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
-from engine.seen import SeenNumbers, filter_bytes
+from engine.seen import SeenNumbers, create_bits_file
 from engine.segments import measure
 from engine.store import (
     VARIABLE_SEPARATOR,
@@ -189,11 +190,10 @@ class Turns:
 _WORKER: tuple[PlanContext, PlanWriter, Turns] | None = None
 
 
-def _worker_init(ctx: PlanContext, db: Path, campaign_id: int, bits: Any,
+def _worker_init(ctx: PlanContext, db: Path, campaign_id: int, bits: Path,
                  turns: Turns) -> None:
     global _WORKER
-    _WORKER = (ctx, PlanWriter(db, campaign_id, SeenNumbers(memoryview(bits).cast("B"))),
-               turns)
+    _WORKER = (ctx, PlanWriter(db, campaign_id, SeenNumbers.mapped(bits)), turns)
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
 
 
@@ -349,38 +349,44 @@ async def _run(ctx: PlanContext, chunks: Iterator[TextChunk], store: Store,
         tally.merge(written.tally)
         maybe.update(written.maybe_duplicates)
 
+    with tempfile.TemporaryDirectory(prefix="dispatch-plan-") as folder:
+        bits = Path(folder) / "seen"
+        create_bits_file(bits, recipients_bytes)
+        seen = SeenNumbers.mapped(bits)
+        with closing(seen), _rare_cyclic_gc():
+            if after:
+                maybe.update(seen.add(await store.planned_numbers(record.id)))
+            if workers <= 1:
+                writer = PlanWriter(store.path, record.id, seen)
+                try:
+                    for chunk in chunks:
+                        planned = plan_chunk(ctx, chunk, after)
+                        add(_write(writer, planned, Tally.of_planned(planned.valid,
+                                                                     planned.not_sent)))
+                finally:
+                    writer.close()
+            else:
+                await _in_workers(ctx, chunks, after, store.path, record.id, bits, workers, add)
+    return Written(tally, sorted(maybe))
+
+
+async def _in_workers(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, db: Path,
+                      campaign_id: int, bits: Path, workers: int,
+                      add: Callable[[Written], None]) -> None:
+    loop = asyncio.get_running_loop()
+    pending: deque[Future[Written]] = deque()
     mp = multiprocessing.get_context("spawn")
-    bits = mp.RawArray("B", filter_bytes(recipients_bytes)) if workers > 1 else None
-    seen = SeenNumbers(memoryview(bits).cast("B") if bits is not None
-                       else bytearray(filter_bytes(recipients_bytes)))
-    if after:
-        maybe.update(seen.add(await store.planned_numbers(record.id)))
-    with _rare_cyclic_gc():
-        if workers <= 1:
-            writer = PlanWriter(store.path, record.id, seen)
-            try:
-                for chunk in chunks:
-                    planned = plan_chunk(ctx, chunk, after)
-                    add(_write(writer, planned, Tally.of_planned(planned.valid,
-                                                                 planned.not_sent)))
-            finally:
-                writer.close()
-            return Written(tally, sorted(maybe))
-        loop = asyncio.get_running_loop()
-        pending: deque[Future[Written]] = deque()
-        turns = Turns(mp)
-        with ProcessPoolExecutor(
-                max_workers=workers, mp_context=mp, initializer=_worker_init,
-                initargs=(ctx, store.path, record.id, bits, turns)) as pool:
-            try:
-                for index, chunk in enumerate(chunks):
-                    pending.append(pool.submit(_worker_plan, index, chunk, after))
-                    while len(pending) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER or (
-                            pending and pending[0].done()):
-                        add(await asyncio.wrap_future(pending.popleft(), loop=loop))
-                while pending:
+    turns = Turns(mp)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_worker_init,
+                             initargs=(ctx, db, campaign_id, bits, turns)) as pool:
+        try:
+            for index, chunk in enumerate(chunks):
+                pending.append(pool.submit(_worker_plan, index, chunk, after))
+                while len(pending) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER or (
+                        pending and pending[0].done()):
                     add(await asyncio.wrap_future(pending.popleft(), loop=loop))
-            except BaseException:
-                turns.abort()
-                raise
-        return Written(tally, sorted(maybe))
+            while pending:
+                add(await asyncio.wrap_future(pending.popleft(), loop=loop))
+        except BaseException:
+            turns.abort()
+            raise

@@ -133,11 +133,13 @@ _INSERT_NOT_SENT: Final = (
     f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' * len(NOT_SENT_COLUMNS))}) "
     "ON CONFLICT (campaign_id, line) DO NOTHING")
-_MAYBE_DUPLICATES: Final = """
-SELECT line, phone, provider, country, segments, cost_nanos
-FROM messages
-WHERE campaign_id = ? AND state = 'pending' AND phone IN temp.maybe_duplicates
-ORDER BY line
+_DUPLICATES: Final = """
+SELECT line, first, provider, country, segments, cost_nanos
+FROM (SELECT line, provider, country, segments, cost_nanos,
+             first_value(line) OVER (PARTITION BY phone ORDER BY line) AS first
+      FROM messages
+      WHERE campaign_id = ? AND state = 'pending' AND phone IN temp.maybe_duplicates)
+WHERE first <> line
 """
 _MARK_DUPLICATE: Final = """
 UPDATE messages SET state = 'skipped', reason = 'duplicate',
@@ -499,7 +501,7 @@ class Store:
         *maybe_duplicates* must hold every number that occurs on more than one valid line
         (:class:`engine.seen.SeenNumbers` gives a few more); only their rows are read.
         """
-        duplicates: list[tuple[int, int, str | None, str | None, int, int]] = []
+        duplicates: list[Any] = []
         async with self.transaction() as db:
             if maybe_duplicates:
                 await db.execute("CREATE TEMP TABLE IF NOT EXISTS maybe_duplicates "
@@ -507,13 +509,8 @@ class Store:
                 await db.execute("DELETE FROM temp.maybe_duplicates")
                 await db.executemany("INSERT OR IGNORE INTO temp.maybe_duplicates VALUES (?)",
                                      [(p,) for p in maybe_duplicates])
-                first: dict[str, int] = {}
-                async with db.execute(_MAYBE_DUPLICATES, (campaign_id,)) as cur:
-                    for line, phone, provider, country, segments, cost in await cur.fetchall():
-                        earlier = first.setdefault(phone, line)
-                        if earlier != line:
-                            duplicates.append((line, earlier, provider, country, segments,
-                                               cost))
+                async with db.execute(_DUPLICATES, (campaign_id,)) as cur:
+                    duplicates = list(await cur.fetchall())
                 await db.execute("DELETE FROM temp.maybe_duplicates")
             await db.executemany(_MARK_DUPLICATE, [(first_line, campaign_id, line)
                                                    for line, first_line, *_ in duplicates])

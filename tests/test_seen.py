@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import engine.plan
+import engine.seen
 from bench.generate import generate
 from engine.campaign import load_campaign
 from engine.config import load_config
@@ -34,7 +34,7 @@ def test_every_repeated_number_is_flagged_in_any_order(
 
 def test_a_roomy_filter_flags_few_new_numbers() -> None:
     distinct = [f"+4219{n:08d}" for n in range(0, 50_000_000, 997)]
-    maybe = SeenNumbers(bytearray(filter_bytes(12 * len(distinct)))).add(distinct)
+    maybe = SeenNumbers(bytearray(filter_bytes(100 * len(distinct)))).add(distinct)
     assert len(maybe) < 0.03 * len(distinct)
 
 
@@ -56,7 +56,7 @@ async def test_dedupe_is_exact_when_nearly_every_number_is_a_false_candidate(
         (tmp_path / folder).mkdir()
         config = load_config(write_config(tmp_path / folder))
         if folder == "tiny":
-            monkeypatch.setattr(engine.plan, "filter_bytes", lambda _: 1)
+            monkeypatch.setattr(engine.seen, "filter_bytes", lambda _: 1)
         async with Store.open(config.database) as store:
             summary = await plan_campaign(config, campaign, store)
         results.append((states(config.database), summary.counts))
