@@ -125,6 +125,7 @@ def parse_chunk(chunk: TextChunk, delimiter: str, width: int, *, after: int = 0)
     base = chunk.first_line
     rows: list[CsvRow] = []
     append = rows.append
+    check_encoding = not (chunk.text.isascii() or _is_utf8(chunk.text))
     while True:
         start = base + reader.line_num
         try:
@@ -137,8 +138,7 @@ def parse_chunk(chunk: TextChunk, delimiter: str, width: int, *, after: int = 0)
             continue
         if not fields or start <= after:
             continue
-        joined = "".join(fields)
-        if not joined.isascii() and not _is_utf8(joined):
+        if check_encoding and not _is_utf8("".join(fields)):
             append(CsvRow(start, None, "not valid UTF-8"))
         elif len(fields) != width:
             if len(fields) == 1 and not fields[0].strip():
