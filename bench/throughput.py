@@ -218,7 +218,7 @@ async def planned_messages(config: Any, campaign: Any) -> dict[str, list[Any]]:
                                            limit=5000):
             for row in rows:
                 out.setdefault(row.provider, []).append(
-                    Dispatcher._message(shim, Job.of(row)))  # type: ignore[arg-type]
+                    Dispatcher._message(shim, Job.of(row, campaign.message)))  # type: ignore[arg-type]
             after = rows[-1].line
     return out
 

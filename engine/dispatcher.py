@@ -1,8 +1,16 @@
 """The scheduler: one lane per provider, exact rate limits, checkpoints, failover, settling.
 
-Each lane has as many workers as its provider's ``concurrency`` and a feeder paging the
-store's pending rows in line order; the provider's rate limit (every window exact, see
-:mod:`engine.limits`) is applied by its adapter's transport to every request it makes.
+Each lane has a feeder paging the store's pending rows in line order, and workers that mark
+a message ``sending`` (durably: a group commit) and then send it, at most ``concurrency``
+requests at a time. Where a provider lets an unknown outcome be settled exactly (the same
+idempotency key, or a look-up in its logs), the lane has twice as many workers as requests:
+half of them wait for their marks while the other half's requests are in flight, so the
+commit is off the critical path. A crash can then leave up to ``concurrency`` messages
+marked but never sent, which the next run settles exactly (found absent, sent once). Where
+a provider gives no such way, an unsent mark would become an ``unknown`` that is never
+resent, so its lane marks only what it is about to send. The provider's rate limit (every
+window exact, see :mod:`engine.limits`) is applied by its adapter's transport to every
+request it makes.
 What a failed attempt means decides what happens next (DESIGN.md, "Concurrency and limits"):
 throttled pauses the whole lane for ``Retry-After``; not processed is retried with backoff and
 jitter, then failed over; outcome unknown is resent with the same key where the provider
@@ -116,8 +124,11 @@ class Lane:
         self.queued: set[int] = set()
         self.accepted = 0
         self.collecting = anyio.Lock()
-        self.workers = (config.concurrency if adapter.max_batch == 1
-                        else min(config.concurrency, BULK_WORKERS))
+        self.requests = anyio.Semaphore(config.concurrency)
+        """Requests in flight; the workers beyond ``concurrency`` wait here, marked."""
+        mark_ahead = adapter.supports_idempotency or adapter.can_lookup
+        self.workers = (config.concurrency * (2 if mark_ahead else 1)
+                        if adapter.max_batch == 1 else min(config.concurrency, BULK_WORKERS))
 
     async def wait_unpaused(self) -> None:
         """Sleep out a ``Retry-After`` pause, including any extension made meanwhile."""
@@ -237,7 +248,7 @@ class Dispatcher:
                     after = row.line
                     if row.line in self._moved:
                         continue
-                    await lane.slots.acquire()
+                    await _acquire(lane.slots)
                     if self.stopping or lane.down:
                         lane.slots.release()
                         break
@@ -295,7 +306,16 @@ class Dispatcher:
 
     async def _worker(self, lane: Lane) -> None:
         async with lane.receive.clone() as receive:
-            async for job in receive:
+            while True:
+                try:
+                    job = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        job = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
                 batch = [job]
                 if lane.adapter.max_batch > 1:
                     async with lane.collecting:
@@ -339,10 +359,15 @@ class Dispatcher:
             job.marked = True
             job.first_sent_at = job.first_sent_at or now
         messages = [self._message(job) for job in jobs]
-        if len(jobs) == 1:
-            results = [await lane.adapter.send(messages[0])]
-        else:
-            results = await lane.adapter.send_batch(messages)
+        await _acquire(lane.requests)
+        try:
+            await lane.wait_unpaused()
+            if len(jobs) == 1:
+                results = [await lane.adapter.send(messages[0])]
+            else:
+                results = await lane.adapter.send_batch(messages)
+        finally:
+            lane.requests.release()
         for job, result in zip(jobs, results, strict=True):
             self.reserved_nanos -= job.cost_nanos
             await self._handle(lane, job, result)
@@ -483,7 +508,7 @@ class Dispatcher:
             log.info("run.failover", line=job.line, to=job.provider, why=why)
             job.marked = job.unsure = False
             if backpressure:
-                await lane.slots.acquire()
+                await _acquire(lane.slots)
                 job.fed = True
             if self.stopping:
                 self._leave(lane, job)
@@ -508,3 +533,12 @@ class Dispatcher:
 def _backoff(attempt: int) -> float:
     """Exponential backoff with full jitter."""
     return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt))
+
+
+async def _acquire(semaphore: anyio.Semaphore) -> None:
+    """``semaphore.acquire()`` without its checkpoint when a slot is free: anyio's yields to
+    the event loop even then, a loop turn per message for each semaphore on the way."""
+    try:
+        semaphore.acquire_nowait()
+    except anyio.WouldBlock:
+        await semaphore.acquire()
