@@ -11,6 +11,7 @@ a provider gives no such way, an unsent mark would become an ``unknown`` that is
 resent, so its lane marks only what it is about to send. The provider's rate limit (every
 window exact, see :mod:`engine.limits`) is applied by its adapter's transport to every
 request it makes.
+
 What a failed attempt means decides what happens next (DESIGN.md, "Concurrency and limits"):
 throttled pauses the whole lane for ``Retry-After``; not processed is retried with backoff and
 jitter, then failed over; outcome unknown is resent with the same key where the provider

@@ -14,6 +14,8 @@ import gc
 import multiprocessing
 import os
 import tempfile
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -47,6 +49,7 @@ from engine.template import BoundTemplate
 log = structlog.get_logger()
 
 CHUNKS_IN_FLIGHT_PER_WORKER: Final = 3
+PARENT_CHECK_S: Final = 0.5
 
 BLANK_CHARS: Final = " \t\r\n\x0b\x0c\u00a0\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
 """Whitespace and the invisible characters spreadsheets carry: a message of only these is
@@ -151,7 +154,7 @@ class Written:
 
 
 class PlanAborted(Exception):
-    """Another planning process failed, or the one that started this one is gone."""
+    """Another planning process failed."""
 
 
 class Turns:
@@ -166,14 +169,13 @@ class Turns:
     def __init__(self, mp: Any) -> None:
         self._next = mp.RawValue("q", 0)
         self._cond = mp.Condition()
-        self._parent = os.getpid()
 
     def wait(self, index: int) -> None:
         with self._cond:
             while self._next.value != index:
-                if self._next.value < 0 or os.getppid() != self._parent:
+                if self._next.value < 0:
                     raise PlanAborted
-                self._cond.wait(0.5)
+                self._cond.wait()
 
     def done(self, index: int) -> None:
         with self._cond:
@@ -182,9 +184,14 @@ class Turns:
             self._cond.notify_all()
 
     def abort(self) -> None:
-        with self._cond:
-            self._next.value = -1
-            self._cond.notify_all()
+        """Stop every waiting process; a process killed while holding the lock keeps it, and
+        then the pool is broken and ends its processes itself."""
+        if self._cond.acquire(timeout=1.0):
+            try:
+                self._next.value = -1
+                self._cond.notify_all()
+            finally:
+                self._cond.release()
 
 
 _WORKER: tuple[PlanContext, PlanWriter, Turns] | None = None
@@ -195,6 +202,17 @@ def _worker_init(ctx: PlanContext, db: Path, campaign_id: int, bits: Path,
     global _WORKER
     _WORKER = (ctx, PlanWriter(db, campaign_id, SeenNumbers.mapped(bits)), turns)
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+                     name="plan-parent-watch").start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A planning process outlives a killed parent otherwise: its task queue never ends,
+    since every worker holds the queue's writing end. Exiting mid-batch is safe: SQLite
+    rolls the batch back, and the next plan resumes before it."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
 
 
 def _worker_plan(index: int, chunk: TextChunk, after: int) -> Written:

@@ -26,6 +26,27 @@ def plan_json(campaign: Path, config: Path, *extra: str) -> dict[str, object]:
     return out
 
 
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is *pid* (Linux ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def states(db: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT line, state, reason, phone, provider, segments, cost_nanos "
@@ -170,8 +191,10 @@ def test_two_workers_plan_exactly_what_one_does(tmp_path: Path) -> None:
     assert len(results[0]) == 6000
 
 
-def test_killed_plan_resumes_to_the_same_result(tmp_path: Path) -> None:
-    """SIGKILL during planning, then plan again: the same rows as an uninterrupted plan."""
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_killed_plan_resumes_to_the_same_result(tmp_path: Path, workers: str) -> None:
+    """SIGKILL during planning, then plan again: the same rows as an uninterrupted plan.
+    With worker processes, the killed plan's workers stop writing on their own."""
     generate(40000, 5, 0.05, "SK", tmp_path / "c", "resume")
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     clean.mkdir()
@@ -180,7 +203,8 @@ def test_killed_plan_resumes_to_the_same_result(tmp_path: Path) -> None:
 
     config = write_config(killed)
     proc = subprocess.Popen([sys.executable, "-m", "engine", "plan",
-                             str(tmp_path / "c/campaign.toml"), "--config", str(config)],
+                             str(tmp_path / "c/campaign.toml"), "--config", str(config),
+                             "--workers", workers],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = killed / "dispatch.db"
     deadline = time.monotonic() + 60
@@ -196,9 +220,17 @@ def test_killed_plan_resumes_to_the_same_result(tmp_path: Path) -> None:
             if planned > 5000:
                 break
         time.sleep(0.02)
+    children = children_of(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert 0 < planned < 40000, "the plan must be killed part-way"
+    if workers != "1":
+        assert children, "the plan must have started its worker processes"
+    deadline = time.monotonic() + 10
+    while children and time.monotonic() < deadline:
+        children = [pid for pid in children if alive(pid)]
+        time.sleep(0.1)
+    assert not children, "worker processes outlived the killed plan"
 
-    plan_json(tmp_path / "c/campaign.toml", config)
+    plan_json(tmp_path / "c/campaign.toml", config, "--workers", workers)
     assert states(db) == states(clean / "dispatch.db")
