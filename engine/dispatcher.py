@@ -108,6 +108,31 @@ class RunStats:
     by_provider: Mapping[str, int]
 
 
+class Backlog:
+    """The messages fed to a lane and not yet taken by a worker, at most *limit*.
+
+    A feeder that waited for each slot freed would be woken once per message sent; this one
+    is woken when the backlog has drained to half, and then refills it in one go.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._room = anyio.Event()
+
+    async def take(self) -> None:
+        while self.held >= self.limit:
+            if self._room.is_set():
+                self._room = anyio.Event()
+            await self._room.wait()
+        self.held += 1
+
+    def release(self) -> None:
+        self.held -= 1
+        if self.held <= self.limit // 2:
+            self._room.set()
+
+
 class Lane:
     """One provider: its workers' queue, its ``Retry-After`` pause, whether it stopped.
 
@@ -119,7 +144,7 @@ class Lane:
         self.config = config
         self.adapter = adapter
         self.send, self.receive = anyio.create_memory_object_stream[Job](math.inf)
-        self.slots = anyio.Semaphore(config.concurrency * FEED_AHEAD_PER_WORKER)
+        self.backlog = Backlog(config.concurrency * FEED_AHEAD_PER_WORKER)
         self.down = down
         self.paused_until = 0.0
         self.queued: set[int] = set()
@@ -249,9 +274,9 @@ class Dispatcher:
                     after = row.line
                     if row.line in self._moved:
                         continue
-                    await _acquire(lane.slots)
+                    await lane.backlog.take()
                     if self.stopping or lane.down:
-                        lane.slots.release()
+                        lane.backlog.release()
                         break
                     job = Job.of(row, self.campaign.message)
                     job.fed = True
@@ -333,7 +358,7 @@ class Dispatcher:
     def _admit(self, lane: Lane, job: Job) -> bool:
         """Whether *job* may be sent now; if not, it is left or moved."""
         if job.fed:
-            lane.slots.release()
+            lane.backlog.release()
             job.fed = False
         if self.stopping:
             self._leave(lane, job)
@@ -509,7 +534,7 @@ class Dispatcher:
             log.info("run.failover", line=job.line, to=job.provider, why=why)
             job.marked = job.unsure = False
             if backpressure:
-                await _acquire(lane.slots)
+                await lane.backlog.take()
                 job.fed = True
             if self.stopping:
                 self._leave(lane, job)

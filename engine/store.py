@@ -421,13 +421,15 @@ class Store:
             await db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(version),))
 
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self.db.execute(sql, params) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
+        rows = await self._rows(sql, params)
+        return rows[0][0] if rows else None
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        """In one hop to the connection's thread. A cursor left open between two hops holds
+        a read snapshot, and another task's ``BEGIN IMMEDIATE`` on this connection then
+        fails at once with "database is locked": SQLite cannot upgrade a snapshot that
+        another connection's commit made stale, so it does not wait."""
+        return list(await self.db.execute_fetchall(sql, params))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

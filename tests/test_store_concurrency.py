@@ -1,0 +1,57 @@
+"""One run's store connection is shared by the feeders' reads and the delivery writers'
+transactions, while the checkpoint writer commits on a connection of its own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from engine.campaign import load_campaign
+from engine.config import load_config
+from engine.plan import plan_campaign
+from engine.store import CheckpointWriter, Store
+from tests.helpers import write_campaign, write_config
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_reads_and_transactions_interleave_while_another_connection_commits(
+        tmp_path: Path) -> None:
+    rows = "".join(f"+4219123{i:05d},N{i}\n" for i in range(3000))
+    campaign = load_campaign(write_campaign(tmp_path, "phone,name\n" + rows))
+    config = load_config(write_config(tmp_path))
+    stop = threading.Event()
+    async with Store.open(config.database) as store:
+        await plan_campaign(config, campaign, store)
+        record = await store.campaign_named(campaign.name)
+        writer = CheckpointWriter(store.path, record.id)
+
+        def commit_forever() -> None:
+            line = 0
+            while not stop.is_set():
+                line = line % 3000 + 1
+                writer.write([(time.time(), line)], [])
+        thread = threading.Thread(target=commit_forever)
+        thread.start()
+        try:
+            async def read() -> None:
+                for _ in range(100):
+                    await store.outgoing(record.id, state="pending", limit=200)
+
+            async def write() -> None:
+                for _ in range(100):
+                    async with store.transaction() as db:
+                        await db.execute("UPDATE campaigns SET path = path WHERE id = ?",
+                                         (record.id,))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                tg.start_soon(write)
+        finally:
+            stop.set()
+            thread.join()
+            writer.close()
