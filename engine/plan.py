@@ -373,7 +373,8 @@ async def _run(ctx: PlanContext, chunks: Iterator[TextChunk], store: Store,
         seen = SeenNumbers.mapped(bits)
         with closing(seen), _rare_cyclic_gc():
             if after:
-                maybe.update(seen.add(await store.planned_numbers(record.id)))
+                async for numbers in store.planned_numbers(record.id):
+                    maybe.update(seen.add(numbers))
             if workers <= 1:
                 writer = PlanWriter(store.path, record.id, seen)
                 try:

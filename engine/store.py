@@ -489,11 +489,15 @@ class Store:
         assert record is not None
         return record
 
-    async def planned_numbers(self, campaign_id: int) -> list[str]:
-        """The numbers of the valid rows a plan has stored so far."""
-        return [r[0] for r in await self._rows(
-            "SELECT phone FROM messages WHERE campaign_id = ? AND state = 'pending'",
-            (campaign_id,))]
+    async def planned_numbers(self, campaign_id: int,
+                              page: int = 50_000) -> AsyncIterator[list[str]]:
+        """The numbers of the valid rows a plan has stored so far, a page at a time."""
+        after = 0
+        while rows := await self._rows(
+                "SELECT line, phone FROM messages WHERE campaign_id = ? AND state = 'pending' "
+                "AND line > ? ORDER BY line LIMIT ?", (campaign_id, after, page)):
+            yield [r[1] for r in rows]
+            after = rows[-1][0]
 
     async def finish_plan(self, campaign_id: int, maybe_duplicates: Collection[str],
                           tally: Tally | None = None) -> None:

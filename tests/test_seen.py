@@ -63,3 +63,20 @@ async def test_dedupe_is_exact_when_nearly_every_number_is_a_false_candidate(
     assert results[0] == results[1]
     skipped = results[0][1].skipped
     assert skipped.get("duplicate", 0) > 0
+
+
+@pytest.mark.anyio
+async def test_a_resumed_plan_reads_the_stored_numbers_in_pages(tmp_path: Path) -> None:
+    """What a resumed plan feeds back into the filter: every valid row's number, once."""
+    generate(500, 13, 0.05, "SK", tmp_path / "c", "pages")
+    campaign = load_campaign(tmp_path / "c/campaign.toml")
+    config = load_config(write_config(tmp_path))
+    async with Store.open(config.database) as store:
+        await plan_campaign(config, campaign, store)
+        record = await store.campaign_named(campaign.name)
+        pages = [page async for page in store.planned_numbers(record.id, page=7)]
+    with sqlite3.connect(config.database) as conn:
+        expected = [r[0] for r in conn.execute(
+            "SELECT phone FROM messages WHERE state = 'pending' ORDER BY line")]
+    assert len(pages) > 1 and all(len(p) <= 7 for p in pages)
+    assert [n for p in pages for n in p] == expected
