@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from engine.campaign import load_campaign
+from engine.config import Config, load_config
+from engine.run import RunOutcome, run_campaign
 from tests.helpers import ROOT
 
 KINDS = ("skytelecom", "smsvoip", "voipex", "telekom", "skynoo")
@@ -86,3 +89,15 @@ def digits(number: str) -> str:
 
 def ledger_time(entry: dict[str, object]) -> float:
     return datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")).timestamp()
+
+
+async def run_and_read_texts(folder: Path, campaign: Path,
+                             providers: tuple[str, ...]) -> tuple[RunOutcome, Config,
+                                                                  dict[str, str]]:
+    """Run *campaign* against a fresh external sandbox serving only *providers*: the outcome,
+    the config, and each recipient's text as the sandbox's ledger has it (by digits)."""
+    with external_sandbox(folder) as sandbox:
+        config = load_config(run_config(folder, sandbox.url, providers=providers))
+        outcome = await run_campaign(config, load_campaign(campaign))
+        entries = sandbox.entries()
+    return outcome, config, {digits(str(e["recipient"])): str(e["text"]) for e in entries}

@@ -9,11 +9,8 @@ import httpx
 import pytest
 
 import engine.session
-from engine.campaign import load_campaign
-from engine.config import load_config
-from engine.run import run_campaign
 from tests.helpers import write_campaign
-from tests.run_fixtures import digits, external_sandbox, run_config
+from tests.run_fixtures import run_and_read_texts
 
 pytestmark = pytest.mark.anyio
 
@@ -41,12 +38,8 @@ async def test_personalised_campaign_uses_skynoo_batches_with_template_data(
     rows = "".join(f"+91812345{i:04d},Name{i}\n" for i in range(40))
     campaign_path = write_campaign(tmp_path, "phone,name\n" + rows,
                                    message="Hi {name}, your code is ready")
-    with external_sandbox(tmp_path) as sandbox:
-        config = load_config(run_config(tmp_path, sandbox.url, providers=("skynoo",)))
-        outcome = await run_campaign(config, load_campaign(campaign_path))
-        entries = sandbox.entries()
+    outcome, _, texts = await run_and_read_texts(tmp_path, campaign_path, ("skynoo",))
     assert outcome.stats.accepted == 40 and outcome.stopped is None
     assert paths["/skynoo/api/sms/v1/batch/create"] >= 1
     assert paths["/skynoo/api/sms/v1/send"] < 5
-    texts = {digits(str(e["recipient"])): e["text"] for e in entries}
     assert texts == {f"91812345{i:04d}": f"Hi Name{i}, your code is ready" for i in range(40)}

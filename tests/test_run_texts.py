@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.campaign import load_campaign
-from engine.config import load_config
-from engine.run import run_campaign
 from engine.store import VARIABLE_SEPARATOR
 from tests.helpers import write_campaign
-from tests.run_fixtures import digits, external_sandbox, run_config
+from tests.run_fixtures import run_and_read_texts
 
 pytestmark = pytest.mark.anyio
 
@@ -25,12 +22,8 @@ async def test_per_message_provider_sends_each_recipients_own_text(tmp_path: Pat
                    for i, n in enumerate(names))
     campaign_path = write_campaign(tmp_path, "phone,name,points\n" + rows,
                                    message="Hi {name}, you have {points} points {{today}}")
-    with external_sandbox(tmp_path) as sandbox:
-        config = load_config(run_config(tmp_path, sandbox.url, providers=("smsvoip",)))
-        outcome = await run_campaign(config, load_campaign(campaign_path))
-        entries = sandbox.entries()
+    outcome, config, texts = await run_and_read_texts(tmp_path, campaign_path, ("smsvoip",))
     assert outcome.stats.accepted == len(names)
-    texts = {digits(str(e["recipient"])): e["text"] for e in entries}
     assert texts == {f"42191234567{i}": f"Hi {n}, you have {i * 7} points {{today}}"
                      for i, n in enumerate(names)}
     with sqlite3.connect(config.database) as db:
