@@ -37,6 +37,7 @@ from typing import Final
 import anyio
 import structlog
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from engine.campaign import Campaign
 from engine.checkpoint import Checkpointer
@@ -78,7 +79,8 @@ class Job:
     first_sent_at: float | None = None
     fed: bool = False
     resends: int = 0
-    variables: str | None = None
+    values: list[str] = field(default_factory=list)
+    """The row's value for each placeholder of the campaign message, in order."""
     marked: bool = False
     """Marked ``sending`` in the store during this run."""
     unsure: bool = False
@@ -88,12 +90,12 @@ class Job:
     def of(cls, row: Outgoing, template: Template) -> Job:
         """The job of a stored message; its text is rendered from its variables unless the
         planner stored it (:func:`engine.plan.plan_rows`)."""
-        text = (row.text if row.text is not None
-                else template.join((row.variables or "").split(VARIABLE_SEPARATOR)))
+        values = row.variables.split(VARIABLE_SEPARATOR) if row.variables is not None else []
+        text = row.text if row.text is not None else template.join(values)
         return cls(row.line, row.phone, text, row.encoding, row.segments, row.provider,
                    row.route or "", row.price_nanos, row.cost_nanos, row.plan_id, row.attempts,
                    first_sent_at=row.updated_at if row.state == "unknown" else None,
-                   variables=row.variables)
+                   values=values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,16 +334,7 @@ class Dispatcher:
 
     async def _worker(self, lane: Lane) -> None:
         async with lane.receive.clone() as receive:
-            while True:
-                try:
-                    job = receive.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        job = await receive.receive()
-                    except anyio.EndOfStream:
-                        return
-                except anyio.EndOfStream:
-                    return
+            while (job := await _receive(receive)) is not None:
                 batch = [job]
                 if lane.adapter.max_batch > 1:
                     async with lane.collecting:
@@ -399,8 +392,7 @@ class Dispatcher:
             await self._handle(lane, job, result)
 
     def _message(self, job: Job) -> OutboundMessage:
-        fields = self.campaign.message.fields
-        values = job.variables.split(VARIABLE_SEPARATOR) if job.variables is not None else []
+        fields, values = self.campaign.message.fields, job.values
         return OutboundMessage(
             key=f"{self.record.name}-{self.record.fingerprint}-{job.line}", to=job.phone,
             text=job.text, sender=self.campaign.sender,
@@ -568,3 +560,15 @@ async def _acquire(semaphore: anyio.Semaphore) -> None:
         semaphore.acquire_nowait()
     except anyio.WouldBlock:
         await semaphore.acquire()
+
+
+async def _receive(receive: MemoryObjectReceiveStream[Job]) -> Job | None:
+    """The next job, ``None`` once the lane is closed; like :func:`_acquire`, without anyio's
+    checkpoint when one is waiting."""
+    try:
+        try:
+            return receive.receive_nowait()
+        except anyio.WouldBlock:
+            return await receive.receive()
+    except anyio.EndOfStream:
+        return None

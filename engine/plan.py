@@ -81,6 +81,13 @@ class Planned(NamedTuple):
     through: int
 
 
+def _not_sent(line: int, raw: str | None, e164: str | None, country: str | None, state: str,
+              reason: str, detail: str | None, text: str | None = None,
+              encoding: str | None = None, segments: int | None = None) -> Row:
+    """The store tuple of a rejected or skipped row (``store.NOT_SENT_COLUMNS``)."""
+    return (line, raw, e164, country, state, reason, detail, text, encoding, segments)
+
+
 def plan_rows(ctx: PlanContext, rows: Sequence[CsvRow]) -> Planned:
     """Every row planned, valid or not; each list in file order.
 
@@ -98,41 +105,39 @@ def plan_rows(ctx: PlanContext, rows: Sequence[CsvRow]) -> Planned:
     for row in rows:
         fields = row.fields
         if fields is None:
-            reject((row.line, None, None, None, "rejected", "malformed_row", row.problem,
-                    None, None, None))
+            reject(_not_sent(row.line, None, None, None, "rejected", "malformed_row",
+                             row.problem))
             continue
         raw = fields[phone_index].strip()
         number = normalise(raw, region) if raw else None
         if number is None:
-            reject((row.line, raw, None, None, "rejected", "invalid_number",
-                    "empty" if not raw else f"not a valid number for region {region}",
-                    None, None, None))
+            reject(_not_sent(row.line, raw, None, None, "rejected", "invalid_number",
+                             "empty" if not raw else f"not a valid number for region {region}"))
             continue
         e164, country = number
         if e164 in opt_out:
-            reject((row.line, raw, e164, country, "skipped", "opted_out", None,
-                    None, None, None))
+            reject(_not_sent(row.line, raw, e164, country, "skipped", "opted_out", None))
             continue
         values = values_of(fields)
         if isinstance(values, str):
-            reject((row.line, raw, e164, country, "rejected", "missing_variable",
-                    f"column {values!r} is empty and has no default", None, None, None))
+            reject(_not_sent(row.line, raw, e164, country, "rejected", "missing_variable",
+                             f"column {values!r} is empty and has no default"))
             continue
         text = join(values)
         if not text.strip(BLANK_CHARS):
-            reject((row.line, raw, e164, country, "rejected", "empty_message", None,
-                    None, None, None))
+            reject(_not_sent(row.line, raw, e164, country, "rejected", "empty_message", None))
             continue
         encoding, segments, _ = measure(text, shift_tables=shift)
         if segments > max_segments:
-            reject((row.line, raw, e164, country, "rejected", "too_long",
-                    f"{segments} segments ({encoding}), at most {max_segments}",
-                    text, encoding, segments))
+            reject(_not_sent(row.line, raw, e164, country, "rejected", "too_long",
+                             f"{segments} segments ({encoding}), at most {max_segments}",
+                             text, encoding, segments))
             continue
         plan = lookup(e164[1:])
         if plan is None or not plan.routes:
-            reject((row.line, raw, e164, country, "rejected", "no_route",
-                    "no enabled provider prices this destination", text, encoding, segments))
+            reject(_not_sent(row.line, raw, e164, country, "rejected", "no_route",
+                             "no enabled provider prices this destination",
+                             text, encoding, segments))
             continue
         best = plan.routes[0]
         append((row.line, e164, country, encoding, segments, best.provider, best.route,
@@ -219,8 +224,7 @@ def _worker_plan(index: int, chunk: TextChunk, after: int) -> Written:
     assert _WORKER is not None
     ctx, writer, turns = _WORKER
     try:
-        planned = plan_chunk(ctx, chunk, after)
-        tally = Tally.of_planned(planned.valid, planned.not_sent)
+        planned, tally = _plan(ctx, chunk, after)
         turns.wait(index)
         written = _write(writer, planned, tally)
     except BaseException:
@@ -228,6 +232,12 @@ def _worker_plan(index: int, chunk: TextChunk, after: int) -> Written:
         raise
     turns.done(index)
     return written
+
+
+def _plan(ctx: PlanContext, chunk: TextChunk, after: int) -> tuple[Planned, Tally]:
+    """A chunk planned and tallied: everything but writing it, which goes in turn."""
+    planned = plan_chunk(ctx, chunk, after)
+    return planned, Tally.of_planned(planned.valid, planned.not_sent)
 
 
 def _write(writer: PlanWriter, planned: Planned, tally: Tally) -> Written:
@@ -379,9 +389,7 @@ async def _run(ctx: PlanContext, chunks: Iterator[TextChunk], store: Store,
                 writer = PlanWriter(store.path, record.id, seen)
                 try:
                     for chunk in chunks:
-                        planned = plan_chunk(ctx, chunk, after)
-                        add(_write(writer, planned, Tally.of_planned(planned.valid,
-                                                                     planned.not_sent)))
+                        add(_write(writer, *_plan(ctx, chunk, after)))
                 finally:
                     writer.close()
             else:
