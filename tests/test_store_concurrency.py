@@ -31,19 +31,21 @@ async def test_reads_and_transactions_interleave_while_another_connection_commit
         writer = CheckpointWriter(store.path, record.id)
 
         def commit_forever() -> None:
+            """Group commits as a run makes them: one after another, with a breath between
+            (back to back, they could starve the other connection past its busy timeout)."""
             line = 0
-            while not stop.is_set():
+            while not stop.wait(0.001):
                 line = line % 3000 + 1
                 writer.write([(time.time(), line)], [])
         thread = threading.Thread(target=commit_forever)
         thread.start()
         try:
             async def read() -> None:
-                for _ in range(100):
+                for _ in range(300):
                     await store.outgoing(record.id, state="pending", limit=200)
 
             async def write() -> None:
-                for _ in range(100):
+                for _ in range(300):
                     async with store.transaction() as db:
                         await db.execute("UPDATE campaigns SET path = path WHERE id = ?",
                                          (record.id,))
