@@ -31,10 +31,13 @@ log = structlog.get_logger()
 
 @dataclass(frozen=True, slots=True)
 class PollSettings:
-    """How delivery polling paces itself. Each round asks about every message still waiting,
-    and some providers answer one id per request (Telekom), so beside a running dispatch
-    polling starts late and stays sparse (:data:`DURING_DISPATCH`): it shares the provider's
-    rate limit and the store with the sends."""
+    """How delivery polling paces itself. A round asks about up to :attr:`ids_per_round`
+    messages still waiting, per provider, oldest line first, and some providers answer one id
+    per request (Telekom). Beside a running dispatch polling shares the provider's rate limit,
+    the store and the event loop with the sends, so there it starts late and stays small
+    (:data:`DURING_DISPATCH`): a few hundred requests a provider every 30-120 s, a few percent
+    of what a lane sends. What it leaves is asked after the dispatch (``--dlr-wait``, or
+    ``dispatch dlr``)."""
 
     first_interval_s: float = 2.0
     max_interval_s: float = 300.0
@@ -43,9 +46,13 @@ class PollSettings:
     ids_per_round: int = 50_000
     """At most this many messages of one provider asked about in one round."""
     max_rounds: int = 100_000
+    first_round_at_once: bool = True
+    """False: the first round comes after :attr:`first_interval_s`, as a message just sent
+    has no report yet."""
 
 
-DURING_DISPATCH: Final = PollSettings(first_interval_s=30.0, max_interval_s=120.0)
+DURING_DISPATCH: Final = PollSettings(first_interval_s=30.0, max_interval_s=120.0,
+                                      ids_per_round=500, first_round_at_once=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +80,13 @@ async def poll_round(store: DeliveryStore, campaign_id: int, providers: Sequence
         adapter = adapters.get(p.name)
         if p.kind not in POLLED_KINDS or adapter is None:
             continue
-        after = 0
+        after, left = 0, settings.ids_per_round
         for _ in range(math.ceil(settings.ids_per_round / settings.ids_per_call)):
             rows = await store.awaiting(campaign_id, p.name, after_line=after,
-                                        limit=settings.ids_per_call)
+                                        limit=min(settings.ids_per_call, left))
             if not rows:
                 break
+            left -= len(rows)
             after = rows[-1].line
             asked += len(rows)
             wanted = {r.provider_message_id for r in rows}
@@ -109,6 +117,10 @@ async def poll_loop(store: DeliveryStore, campaign_id: int, providers: Sequence[
     deadline = time.monotonic() + timeout_s
     interval = settings.first_interval_s
     last: RoundResult | None = None
+    if not settings.first_round_at_once:
+        await anyio.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+        if time.monotonic() >= deadline:
+            return None
     for _ in range(settings.max_rounds):
         if until_final:
             await store.record_reports([])  # webhook reports that came before their message

@@ -53,9 +53,10 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
                        polling: PollSettings | None = None) -> RunOutcome:
     """Plan, preflight and dispatch; poll delivery beside the dispatch (unless told not to; with
     *webhooks_port*, receive reports on 127.0.0.1 there, the built-in sandbox posting to it),
-    then keep polling up to *delivery_wait_s* for messages still without a final state."""
+    then keep polling up to *delivery_wait_s* for messages still without a final state.
+    *polling* paces both; by default beside the dispatch polling is :data:`DURING_DISPATCH`
+    (late and small) and after it :class:`PollSettings`' defaults."""
     providers = campaign_providers(config, campaign)
-    polling = polling or DURING_DISPATCH
     async with Store.open(config.database) as store, AsyncExitStack() as stack:
         deliveries = DeliveryStore(store)
         callbacks: dict[str, str] = {}
@@ -83,11 +84,12 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
             tg.start_soon(_report_progress, dispatcher, on_progress)
             if poll_delivery or webhooks_port is not None or delivery_wait_s > 0:
                 tg.start_soon(poll_loop, deliveries, record.id, providers, session.adapters,
-                              polling)
+                              polling or DURING_DISPATCH)
             stats = await dispatcher.run()
             tg.cancel_scope.cancel()
         if delivery_wait_s > 0:
-            await poll_loop(deliveries, record.id, providers, session.adapters, polling,
+            await poll_loop(deliveries, record.id, providers, session.adapters,
+                            polling or PollSettings(),
                             until_final=True, timeout_s=delivery_wait_s)
         if on_progress is not None:
             on_progress(dispatcher)

@@ -1,0 +1,61 @@
+"""Delivery polling's pace: how many messages a round asks about, and when the first round
+comes. Against the sandbox over real HTTP and a real store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from engine.campaign import load_campaign
+from engine.config import load_config
+from engine.delivery import POLLED_KINDS
+from engine.delivery_store import DeliveryStore
+from engine.polling import PollSettings, poll_loop, poll_round
+from engine.run import run_campaign
+from engine.sandbox import default_settings, running_sandbox
+from engine.session import open_providers
+from engine.store import Store
+from tests.helpers import ROOT
+from tests.run_fixtures import run_config
+
+pytestmark = pytest.mark.anyio
+
+EXAMPLE = ROOT / "campaigns/spring-sale/campaign.toml"
+
+
+async def test_a_round_asks_at_most_ids_per_round_oldest_first_and_a_late_loop_waits(
+        tmp_path: Path) -> None:
+    async with running_sandbox(default_settings(delivery_delay_s=0.0, seed=3)) as sandbox:
+        config = load_config(run_config(tmp_path, sandbox.url))
+        campaign = load_campaign(EXAMPLE)
+        outcome = await run_campaign(config, campaign, poll_delivery=False)
+        assert outcome.stats.accepted == 980
+        async with Store.open(config.database) as store, \
+                open_providers(config.providers) as session:
+            deliveries = DeliveryStore(store)
+            record = await store.campaign(campaign.name)
+            assert record is not None
+            before = await deliveries.awaiting_count(record.id)
+            polled = [p for p in config.providers if p.kind in POLLED_KINDS]
+            assert all(before[p.name] > 5 for p in polled), before
+
+            oldest = {p.name: [a.line for a in await deliveries.awaiting(
+                record.id, p.name, limit=5)] for p in polled}
+            small = PollSettings(ids_per_call=2, ids_per_round=5)
+            result = await poll_round(deliveries, record.id, config.providers,
+                                      session.adapters, small)
+            assert result.asked == 5 * len(polled)
+            for p in polled:
+                assert result.awaiting[p.name] == before[p.name] - 5
+                left = {a.line for a in await deliveries.awaiting(record.id, p.name,
+                                                                  limit=10_000)}
+                assert not left & set(oldest[p.name]), p.name
+
+            late = PollSettings(first_interval_s=60.0, first_round_at_once=False)
+            with anyio.fail_after(30):
+                assert await poll_loop(deliveries, record.id, config.providers,
+                                       session.adapters, late, timeout_s=0.3) is None
+            assert await deliveries.awaiting_count(record.id) == result.awaiting
+
