@@ -30,7 +30,8 @@ What runs, each in a process of its own so that its CPU time and peak RSS are it
    phases import the adapter modules before the clock starts.
 
 Figures: messages/s (accepted / wall seconds), CPU µs per message (user + system of the
-phase's process during the phase only, every thread), peak RSS, the sandbox's CPU per
+phase's process during the phase only, every thread, plus the run's checkpoint writer
+process; the event loop thread's share is shown beside it), peak RSS, the sandbox's CPU per
 message in each phase (when it is near one core's worth the sandbox, not the client, set
 the pace), HTTP requests per provider (a counter on the aiohttp transport in both phases),
 when each provider's last message was settled, and ratio = dispatch / bare messages per
@@ -272,7 +273,7 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
         total = sum(len(v) for v in by_provider.values())
         tally = {"not_sent": 0}
         ends: dict[str, float] = {}
-        t0, c0 = time.perf_counter(), cpu_s()
+        t0, c0, l0 = time.perf_counter(), cpu_s(), time.thread_time()
         deadline = time.monotonic() + timeout_s
         async with open_providers(providers) as session:
             with anyio.move_on_after(timeout_s + CHILD_GRACE_S / 2):
@@ -282,12 +283,13 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
                         size = min(batch, adapter.max_batch) if adapter.max_batch > 1 else 1
                         tg.start_soon(send_all, adapter, messages, concurrency, size, deadline,
                                       tally, ends)
-        seconds, cpu = time.perf_counter() - t0, cpu_s() - c0
+        seconds, cpu, loop = time.perf_counter() - t0, cpu_s() - c0, time.thread_time() - l0
         accepted = tally.get("accepted", 0)
         return {"messages": total, "accepted": accepted, "outcomes": tally,
                 "seconds": round(seconds, 3), "cpu_s": round(cpu, 3),
                 "msgs_per_s": round(accepted / seconds, 1),
                 "cpu_us_per_msg": round(cpu / max(accepted, 1) * 1e6, 1),
+                "loop_cpu_us_per_msg": round(loop / max(accepted, 1) * 1e6, 1),
                 "peak_rss_mb": peak_rss_mb(), "timed_out": time.monotonic() >= deadline,
                 "provider_seconds": {k: round(v - t0, 2) for k, v in sorted(ends.items())},
                 "http_requests": dict(sorted(requests.items()))}
@@ -321,7 +323,7 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]
             dispatcher.stop("bench deadline")
 
     async def go() -> dict[str, Any]:
-        t0, c0 = time.perf_counter(), cpu_s()
+        t0, c0, l0 = time.perf_counter(), cpu_s(), time.thread_time()
         requests.clear()
         with anyio.fail_after(timeout_s + CHILD_GRACE_S / 2):
             if poll:
@@ -329,7 +331,7 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]
             else:
                 outcome = await run_campaign(config, campaign, on_progress=on_progress,
                                              poll_delivery=False)
-        seconds, cpu = time.perf_counter() - t0, cpu_s() - c0
+        seconds, cpu, loop = time.perf_counter() - t0, cpu_s() - c0, time.thread_time() - l0
         stats = outcome.stats
         extra: dict[str, Any] = {}
         if seen:
@@ -347,9 +349,15 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]
                 "msgs_per_s": round(stats.accepted / seconds, 1),
                 "dispatcher_msgs_per_s": round(stats.accepted / stats.seconds, 1),
                 "cpu_us_per_msg": round(cpu / max(stats.accepted, 1) * 1e6, 1),
+                "loop_cpu_us_per_msg": round(loop / max(stats.accepted, 1) * 1e6, 1),
                 "peak_rss_mb": peak_rss_mb(), **extra}
 
-    return anyio.run(go)
+    result: dict[str, Any] = anyio.run(go)
+    writer = resource.getrusage(resource.RUSAGE_CHILDREN)
+    writer_us = (writer.ru_utime + writer.ru_stime) / max(result["accepted"], 1) * 1e6
+    result["writer_cpu_us_per_msg"] = round(writer_us, 1)
+    result["cpu_us_per_msg"] = round(result["cpu_us_per_msg"] + writer_us, 1)
+    return result
 
 
 def provider_spans(database: Path, name: str, t0: float) -> dict[str, float]:
@@ -558,7 +566,8 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
 
 def describe(role: str, r: dict[str, Any]) -> str:
     head = (f"{role:>8}: {r['accepted']:,} accepted in {r['seconds']:.2f} s = "
-            f"{r['msgs_per_s']:,.0f} msg/s, CPU {r['cpu_us_per_msg']:.0f} µs/msg, "
+            f"{r['msgs_per_s']:,.0f} msg/s, CPU {r['cpu_us_per_msg']:.0f} µs/msg "
+            f"(event loop thread {r['loop_cpu_us_per_msg']:.0f}), "
             f"peak RSS {r['peak_rss_mb']} MB, sandbox CPU {r['sandbox_cpu_us_per_msg']:.0f} "
             f"µs/msg ({r['sandbox_cpu_share']:.0%} of a core)")
     if role == "dispatch":

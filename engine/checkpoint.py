@@ -5,7 +5,8 @@ returns only after the transaction holding the mark has committed. Marks from ev
 that arrive while one transaction commits share the next one (group commit), so the cost of
 an fsync is spread over all messages in flight. Outcomes need not wait: they are written at
 least every ``CHECKPOINT_FLUSH_MS``, and a process killed before that leaves those messages
-``sending``, which the next run settles.
+``sending``, which the next run settles. The transactions are committed by a process of
+their own (:mod:`engine.checkpoint_process`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any, Final
 
 import anyio
 
-from engine.store import CheckpointWriter, Store
+from engine.checkpoint_process import CheckpointProcess
+from engine.store import Store
 
 CHECKPOINT_FLUSH_MS: Final = 100
 MAX_UPDATES_PER_FLUSH: Final = 5000
@@ -24,7 +26,7 @@ MAX_UPDATES_PER_FLUSH: Final = 5000
 
 class Checkpointer:
     def __init__(self, store: Store, campaign_id: int) -> None:
-        self._writer = CheckpointWriter(store.path, campaign_id)
+        self._writer = CheckpointProcess(store.path, campaign_id)
         self._lock = anyio.Lock()
         self._sending: list[tuple[float, int]] = []
         self._updates: list[tuple[Any, ...]] = []
@@ -56,13 +58,16 @@ class Checkpointer:
             committed, self._committed = self._committed, anyio.Event()
             if sending or updates:
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._writer.write, sending, updates)
+                    await self._writer.write(sending, updates)
                 self.flushes += 1
                 self.rows_written += len(sending) + len(updates)
             committed.set()
 
     async def run(self) -> None:
         """Flush when a sender waits, and at least every ``CHECKPOINT_FLUSH_MS``."""
+        async with self._lock:
+            with anyio.CancelScope(shield=True):
+                await self._writer.start()
         while not self._closed:
             with anyio.move_on_after(CHECKPOINT_FLUSH_MS / 1000):
                 await self._wake.wait()
@@ -73,8 +78,8 @@ class Checkpointer:
         self._closed = True
         self._wake.set()
         await self.flush()
-        self.release()
+        await self.release()
 
-    def release(self) -> None:
-        """Close the writer's connection (again is fine), whatever state the run ended in."""
-        self._writer.close()
+    async def release(self) -> None:
+        """Stop the writer (again is fine), whatever state the run ended in."""
+        await self._writer.close()

@@ -208,7 +208,7 @@ class Dispatcher:
         try:
             await self._run()
         finally:
-            self.checkpoint.release()
+            await self.checkpoint.release()
             for lane in self.lanes.values():
                 lane.send.close()
                 lane.receive.close()

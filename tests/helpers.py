@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,3 +41,33 @@ def write_campaign(folder: Path, csv_text: str, *, message: str = "Hi {name}, sa
         f'name = "{name}"\nrecipients = "recipients.csv"\ndefault_region = "{region}"\n'
         f'sender = "ACME"\nmessage = "{message}"\n{extra}', encoding="utf-8")
     return path
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is *pid* (Linux ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pids: list[int], timeout_s: float = 10.0) -> list[int]:
+    """Those of *pids* still alive after up to *timeout_s*."""
+    deadline = time.monotonic() + timeout_s
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if alive(pid)]
+        time.sleep(0.1)
+    return pids

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.generate import generate
-from tests.helpers import ROOT, dispatch, write_campaign, write_config
+from tests.helpers import ROOT, children_of, dispatch, wait_gone, write_campaign, write_config
 
 REJECTS = {"invalid_number", "missing_variable", "too_long", "no_route", "empty_message",
            "malformed_row"}
@@ -24,27 +24,6 @@ def plan_json(campaign: Path, config: Path, *extra: str) -> dict[str, object]:
     assert result.returncode == 0, result.stderr
     out: dict[str, object] = json.loads(result.stdout)
     return out
-
-
-def children_of(pid: int) -> list[int]:
-    """Processes whose parent is *pid* (Linux ``/proc``)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Running, not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def states(db: Path) -> list[tuple[object, ...]]:
@@ -226,11 +205,7 @@ def test_killed_plan_resumes_to_the_same_result(tmp_path: Path, workers: str) ->
     assert 0 < planned < 40000, "the plan must be killed part-way"
     if workers != "1":
         assert children, "the plan must have started its worker processes"
-    deadline = time.monotonic() + 10
-    while children and time.monotonic() < deadline:
-        children = [pid for pid in children if alive(pid)]
-        time.sleep(0.1)
-    assert not children, "worker processes outlived the killed plan"
+    assert not wait_gone(children), "worker processes outlived the killed plan"
 
     plan_json(tmp_path / "c/campaign.toml", config, "--workers", workers)
     assert states(db) == states(clean / "dispatch.db")

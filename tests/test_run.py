@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from bench.generate import generate
-from tests.helpers import ROOT, dispatch
+from tests.helpers import ROOT, children_of, dispatch, wait_gone
 from tests.run_fixtures import digits, external_sandbox, ledger_time, run_config
 
 EXAMPLE = ROOT / "campaigns/spring-sale/campaign.toml"
@@ -188,9 +188,13 @@ def test_sigkill_at_any_point_loses_nothing_and_sends_nothing_twice(
             elif sandbox.count() >= int(kill_at):
                 break
             time.sleep(0.005)
+        children = children_of(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         killed_with = sandbox.count()
+        if kill_at != "planning":
+            assert children, "the run must have started its checkpoint writer"
+        assert not wait_gone(children), "a child process outlived the killed run"
         result = dispatch("run", str(campaign), "--config", str(config), timeout=180)
         assert result.returncode == 0, result.stderr
         entries = sandbox.entries()
