@@ -2,10 +2,12 @@
 
     python bench/dispatcher_overhead.py --messages 20000
     python bench/dispatcher_overhead.py --messages 20000 --sleep-ms 2 --profile out.prof
+    python bench/dispatcher_overhead.py --messages 20000 --sleep-ms 50 --concurrency 100
 
 No HTTP and no sandbox: every provider of the shipped config is replaced by an adapter that
 sleeps ``--sleep-ms`` and accepts (keyed like SMS & Voice Platform, looked up like Sky
-Telecom and Voipex, neither like Telekom and Skynoo, so every kind of lane runs). What is
+Telecom and Voipex, neither like Telekom and Skynoo, so every kind of lane runs), with the
+shipped config's concurrency per provider unless ``--concurrency`` says, and no rate limit. What is
 left is the real plan, store, feeders, workers, marks, checkpoints and bookkeeping. The
 event loop's thread CPU time per message is steadier than ``bench/throughput.py``'s ratio
 on a shared machine, so it shows changes to the dispatcher's hot path that the ratio's
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import json
 import resource
 import sys
@@ -53,10 +56,13 @@ class AcceptingAdapter:
         return SendResult(Outcome.ACCEPTED, provider_message_id=f"id-{message.to}")
 
 
-async def measure(folder: Path, messages: int, sleep_s: float,
+async def measure(folder: Path, messages: int, sleep_s: float, concurrency: int | None,
                   profile: Path | None) -> dict[str, Any]:
     generate(messages, 42, 0.0, "SK", folder / "campaign", "overhead")
     config = load_config(write_config(folder))
+    config = dataclasses.replace(config, providers=tuple(
+        dataclasses.replace(p, rate_limit=None, concurrency=concurrency or p.concurrency)
+        for p in config.providers))
     campaign = load_campaign(folder / "campaign/campaign.toml")
     async with Store.open(config.database) as store:
         await plan_campaign(config, campaign, store)
@@ -79,7 +85,7 @@ async def measure(folder: Path, messages: int, sleep_s: float,
     return {"messages": stats.accepted, "seconds": round(wall, 3),
             "msgs_per_s": round(stats.accepted / wall, 1),
             "loop_cpu_us_per_msg": round(cpu / max(stats.accepted, 1) * 1e6, 1),
-            "sleep_ms": sleep_s * 1000,
+            "sleep_ms": sleep_s * 1000, "concurrency": concurrency,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
@@ -87,11 +93,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--messages", type=int, default=20_000)
     p.add_argument("--sleep-ms", type=float, default=2.0, help="each adapter's answer delay")
+    p.add_argument("--concurrency", type=int, help="requests in flight per provider")
     p.add_argument("--profile", type=Path, help="write cProfile stats of the dispatch here")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="dispatch-overhead-") as tmp:
         result = anyio.run(measure, Path(tmp), args.messages, args.sleep_ms / 1000,
-                           args.profile)
+                           args.concurrency, args.profile)
     print(f"{result['messages']:,} messages in {result['seconds']:.2f} s = "
           f"{result['msgs_per_s']:,.0f} msg/s; event-loop thread CPU "
           f"{result['loop_cpu_us_per_msg']:.0f} µs a message")

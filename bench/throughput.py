@@ -213,8 +213,8 @@ async def planned_messages(config: Any, campaign: Any) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     async with Store.open(config.database.with_name(PLANNED_DB)) as store:
         record = await store.campaign_named(campaign.name)
-        shim = SimpleNamespace(record=dataclasses.replace(record, name=f"bare-{record.name}"),
-                               campaign=campaign)
+        shim = SimpleNamespace(campaign=campaign,
+                               _key_prefix=f"bare-{record.name}-{record.fingerprint}-")
         after = 0
         while rows := await store.outgoing(record.id, state="pending", after_line=after,
                                            limit=5000):

@@ -45,7 +45,7 @@ class Checkpointer:
         await committed.wait()
 
     def update(self, row: tuple[Any, ...]) -> None:
-        """Queue one outcome (``store.UPDATE_COLUMNS`` + line) for the next flush."""
+        """Queue one outcome (``checkpoint_writer.UPDATE_COLUMNS`` + line) for the next flush."""
         self._updates.append(row)
         if len(self._updates) >= MAX_UPDATES_PER_FLUSH:
             self._wake.set()

@@ -7,12 +7,13 @@ whole time, and the loop itself waited on the GIL for part of every commit. A pr
 no GIL to share. The run sends each group commit down a pipe and waits for one byte back.
 
 Frames on the pipe: parent to child, a 4-byte big-endian length and a ``marshal``-ed
-``(sending, updates)`` pair (the arguments of :meth:`engine.store.CheckpointWriter.write`);
-child to parent, ``0`` when committed, or ``1``, a 4-byte length and a UTF-8 error message.
-The child answers ``0`` once when its connection is open. It runs in a session of its own,
-so that a terminal's Ctrl-C or a signal to the run's process group reaches the run, which
-finishes in-flight work and flushes through the child; it exits when its input closes,
-which is also what happens when the run is killed.
+``(sending, updates)`` pair (the arguments of
+:meth:`engine.checkpoint_writer.CheckpointWriter.write`); child to parent, ``0`` when
+committed, or ``1``, a 4-byte length and a UTF-8 error message. The child answers ``0``
+once when its connection is open. It runs in a session of its own, so that a terminal's
+Ctrl-C or a signal to the run's process group reaches the run alone, which finishes its
+in-flight work and flushes through the child; the child exits when its input closes, which
+is also what happens when the run is killed.
 """
 
 from __future__ import annotations
@@ -23,16 +24,15 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from engine.checkpoint_writer import OK
 from engine.errors import StoreError
 
-OK: Final = b"\x00"
-FAILED: Final = b"\x01"
 EXIT_WAIT_S: Final = 10.0
 """How long closing waits for the child to finish its last commit before killing it."""
 PACKAGE_ROOT: Final = str(Path(__file__).resolve().parent.parent)
@@ -54,7 +54,7 @@ class CheckpointProcess:
                                             if p)
         try:
             self._process = await anyio.open_process(
-                [sys.executable, "-m", "engine.checkpoint_process", str(self.path),
+                [sys.executable, "-m", "engine.checkpoint_writer", str(self.path),
                  str(self.campaign_id)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env,
                 start_new_session=True)
@@ -105,40 +105,3 @@ class CheckpointProcess:
                 process.kill()
                 await process.wait()
             await process.aclose()
-
-
-def serve(path: Path, campaign_id: int, requests: BinaryIO, replies: BinaryIO) -> None:
-    """The child's loop: commit each frame read from *requests* until it closes."""
-    from engine.store import CheckpointWriter
-
-    def answer(problem: Exception | None) -> None:
-        if problem is None:
-            replies.write(OK)
-        else:
-            text = f"{type(problem).__name__}: {problem}".encode()
-            replies.write(FAILED + len(text).to_bytes(4, "big") + text)
-        replies.flush()
-
-    try:
-        writer = CheckpointWriter(path, campaign_id)
-    except Exception as exc:
-        answer(exc)
-        return
-    try:
-        answer(None)
-        while len(header := requests.read(4)) == 4:
-            sending, updates = marshal.loads(requests.read(int.from_bytes(header, "big")))
-            try:
-                writer.write(sending, updates)
-            except Exception as exc:
-                answer(exc)
-            else:
-                answer(None)
-    except BrokenPipeError:
-        pass  # the run is gone; what it was told is committed is
-    finally:
-        writer.close()
-
-
-if __name__ == "__main__":
-    serve(Path(sys.argv[1]), int(sys.argv[2]), sys.stdin.buffer, sys.stdout.buffer)

@@ -177,6 +177,8 @@ class Dispatcher:
         self.lanes = {p.name: Lane(p, adapters[p.name], down.get(p.name)) for p in providers
                       if p.name in adapters}
         self.checkpoint = Checkpointer(store, record.id)
+        self._key_prefix = f"{record.name}-{record.fingerprint}-"
+        """A message's idempotency key is this and its line."""
         self.max_cost_nanos = (to_nanos(campaign.max_cost) if campaign.max_cost is not None
                                else None)
         self.stopping: str | None = None
@@ -370,8 +372,9 @@ class Dispatcher:
         return True
 
     async def _attempt(self, lane: Lane, jobs: list[Job]) -> None:
-        await lane.wait_unpaused()
-        await self.checkpoint.mark_sending([j.line for j in jobs])
+        if lane.paused_until > time.monotonic():
+            await lane.wait_unpaused()
+        await self.checkpoint.mark_sending([job.line for job in jobs])
         now = time.time()
         for job in jobs:
             job.attempts += 1
@@ -380,7 +383,8 @@ class Dispatcher:
         messages = [self._message(job) for job in jobs]
         await _acquire(lane.requests)
         try:
-            await lane.wait_unpaused()
+            if lane.paused_until > time.monotonic():
+                await lane.wait_unpaused()
             if len(jobs) == 1:
                 results = [await lane.adapter.send(messages[0])]
             else:
@@ -389,12 +393,16 @@ class Dispatcher:
             lane.requests.release()
         for job, result in zip(jobs, results, strict=True):
             self.reserved_nanos -= job.cost_nanos
-            await self._handle(lane, job, result)
+            if result.outcome is Outcome.ACCEPTED:
+                job.unsure = False
+                self._accept(lane, job, result)
+            else:
+                await self._handle(lane, job, result)
 
     def _message(self, job: Job) -> OutboundMessage:
         fields, values = self.campaign.message.fields, job.values
         return OutboundMessage(
-            key=f"{self.record.name}-{self.record.fingerprint}-{job.line}", to=job.phone,
+            key=f"{self._key_prefix}{job.line}", to=job.phone,
             text=job.text, sender=self.campaign.sender,
             encoding="UCS-2" if job.encoding == "UCS-2" else "GSM-7", segments=job.segments,
             route=job.route, template=self.campaign.message.source,
@@ -556,9 +564,9 @@ def _backoff(attempt: int) -> float:
 async def _acquire(semaphore: anyio.Semaphore) -> None:
     """``semaphore.acquire()`` without its checkpoint when a slot is free: anyio's yields to
     the event loop even then, a loop turn per message for each semaphore on the way."""
-    try:
+    if semaphore.value > 0:
         semaphore.acquire_nowait()
-    except anyio.WouldBlock:
+    else:
         await semaphore.acquire()
 
 

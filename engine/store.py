@@ -27,6 +27,7 @@ from typing import Any, Final
 import aiosqlite
 import anyio
 
+from engine.checkpoint_writer import PRAGMAS
 from engine.errors import CampaignError, StoreError
 from engine.routing import RatePlan, RateRow
 from engine.seen import SeenNumbers
@@ -148,9 +149,6 @@ UPDATE messages SET state = 'skipped', reason = 'duplicate',
 WHERE campaign_id = ? AND line = ?
 """
 
-PRAGMAS: Final = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
-                  "PRAGMA busy_timeout=10000", "PRAGMA cache_size=-8192")
-
 PLAN_SYNCHRONOUS: Final = "PRAGMA synchronous=NORMAL"
 """For planned batches only. In WAL mode a commit then survives the process being killed,
 not the machine losing power, which could take the last batches back; the resume point
@@ -185,16 +183,6 @@ class Outgoing:
 OUTGOING_COLUMNS: Final = ("line, phone, text, encoding, segments, provider, route, price_nanos,"
                            " cost_nanos, plan_id, attempts, state, provider_message_id, updated_at,"
                            " variables")
-
-UPDATE_COLUMNS: Final = ("state", "reason", "detail", "provider", "route", "price_nanos",
-                         "cost_nanos", "provider_message_id", "actual_cost_nanos", "attempts",
-                         "updated_at")
-"""The order of an update tuple for :meth:`Store.checkpoint`, followed by the line."""
-
-_UPDATE: Final = (f"UPDATE messages SET {', '.join(c + ' = ?' for c in UPDATE_COLUMNS)} "
-                  "WHERE campaign_id = ? AND line = ?")
-_SENDING: Final = ("UPDATE messages SET state = 'sending', attempts = attempts + 1, "
-                   "updated_at = ? WHERE campaign_id = ? AND line = ?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,40 +320,6 @@ class PlanWriter:
             raise
         self._conn.execute("COMMIT")
         return self._seen.add([r[1] for r in valid])
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class CheckpointWriter:
-    """The run's checkpoints, one transaction each, on a connection of their own.
-
-    Called through ``anyio.to_thread``: the whole transaction is one hop to a worker thread.
-    Through aiosqlite it was four (BEGIN, two ``executemany``, COMMIT), each waiting for the
-    GIL against a busy event loop, which made a 1 ms commit take ~10 ms while every sender
-    waited for it.
-    """
-
-    def __init__(self, path: Path, campaign_id: int) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for pragma in PRAGMAS:
-            self._conn.execute(pragma)
-        self._campaign_id = campaign_id
-
-    def write(self, sending: Sequence[tuple[float, int]],
-              updates: Sequence[tuple[Any, ...]]) -> None:
-        """Messages about to be sent, then outcomes (``UPDATE_COLUMNS`` + line)."""
-        c = self._campaign_id
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            if sending:
-                self._conn.executemany(_SENDING, [(t, c, line) for t, line in sending])
-            if updates:
-                self._conn.executemany(_UPDATE, [(*u[:-1], c, u[-1]) for u in updates])
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     def close(self) -> None:
         self._conn.close()

@@ -11,9 +11,10 @@ import anyio
 import pytest
 
 from engine.campaign import load_campaign
+from engine.checkpoint_writer import CheckpointWriter
 from engine.config import load_config
 from engine.plan import plan_campaign
-from engine.store import CheckpointWriter, Store
+from engine.store import Store
 from tests.helpers import write_campaign, write_config
 
 pytestmark = pytest.mark.anyio
