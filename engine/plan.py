@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import multiprocessing
 import os
 import tempfile
@@ -18,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -386,15 +387,39 @@ async def _run(ctx: PlanContext, chunks: Iterator[TextChunk], store: Store,
                 async for numbers in store.planned_numbers(record.id):
                     maybe.update(seen.add(numbers))
             if workers <= 1:
-                writer = PlanWriter(store.path, record.id, seen)
-                try:
-                    for chunk in chunks:
-                        add(_write(writer, *_plan(ctx, chunk, after)))
-                finally:
-                    writer.close()
+                _in_process(ctx, chunks, after, PlanWriter(store.path, record.id, seen), seen,
+                            add)
             else:
                 await _in_workers(ctx, chunks, after, store.path, record.id, bits, workers, add)
     return Written(tally, sorted(maybe))
+
+
+def _in_process(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, writer: PlanWriter,
+                seen: SeenNumbers, add: Callable[[Written], None]) -> None:
+    """Plan here, and write each chunk from a thread while the next is planned.
+
+    The thread's SQLite work (about a third of a row's cost) then runs on another core: it
+    holds no GIL, as each batch is a few calls (:meth:`PlanWriter.write_json`). One batch at
+    most is being written, so memory stays flat, and a batch is counted only once written.
+    """
+    writing: tuple[Future[None], Written] | None = None
+
+    def wait_written() -> None:
+        if writing is not None:
+            writing[0].result()
+            add(writing[1])
+
+    with closing(writer), ThreadPoolExecutor(1, thread_name_prefix="plan-writer") as pool:
+        for chunk in chunks:
+            planned, tally = _plan(ctx, chunk, after)
+            if not planned.through:
+                continue
+            maybe = seen.add([r[1] for r in planned.valid])
+            valid, not_sent = json.dumps(planned.valid), json.dumps(planned.not_sent)
+            wait_written()
+            writing = (pool.submit(writer.write_json, valid, not_sent, through=planned.through),
+                       Written(tally, maybe))
+        wait_written()
 
 
 async def _in_workers(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, db: Path,

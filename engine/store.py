@@ -134,6 +134,14 @@ _INSERT_NOT_SENT: Final = (
     f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' * len(NOT_SENT_COLUMNS))}) "
     "ON CONFLICT (campaign_id, line) DO NOTHING")
+_INSERT_PLANNED_JSON: Final = (
+    f"INSERT INTO messages (campaign_id, state, {', '.join(PLANNED_COLUMNS)}) "
+    f"SELECT ?, 'pending', {', '.join(f'value ->> {i}' for i in range(len(PLANNED_COLUMNS)))} "
+    "FROM json_each(?) WHERE true ON CONFLICT (campaign_id, line) DO NOTHING")
+_INSERT_NOT_SENT_JSON: Final = (
+    f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)}) "
+    f"SELECT ?, {', '.join(f'value ->> {i}' for i in range(len(NOT_SENT_COLUMNS)))} "
+    "FROM json_each(?) WHERE true ON CONFLICT (campaign_id, line) DO NOTHING")
 _DUPLICATES: Final = """
 SELECT line, first, provider, country, segments, cost_nanos
 FROM (SELECT line, provider, country, segments, cost_nanos,
@@ -299,7 +307,7 @@ class PlanWriter:
     """
 
     def __init__(self, path: Path, campaign_id: int, seen: SeenNumbers) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in (*PRAGMAS, PLAN_SYNCHRONOUS):
             self._conn.execute(pragma)
         self._campaign_id = campaign_id
@@ -320,6 +328,26 @@ class PlanWriter:
             raise
         self._conn.execute("COMMIT")
         return self._seen.add([r[1] for r in valid])
+
+    def write_json(self, valid: str, not_sent: str, *, through: int) -> None:
+        """One batch and the resume point, the rows as JSON arrays of :meth:`write`'s tuples.
+
+        Each insert is one SQLite call that holds no GIL while it runs, where
+        ``executemany`` takes the GIL back for every row: from a thread beside a busy
+        planning loop, that is a wait of up to a switch interval per row. The rows' numbers
+        are not added to the seen filter here: the caller adds them.
+        """
+        c = self._campaign_id
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(_INSERT_PLANNED_JSON, (c, valid))
+            self._conn.execute(_INSERT_NOT_SENT_JSON, (c, not_sent))
+            self._conn.execute("UPDATE campaigns SET planned_through = ? WHERE id = ?",
+                               (through, c))
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def close(self) -> None:
         self._conn.close()
