@@ -134,13 +134,14 @@ _INSERT_NOT_SENT: Final = (
     f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' * len(NOT_SENT_COLUMNS))}) "
     "ON CONFLICT (campaign_id, line) DO NOTHING")
+_JSON_FIELDS: Final = "json_extract(value, '$[{}]')"
 _INSERT_PLANNED_JSON: Final = (
     f"INSERT INTO messages (campaign_id, state, {', '.join(PLANNED_COLUMNS)}) "
-    f"SELECT ?, 'pending', {', '.join(f'value ->> {i}' for i in range(len(PLANNED_COLUMNS)))} "
+    f"SELECT ?, 'pending', {', '.join(map(_JSON_FIELDS.format, range(len(PLANNED_COLUMNS))))} "
     "FROM json_each(?) WHERE true ON CONFLICT (campaign_id, line) DO NOTHING")
 _INSERT_NOT_SENT_JSON: Final = (
     f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)}) "
-    f"SELECT ?, {', '.join(f'value ->> {i}' for i in range(len(NOT_SENT_COLUMNS)))} "
+    f"SELECT ?, {', '.join(map(_JSON_FIELDS.format, range(len(NOT_SENT_COLUMNS))))} "
     "FROM json_each(?) WHERE true ON CONFLICT (campaign_id, line) DO NOTHING")
 _DUPLICATES: Final = """
 SELECT line, first, provider, country, segments, cost_nanos

@@ -29,7 +29,7 @@ def plan_json(campaign: Path, config: Path, *extra: str) -> dict[str, object]:
 def states(db: Path) -> list[tuple[object, ...]]:
     """Every column of every row: one process writes through JSON, workers row by row."""
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT * FROM messages ORDER BY line").fetchall()
+        return conn.execute("SELECT line, state, reason, * FROM messages ORDER BY line").fetchall()
 
 
 def test_example_campaign_accounts_for_every_row(tmp_path: Path) -> None:
