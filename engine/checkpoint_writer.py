@@ -10,7 +10,8 @@ from __future__ import annotations
 import marshal
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -31,6 +32,19 @@ OK: Final = b"\x00"
 FAILED: Final = b"\x01"
 
 
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` on an autocommit connection; ``COMMIT``, or ``ROLLBACK`` on any
+    exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class CheckpointWriter:
     """The run's checkpoints, one transaction each, on a connection of their own.
 
@@ -49,16 +63,11 @@ class CheckpointWriter:
               updates: Sequence[tuple[Any, ...]]) -> None:
         """Messages about to be sent, then outcomes (``UPDATE_COLUMNS`` + line)."""
         c = self._campaign_id
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate_transaction(self._conn) as conn:
             if sending:
-                self._conn.executemany(_SENDING, [(t, c, line) for t, line in sending])
+                conn.executemany(_SENDING, [(t, c, line) for t, line in sending])
             if updates:
-                self._conn.executemany(_UPDATE, [(*u[:-1], c, u[-1]) for u in updates])
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+                conn.executemany(_UPDATE, [(*u[:-1], c, u[-1]) for u in updates])
 
     def close(self) -> None:
         self._conn.close()

@@ -372,8 +372,7 @@ class Dispatcher:
         return True
 
     async def _attempt(self, lane: Lane, jobs: list[Job]) -> None:
-        if lane.paused_until > time.monotonic():
-            await lane.wait_unpaused()
+        await lane.wait_unpaused()
         await self.checkpoint.mark_sending([job.line for job in jobs])
         now = time.time()
         for job in jobs:
@@ -383,8 +382,7 @@ class Dispatcher:
         messages = [self._message(job) for job in jobs]
         await _acquire(lane.requests)
         try:
-            if lane.paused_until > time.monotonic():
-                await lane.wait_unpaused()
+            await lane.wait_unpaused()
             if len(jobs) == 1:
                 results = [await lane.adapter.send(messages[0])]
             else:
@@ -393,11 +391,7 @@ class Dispatcher:
             lane.requests.release()
         for job, result in zip(jobs, results, strict=True):
             self.reserved_nanos -= job.cost_nanos
-            if result.outcome is Outcome.ACCEPTED:
-                job.unsure = False
-                self._accept(lane, job, result)
-            else:
-                await self._handle(lane, job, result)
+            await self._handle(lane, job, result)
 
     def _message(self, job: Job) -> OutboundMessage:
         fields, values = self.campaign.message.fields, job.values

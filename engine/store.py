@@ -27,7 +27,7 @@ from typing import Any, Final
 import aiosqlite
 import anyio
 
-from engine.checkpoint_writer import PRAGMAS
+from engine.checkpoint_writer import PRAGMAS, immediate_transaction
 from engine.errors import CampaignError, StoreError
 from engine.routing import RatePlan, RateRow
 from engine.seen import SeenNumbers
@@ -134,6 +134,7 @@ _INSERT_NOT_SENT: Final = (
     f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' * len(NOT_SENT_COLUMNS))}) "
     "ON CONFLICT (campaign_id, line) DO NOTHING")
+_PLANNED_THROUGH: Final = "UPDATE campaigns SET planned_through = ? WHERE id = ?"
 _JSON_FIELDS: Final = "json_extract(value, '$[{}]')"
 _INSERT_PLANNED_JSON: Final = (
     f"INSERT INTO messages (campaign_id, state, {', '.join(PLANNED_COLUMNS)}) "
@@ -318,16 +319,10 @@ class PlanWriter:
               through: int) -> list[str]:
         """One batch and the resume point; the batch's numbers that may be duplicates."""
         c = self._campaign_id
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._conn.executemany(_INSERT_PLANNED, [(c, *r) for r in valid])
-            self._conn.executemany(_INSERT_NOT_SENT, [(c, *r) for r in not_sent])
-            self._conn.execute("UPDATE campaigns SET planned_through = ? WHERE id = ?",
-                               (through, c))
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        with immediate_transaction(self._conn) as conn:
+            conn.executemany(_INSERT_PLANNED, [(c, *r) for r in valid])
+            conn.executemany(_INSERT_NOT_SENT, [(c, *r) for r in not_sent])
+            conn.execute(_PLANNED_THROUGH, (through, c))
         return self._seen.add([r[1] for r in valid])
 
     def write_json(self, valid: str, not_sent: str, *, through: int) -> None:
@@ -339,16 +334,10 @@ class PlanWriter:
         are not added to the seen filter here: the caller adds them.
         """
         c = self._campaign_id
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._conn.execute(_INSERT_PLANNED_JSON, (c, valid))
-            self._conn.execute(_INSERT_NOT_SENT_JSON, (c, not_sent))
-            self._conn.execute("UPDATE campaigns SET planned_through = ? WHERE id = ?",
-                               (through, c))
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        with immediate_transaction(self._conn) as conn:
+            conn.execute(_INSERT_PLANNED_JSON, (c, valid))
+            conn.execute(_INSERT_NOT_SENT_JSON, (c, not_sent))
+            conn.execute(_PLANNED_THROUGH, (through, c))
 
     def close(self) -> None:
         self._conn.close()
