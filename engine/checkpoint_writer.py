@@ -61,13 +61,19 @@ class CheckpointWriter:
 
     def write(self, sending: Sequence[tuple[float, int]],
               updates: Sequence[tuple[Any, ...]]) -> None:
-        """Messages about to be sent, then outcomes (``UPDATE_COLUMNS`` + line)."""
+        """Outcomes (``UPDATE_COLUMNS`` + line), then messages about to be sent.
+
+        In that order because a line can have both in one transaction only when it was
+        failed over (written ``pending`` on its new route) and its new lane then marked it:
+        the mark is the later, and must be what stays. An outcome never shares a transaction
+        with its own attempt's mark, which committed before the request left.
+        """
         c = self._campaign_id
         with immediate_transaction(self._conn) as conn:
-            if sending:
-                conn.executemany(_SENDING, [(t, c, line) for t, line in sending])
             if updates:
                 conn.executemany(_UPDATE, [(*u[:-1], c, u[-1]) for u in updates])
+            if sending:
+                conn.executemany(_SENDING, [(t, c, line) for t, line in sending])
 
     def close(self) -> None:
         self._conn.close()

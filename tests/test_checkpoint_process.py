@@ -70,3 +70,17 @@ async def test_a_database_it_cannot_open_is_an_error_at_start(tmp_path: Path) ->
     with pytest.raises(StoreError, match="checkpoint failed: OperationalError"):
         await writer.start()
     await writer.close()
+
+
+async def test_a_failed_over_line_marked_by_its_new_lane_in_the_same_commit_stays_sending(
+        tmp_path: Path) -> None:
+    """Outcomes first, then marks: the failover's ``pending`` must not undo the new mark."""
+    db, campaign_id = await planned(tmp_path)
+    writer = CheckpointProcess(db, campaign_id)
+    try:
+        failed_over = ("pending", None, "failed over: x", "voipex", "r2", 1, 1, None, None, 1,
+                       time.time(), 4)
+        await writer.write([(time.time(), 4)], [failed_over])
+        assert row(db, 4) == ("sending", 2, None)
+    finally:
+        await writer.close()
