@@ -1,11 +1,11 @@
 """The scheduler: one lane per provider, exact rate limits, checkpoints, failover, settling.
 
-Each lane has a feeder paging the store's pending rows in line order, and workers that mark
-a message ``sending`` (durably: a group commit) and then send it, at most ``concurrency``
-requests at a time. Where a provider lets an unknown outcome be settled exactly (the same
-idempotency key, or a look-up in its logs), the lane has twice as many workers as requests:
-half of them wait for their marks while the other half's requests are in flight, so the
-commit is off the critical path. A crash can then leave up to ``concurrency`` messages
+Each lane has a feeder paging the store's pending rows in line order, and ``concurrency``
+workers that mark a message ``sending`` (durably: a group commit) and then send it. Where a
+provider lets an unknown outcome be settled exactly (the same idempotency key, or a look-up
+in its logs), the feeder marks what it feeds, a backlog at a time (one commit waited for per
+refill, not one per message), so a worker finds its message marked and sends at once. A
+crash can then leave up to the lane's backlog (``FEED_AHEAD_PER_WORKER`` x ``concurrency``)
 marked but never sent, which the next run settles exactly (found absent, sent once). Where
 a provider gives no such way, an unsent mark would become an ``unknown`` that is never
 resent, so its lane marks only what it is about to send. The provider's rate limit (every
@@ -83,6 +83,8 @@ class Job:
     """The row's value for each placeholder of the campaign message, in order."""
     marked: bool = False
     """Marked ``sending`` in the store during this run."""
+    marked_for: str | None = None
+    """The lane whose feeder marked it for the attempt to come (:meth:`Dispatcher._feed`)."""
     unsure: bool = False
     """The last attempt's outcome is unknown."""
 
@@ -122,6 +124,12 @@ class Backlog:
         self.held = 0
         self._room = anyio.Event()
 
+    def try_take(self) -> bool:
+        if self.held >= self.limit:
+            return False
+        self.held += 1
+        return True
+
     async def take(self) -> None:
         while self.held >= self.limit:
             if self._room.is_set():
@@ -153,10 +161,12 @@ class Lane:
         self.accepted = 0
         self.collecting = anyio.Lock()
         self.requests = anyio.Semaphore(config.concurrency)
-        """Requests in flight; the workers beyond ``concurrency`` wait here, marked."""
-        mark_ahead = adapter.supports_idempotency or adapter.can_lookup
-        self.workers = (config.concurrency * (2 if mark_ahead else 1)
-                        if adapter.max_batch == 1 else min(config.concurrency, BULK_WORKERS))
+        """Requests in flight."""
+        self.mark_ahead = adapter.max_batch == 1 and (adapter.supports_idempotency
+                                                      or adapter.can_lookup)
+        """Its feeder marks messages ``sending`` as it feeds them."""
+        self.workers = (config.concurrency if adapter.max_batch == 1
+                        else min(config.concurrency, BULK_WORKERS))
 
     async def wait_unpaused(self) -> None:
         """Sleep out a ``Retry-After`` pause, including any extension made meanwhile."""
@@ -274,17 +284,21 @@ class Dispatcher:
                                                  limit=FEED_PAGE_ROWS)
                 if not rows:
                     return
+                fed: list[Job] = []
                 for row in rows:
                     after = row.line
                     if row.line in self._moved:
                         continue
-                    await lane.backlog.take()
+                    if not lane.backlog.try_take():
+                        await self._put_fed(lane, fed)
+                        await lane.backlog.take()
                     if self.stopping or lane.down:
                         lane.backlog.release()
                         break
                     job = Job.of(row, self.campaign.message)
                     job.fed = True
-                    self._put(lane, job)
+                    fed.append(job)
+                await self._put_fed(lane, fed)
             if lane.down and not self.stopping:
                 await self._drain(lane)
         finally:
@@ -309,6 +323,19 @@ class Dispatcher:
                 self._moved.add(job.line)
                 await self._fail_over(job, f"{lane.name} stopped: {lane.down}", account=True,
                                       backpressure=True)
+
+    async def _put_fed(self, lane: Lane, jobs: list[Job]) -> None:
+        """Queue what the feeder took (and empty *jobs*), marked ``sending`` first in one
+        commit on a lane that marks ahead."""
+        if not jobs:
+            return
+        if lane.mark_ahead and not self.stopping:
+            await self.checkpoint.mark_sending([job.line for job in jobs])
+            for job in jobs:
+                job.marked, job.marked_for = True, lane.name
+        for job in jobs:
+            self._put(lane, job)
+        jobs.clear()
 
     def _put(self, lane: Lane, job: Job) -> None:
         self._alive += 1
@@ -373,11 +400,13 @@ class Dispatcher:
 
     async def _attempt(self, lane: Lane, jobs: list[Job]) -> None:
         await lane.wait_unpaused()
-        await self.checkpoint.mark_sending([job.line for job in jobs])
+        if not all(job.marked_for == lane.name for job in jobs):
+            await self.checkpoint.mark_sending([job.line for job in jobs])
         now = time.time()
         for job in jobs:
             job.attempts += 1
             job.marked = True
+            job.marked_for = None
             job.first_sent_at = job.first_sent_at or now
         messages = [self._message(job) for job in jobs]
         await _acquire(lane.requests)
