@@ -50,6 +50,7 @@ from engine.template import Template
 log = structlog.get_logger()
 
 FEED_PAGE_ROWS: Final = 500
+HOME_CACHE_ENTRIES: Final = 10_000
 FEED_AHEAD_PER_WORKER: Final = 4
 MAX_NOT_PROCESSED_ATTEMPTS: Final = 6
 MAX_SAME_KEY_RESENDS: Final = 4
@@ -187,6 +188,7 @@ class Dispatcher:
         self.lanes = {p.name: Lane(p, adapters[p.name], down.get(p.name)) for p in providers
                       if p.name in adapters}
         self.checkpoint = Checkpointer(store, record.id)
+        self._home_cache: dict[tuple[Decimal, str], int | None] = {}
         self._key_prefix = f"{record.name}-{record.fingerprint}-"
         """A message's idempotency key is this and its line."""
         self.max_cost_nanos = (to_nanos(campaign.max_cost) if campaign.max_cost is not None
@@ -572,11 +574,19 @@ class Dispatcher:
         self._record(None, job, "failed", "no_route_left", None, why)
 
     def _home_nanos(self, cost: Decimal | None, currency: str | None) -> int | None:
+        """*cost* in the routing currency, in billionths; remembered, as a provider charges
+        the same few amounts over and over and Decimal arithmetic is slow."""
         if cost is None or currency is None:
             return None
-        if currency != self.routing.currency and currency not in self.routing.fx:
-            return None
-        return to_nanos(self.routing.to_home(cost, currency))
+        try:
+            return self._home_cache[cost, currency]
+        except KeyError:
+            pass
+        nanos = (to_nanos(self.routing.to_home(cost, currency))
+                 if currency == self.routing.currency or currency in self.routing.fx else None)
+        if len(self._home_cache) < HOME_CACHE_ENTRIES:
+            self._home_cache[cost, currency] = nanos
+        return nanos
 
 
 def _backoff(attempt: int) -> float:
