@@ -13,7 +13,9 @@ billed twice, so :func:`classify_error` looks at the aiohttp exception underneat
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
+import ssl
 import time
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -72,10 +74,17 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One verifying TLS context for every provider: each made on its own loads the system's
+    certificate store again (~60 ms)."""
+    return httpx.create_ssl_context()
+
+
 def provider_transport(concurrency: int, limiter: Limiter | None) -> httpx.AsyncBaseTransport:
     """The aiohttp transport for one provider, rate-limited when *limiter* is given."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    inner = AiohttpTransport(limits=limits)
+    inner = AiohttpTransport(verify=_tls(), limits=limits)
     return RateLimitedTransport(inner, limiter, concurrency) if limiter is not None else inner
 
 
