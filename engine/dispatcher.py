@@ -371,10 +371,9 @@ class Dispatcher:
                     async with lane.collecting:
                         with anyio.move_on_after(BATCH_LINGER_S):
                             while len(batch) < lane.adapter.max_batch:
-                                try:
-                                    batch.append(await receive.receive())
-                                except anyio.EndOfStream:
+                                if (job := await _receive(receive)) is None:
                                     break
+                                batch.append(job)
                 ready = [j for j in batch if self._admit(lane, j)]
                 if ready:
                     await self._attempt(lane, ready)
