@@ -155,7 +155,6 @@ class Lane:
         self.config = config
         self.adapter = adapter
         self.send, self.receive = anyio.create_memory_object_stream[Job](math.inf)
-        self.backlog = Backlog(config.concurrency * FEED_AHEAD_PER_WORKER)
         self.down = down
         self.paused_until = 0.0
         self.queued: set[int] = set()
@@ -168,6 +167,9 @@ class Lane:
         """Its feeder marks messages ``sending`` as it feeds them."""
         self.workers = (config.concurrency if adapter.max_batch == 1
                         else min(config.concurrency, BULK_WORKERS))
+        self.backlog = Backlog(max(config.concurrency * FEED_AHEAD_PER_WORKER,
+                                   2 * self.workers * adapter.max_batch))
+        """Room for two full batches per bulk worker: a smaller backlog caps every batch."""
 
     async def wait_unpaused(self) -> None:
         """Sleep out a ``Retry-After`` pause, including any extension made meanwhile."""
