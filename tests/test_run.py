@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -134,21 +135,36 @@ def test_budget_stops_the_run_before_it_passes_max_cost(tmp_path: Path) -> None:
     assert 4.5 < spent <= 5
 
 
-def test_sigterm_finishes_in_flight_and_a_rerun_completes(tmp_path: Path) -> None:
-    """SIGTERM stops a slow run with exit 3; running the same command again finishes it."""
+@pytest.mark.parametrize("to_group", [
+    pytest.param(False, id="sigterm-to-the-run"),
+    pytest.param(True, id="sigint-to-its-process-group"),
+])
+def test_a_signal_finishes_in_flight_and_a_rerun_completes(tmp_path: Path,
+                                                            to_group: bool) -> None:
+    """SIGTERM to the run, or SIGINT to its process group as a terminal's Ctrl-C sends it,
+    stops a slow run with exit 3 and nothing left ``sending``: the checkpoint process, in a
+    session of its own, is not signalled and takes the last flush. Running the same command
+    again finishes the campaign."""
     with external_sandbox(tmp_path) as sandbox:
         slow = run_config(tmp_path, sandbox.url, rate_limits=dict.fromkeys(
             ("skytelecom", "smsvoip", "voipex", "telekom", "skynoo"), "10/s"))
         proc = subprocess.Popen([sys.executable, "-m", "engine", "run", str(EXAMPLE),
                                  "--config", str(slow)], cwd=ROOT, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=to_group)
         deadline = time.monotonic() + 60
         while sandbox.count() < 50 and time.monotonic() < deadline:
             time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
+        if to_group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 3, err
         assert "stopped (interrupted)" in err
+        with sqlite3.connect(tmp_path / "dispatch.db") as conn:
+            states = dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state"))
+        assert "sending" not in states, states
         sent_before = len(sandbox.entries())
         assert 50 <= sent_before < 980
         fast = run_config(tmp_path, sandbox.url)
