@@ -1,7 +1,8 @@
 """The scheduler: one lane per provider, exact rate limits, checkpoints, failover, settling.
 
 Each lane has a feeder paging the store's pending rows in line order, and ``concurrency``
-workers that mark a message ``sending`` (durably: a group commit) and then send it. Where a
+workers (two on a bulk lane), one request in flight each, that mark a message ``sending``
+(durably: a group commit) and then send it. Where a
 provider lets an unknown outcome be settled exactly (the same idempotency key, or a look-up
 in its logs), the feeder marks what it feeds, a backlog at a time (one commit waited for per
 refill, not one per message), so a worker finds its message marked and sends at once. A
@@ -160,8 +161,6 @@ class Lane:
         self.queued: set[int] = set()
         self.accepted = 0
         self.collecting = anyio.Lock()
-        self.requests = anyio.Semaphore(config.concurrency)
-        """Requests in flight."""
         self.mark_ahead = adapter.max_batch == 1 and (adapter.supports_idempotency
                                                       or adapter.can_lookup)
         """Its feeder marks messages ``sending`` as it feeds them."""
@@ -412,15 +411,10 @@ class Dispatcher:
             job.marked_for = None
             job.first_sent_at = job.first_sent_at or now
         messages = [self._message(job) for job in jobs]
-        await _acquire(lane.requests)
-        try:
-            await lane.wait_unpaused()
-            if len(jobs) == 1:
-                results = [await lane.adapter.send(messages[0])]
-            else:
-                results = await lane.adapter.send_batch(messages)
-        finally:
-            lane.requests.release()
+        if len(jobs) == 1:
+            results = [await lane.adapter.send(messages[0])]
+        else:
+            results = await lane.adapter.send_batch(messages)
         for job, result in zip(jobs, results, strict=True):
             self.reserved_nanos -= job.cost_nanos
             await self._handle(lane, job, result)
@@ -595,18 +589,9 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt))
 
 
-async def _acquire(semaphore: anyio.Semaphore) -> None:
-    """``semaphore.acquire()`` without its checkpoint when a slot is free: anyio's yields to
-    the event loop even then, a loop turn per message for each semaphore on the way."""
-    if semaphore.value > 0:
-        semaphore.acquire_nowait()
-    else:
-        await semaphore.acquire()
-
-
 async def _receive(receive: MemoryObjectReceiveStream[Job]) -> Job | None:
-    """The next job, ``None`` once the lane is closed; like :func:`_acquire`, without anyio's
-    checkpoint when one is waiting."""
+    """The next job, ``None`` once the lane is closed; without anyio's checkpoint when one is
+    waiting, which yields to the event loop even then: a loop turn per message."""
     try:
         try:
             return receive.receive_nowait()
