@@ -200,13 +200,13 @@ class Turns:
                 self._cond.release()
 
 
-_WORKER: tuple[PlanContext, PlanWriter, Turns] | None = None
+_WORKER: tuple[PlanContext, PlanWriter, SeenNumbers, Turns] | None = None
 
 
 def _worker_init(ctx: PlanContext, db: Path, campaign_id: int, bits: Path,
                  turns: Turns) -> None:
     global _WORKER
-    _WORKER = (ctx, PlanWriter(db, campaign_id, SeenNumbers.mapped(bits)), turns)
+    _WORKER = (ctx, PlanWriter(db, campaign_id), SeenNumbers.mapped(bits), turns)
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
                      name="plan-parent-watch").start()
@@ -223,11 +223,13 @@ def _exit_with_parent(parent: int) -> None:
 
 def _worker_plan(index: int, chunk: TextChunk, after: int) -> Written:
     assert _WORKER is not None
-    ctx, writer, turns = _WORKER
+    ctx, writer, seen, turns = _WORKER
     try:
         planned, tally = _plan(ctx, chunk, after)
         turns.wait(index)
-        written = _write(writer, planned, tally)
+        if planned.through:
+            writer.write(planned.valid, planned.not_sent, through=planned.through)
+        written = _written(seen, planned, tally)
     except BaseException:
         turns.abort()
         raise
@@ -241,11 +243,10 @@ def _plan(ctx: PlanContext, chunk: TextChunk, after: int) -> tuple[Planned, Tall
     return planned, Tally.of_planned(planned.valid, planned.not_sent)
 
 
-def _write(writer: PlanWriter, planned: Planned, tally: Tally) -> Written:
-    if not planned.through:
-        return Written(tally, [])
-    return Written(tally, writer.write(planned.valid, planned.not_sent,
-                                       through=planned.through))
+def _written(seen: SeenNumbers, planned: Planned, tally: Tally) -> Written:
+    """A written chunk's tally, and its numbers the filter may have seen before. Processes
+    add to the shared filter in turn: two setting bits of one byte at once could lose one."""
+    return Written(tally, seen.add([r[1] for r in planned.valid]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,8 +388,7 @@ async def _run(ctx: PlanContext, chunks: Iterator[TextChunk], store: Store,
                 async for numbers in store.planned_numbers(record.id):
                     maybe.update(seen.add(numbers))
             if workers <= 1:
-                _in_process(ctx, chunks, after, PlanWriter(store.path, record.id, seen), seen,
-                            add)
+                _in_process(ctx, chunks, after, PlanWriter(store.path, record.id), seen, add)
             else:
                 await _in_workers(ctx, chunks, after, store.path, record.id, bits, workers, add)
     return Written(tally, sorted(maybe))
@@ -414,11 +414,11 @@ def _in_process(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, write
             planned, tally = _plan(ctx, chunk, after)
             if not planned.through:
                 continue
-            maybe = seen.add([r[1] for r in planned.valid])
+            written = _written(seen, planned, tally)
             valid, not_sent = json.dumps(planned.valid), json.dumps(planned.not_sent)
             wait_written()
             writing = (pool.submit(writer.write_json, valid, not_sent, through=planned.through),
-                       Written(tally, maybe))
+                       written)
         wait_written()
 
 

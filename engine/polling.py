@@ -81,7 +81,7 @@ async def poll_round(store: DeliveryStore, campaign_id: int, providers: Sequence
         if p.kind not in POLLED_KINDS or adapter is None:
             continue
         after, left = 0, settings.ids_per_round
-        for _ in range(math.ceil(settings.ids_per_round / settings.ids_per_call)):
+        while left > 0:
             rows = await store.awaiting(campaign_id, p.name, after_line=after,
                                         limit=min(settings.ids_per_call, left))
             if not rows:

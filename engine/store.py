@@ -30,7 +30,6 @@ import anyio
 from engine.checkpoint_writer import PRAGMAS, immediate_transaction
 from engine.errors import CampaignError, StoreError
 from engine.routing import RatePlan, RateRow
-from engine.seen import SeenNumbers
 
 SCHEMA_VERSION: Final = 3
 VARIABLE_SEPARATOR: Final = "\x1f"
@@ -308,30 +307,27 @@ class PlanWriter:
     Planning worker processes each have one and write in turn (:mod:`engine.plan`).
     """
 
-    def __init__(self, path: Path, campaign_id: int, seen: SeenNumbers) -> None:
+    def __init__(self, path: Path, campaign_id: int) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in (*PRAGMAS, PLAN_SYNCHRONOUS):
             self._conn.execute(pragma)
         self._campaign_id = campaign_id
-        self._seen = seen
 
     def write(self, valid: Sequence[tuple[Any, ...]], not_sent: Sequence[tuple[Any, ...]], *,
-              through: int) -> list[str]:
-        """One batch and the resume point; the batch's numbers that may be duplicates."""
+              through: int) -> None:
+        """One batch and the resume point."""
         c = self._campaign_id
         with immediate_transaction(self._conn) as conn:
             conn.executemany(_INSERT_PLANNED, [(c, *r) for r in valid])
             conn.executemany(_INSERT_NOT_SENT, [(c, *r) for r in not_sent])
             conn.execute(_PLANNED_THROUGH, (through, c))
-        return self._seen.add([r[1] for r in valid])
 
     def write_json(self, valid: str, not_sent: str, *, through: int) -> None:
         """One batch and the resume point, the rows as JSON arrays of :meth:`write`'s tuples.
 
         Each insert is one SQLite call that holds no GIL while it runs, where
         ``executemany`` takes the GIL back for every row: from a thread beside a busy
-        planning loop, that is a wait of up to a switch interval per row. The rows' numbers
-        are not added to the seen filter here: the caller adds them.
+        planning loop, that is a wait of up to a switch interval per row.
         """
         c = self._campaign_id
         with immediate_transaction(self._conn) as conn:
