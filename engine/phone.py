@@ -28,6 +28,9 @@ _TYPE_DESCS: Final = ("mobile", "fixed_line", "premium_rate", "toll_free", "shar
                       "voip", "personal_number", "pager", "uan", "voicemail")
 
 _PUNCTUATION: Final = str.maketrans("", "", " -.()")
+_MAX_INPUT: Final = _pnu._MAX_INPUT_STRING_LENGTH
+_MIN_NSN: Final = _pnu._MIN_LENGTH_FOR_NSN
+_MAX_NSN: Final = _pnu._MAX_LENGTH_FOR_NSN
 _LENGTH_REJECTS: Final = (_pnu.ValidationResult.TOO_SHORT,
                           _pnu.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
                           _pnu.ValidationResult.INVALID_LENGTH)
@@ -38,8 +41,8 @@ _Desc = tuple[frozenset[int] | None, re.Pattern[str]]
 @dataclass(frozen=True, slots=True)
 class _Rules:
     country_code: int
-    general: _Desc | None
-    types: tuple[_Desc, ...]
+    valid: re.Pattern[str] | None
+    """One pattern for the whole type check (see :func:`_type_check`); ``None``: never."""
     leading_digits: re.Pattern[str] | None
 
 
@@ -54,6 +57,28 @@ def _desc(desc: object) -> _Desc | None:
     return (frozenset(lengths) if lengths else None, re.compile(pattern))
 
 
+def _length_guard(lengths: frozenset[int] | None) -> str:
+    if lengths is None:
+        return ""
+    return "(?=(?:" + "|".join(f".{{{n}}}" for n in sorted(lengths) if n > 0) + r")\Z)"
+
+
+def _type_check(general: _Desc | None, types: list[_Desc]) -> re.Pattern[str] | None:
+    """One pattern whose ``fullmatch`` is phonenumbers' type check of a national number:
+    the general description's length and pattern, then any type description's length and
+    pattern. The lookaheads test a whole-number condition at the start without consuming,
+    and the alternation fails only when no branch matches the whole number, so the verdict
+    is that of the ``and``/``or`` of the separate matches, in one C call instead of many.
+    """
+    types = [d for d in types if d[0] is None or any(n > 0 for n in d[0])]
+    if general is None or not types or (general[0] is not None
+                                        and not any(n > 0 for n in general[0])):
+        return None
+    branches = "|".join(f"{_length_guard(lengths)}(?:{p.pattern})" for lengths, p in types)
+    return re.compile(f"{_length_guard(general[0])}(?=(?:{general[1].pattern})\\Z)"
+                      f"(?:{branches})")
+
+
 def _rules_for(region: str) -> _Rules | None:
     try:
         return _RULES[region]
@@ -66,8 +91,8 @@ def _rules_for(region: str) -> _Rules | None:
                  if not (n == "mobile" and metadata.same_mobile_and_fixed_line_pattern)]
         rules = _Rules(
             country_code=metadata.country_code,
-            general=_desc(metadata.general_desc),
-            types=tuple(d for d in (_desc(getattr(metadata, n)) for n in names) if d),
+            valid=_type_check(_desc(metadata.general_desc),
+                              [d for d in (_desc(getattr(metadata, n)) for n in names) if d]),
             leading_digits=(re.compile(metadata.leading_digits)
                             if metadata.leading_digits is not None else None),
         )
@@ -75,17 +100,8 @@ def _rules_for(region: str) -> _Rules | None:
     return rules
 
 
-def _matches(nsn: str, desc: _Desc) -> bool:
-    lengths, pattern = desc
-    if lengths is not None and len(nsn) not in lengths:
-        return False
-    return pattern.fullmatch(nsn) is not None
-
-
 def _has_type(nsn: str, rules: _Rules) -> bool:
-    if rules.general is None or not _matches(nsn, rules.general):
-        return False
-    return any(_matches(nsn, d) for d in rules.types)
+    return rules.valid is not None and rules.valid.fullmatch(nsn) is not None
 
 
 def national_significant_number(number: PhoneNumber) -> str:
@@ -138,12 +154,23 @@ def _valid_region(cc: int, nsn: str, number: PhoneNumber | None) -> str | None:
 
 _IDD: dict[str, re.Pattern[str] | None] = {}
 _CC_STRINGS: Final = frozenset(str(cc) for cc in COUNTRY_CODE_TO_REGION_CODE)
+_CC_OF_HEAD: Final = {
+    head: next(head[:size] for size in (1, 2, 3) if head[:size] in _CC_STRINGS)
+    for head in (f"{n:03d}" for n in range(1000))
+    if any(head[:size] in _CC_STRINGS for size in (1, 2, 3))
+}
+"""The calling code that starts digits beginning with each three-digit head: the shortest
+code that is a prefix, as ``parse`` extracts it (codes are prefix-free, so there is one)."""
 
 
 @dataclass(frozen=True, slots=True)
 class _CallingCode:
+    code: int
     metadata: PhoneMetadata
     national_prefix: re.Pattern[str] | None
+    only: tuple[str, _Rules] | None
+    """The one region a number with this code can be valid for, and its rules, where no
+    region has to be chosen by :func:`_valid_region`."""
 
 
 _CALLING_CODES: dict[str, _CallingCode | None] = {}
@@ -154,18 +181,26 @@ def _calling_code(cc: str) -> _CallingCode | None:
         return _CALLING_CODES[cc]
     except KeyError:
         pass
-    number_region = _pnu.region_code_for_country_code(int(cc))
-    metadata = PhoneMetadata.metadata_for_region_or_calling_code(int(cc), number_region)
+    code = int(cc)
+    number_region = _pnu.region_code_for_country_code(code)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, number_region)
     entry = None
     if metadata is not None:
         prefix = metadata.national_prefix_for_parsing
-        entry = _CallingCode(metadata, re.compile(prefix) if prefix else None)
+        regions = COUNTRY_CODE_TO_REGION_CODE.get(code, ())
+        rules = _rules_for(regions[0]) if len(regions) == 1 and regions[0] != NON_GEO else None
+        entry = _CallingCode(code, metadata, re.compile(prefix) if prefix else None,
+                             (regions[0], rules) if rules is not None
+                             and rules.country_code == code else None)
     _CALLING_CODES[cc] = entry
     return entry
 
 
 def _strip_idd(cleaned: str, region: str) -> str:
-    """The digits after the region's international prefix (``00``, ``011``), else ``""``."""
+    """The digits after the region's international prefix (``00``, ``011``), else ``""``.
+
+    As ``_parse_prefix_as_idd`` decides for ASCII digits: the prefix is stripped unless a
+    ``0`` follows it, since no calling code starts with one."""
     if not (cleaned.isdigit() and cleaned.isascii()):
         return ""
     try:
@@ -176,13 +211,16 @@ def _strip_idd(cleaned: str, region: str) -> str:
         idd = _IDD[region] = re.compile(prefix) if prefix else None
     if idd is None:
         return ""
-    stripped, rest = _pnu._parse_prefix_as_idd(idd, cleaned)
-    return rest if stripped else ""
+    match = idd.match(cleaned)
+    if match is None:
+        return ""
+    rest = cleaned[match.end():]
+    return "" if rest[:1] == "0" else rest
 
 
-def _fast_parse(raw: str, default_region: str) -> tuple[int, str] | None:
-    """``(country code, national significant number)`` as ``phonenumbers.parse`` would give
-    them, for plain international input; ``None`` where the whole parse is needed.
+def _fast_parse(raw: str, default_region: str) -> tuple[_CallingCode, str] | None:
+    """The calling code and national significant number ``phonenumbers.parse`` would give,
+    for plain international input; ``None`` where the whole parse is needed.
 
     For a plus (or the default region's international prefix, such as ``00``) followed by
     digits and only the punctuation ``parse`` itself discards (spaces, dashes, dots,
@@ -194,28 +232,28 @@ def _fast_parse(raw: str, default_region: str) -> tuple[int, str] | None:
     ``number_of_leading_zeros``, which ``national_significant_number`` puts back.
     """
     if raw[:1] == "+":
-        digits = raw[1:].translate(_PUNCTUATION)
+        digits = raw[1:]
+        if not digits.isdigit():
+            digits = digits.translate(_PUNCTUATION)
     else:
         digits = _strip_idd(raw.translate(_PUNCTUATION), default_region)
     if not (7 <= len(digits) <= 16 and digits.isdigit() and digits.isascii()
-            and digits[0] != "0" and len(raw) <= _pnu._MAX_INPUT_STRING_LENGTH):
+            and len(raw) <= _MAX_INPUT):
         return None
-    for size in (1, 2, 3):
-        if digits[:size] in _CC_STRINGS:
-            cc, national = digits[:size], digits[size:]
-            break
-    else:
+    cc = _CC_OF_HEAD.get(digits[:3])
+    if cc is None:
         return None
-    entry = _calling_code(cc)
-    if entry is None or len(national) < _pnu._MIN_LENGTH_FOR_NSN:
+    entry = _CALLING_CODES.get(cc) or _calling_code(cc)
+    national = digits[len(cc):]
+    if entry is None or len(national) < _MIN_NSN:
         return None
     if entry.national_prefix is not None and entry.national_prefix.match(national):
         _, stripped, _ = _pnu._maybe_strip_national_prefix_carrier_code(national, entry.metadata)
         if _pnu._test_number_length(stripped, entry.metadata) not in _LENGTH_REJECTS:
             national = stripped
-    if not _pnu._MIN_LENGTH_FOR_NSN <= len(national) <= _pnu._MAX_LENGTH_FOR_NSN:
+    if not _MIN_NSN <= len(national) <= _MAX_NSN:
         return None
-    return int(cc), national
+    return entry, national
 
 
 def parse(raw: str, default_region: str) -> PhoneNumber:
@@ -223,7 +261,7 @@ def parse(raw: str, default_region: str) -> PhoneNumber:
     fast = _fast_parse(raw, default_region)
     if fast is None:
         return phonenumbers.parse(raw, default_region)
-    number = PhoneNumber(country_code=fast[0])
+    number = PhoneNumber(country_code=fast[0].code)
     _pnu._set_italian_leading_zeros_for_phone_number(fast[1], number)
     number.national_number = int(fast[1])
     return number
@@ -233,14 +271,22 @@ def normalise(raw: str, default_region: str) -> tuple[str, str] | None:
     """``(E.164, region)`` for a number phonenumbers calls valid, else ``None``."""
     fast = _fast_parse(raw, default_region)
     if fast is not None:
-        cc, nsn = fast
-        region = _valid_region(cc, nsn, None)
-        return (f"+{cc}{nsn}", region) if region is not None else None
+        entry, nsn = fast
+        if entry.only is not None:
+            region, rules = entry.only
+            if rules.valid is None or rules.valid.fullmatch(nsn) is None:
+                return None
+        else:
+            found = _valid_region(entry.code, nsn, None)
+            if found is None:
+                return None
+            region = found
+        return f"+{entry.code}{nsn}", region
     try:
         number = phonenumbers.parse(raw, default_region)
     except NumberParseException:
         return None
-    region = valid_region(number)
-    if region is None or number.country_code is None:
+    found = valid_region(number)
+    if found is None or number.country_code is None:
         return None
-    return f"+{number.country_code}{national_significant_number(number)}", region
+    return f"+{number.country_code}{national_significant_number(number)}", found
