@@ -108,6 +108,9 @@ def static_rates(providers: Iterable[ProviderConfig]) -> list[RateRow]:
             for row in load_rate_csv(p.rates, p.name)]
 
 
+HEADS_KEPT: Final = 50_000
+
+
 class RouteTable:
     """Candidate routes per destination for a fixed set of providers."""
 
@@ -136,15 +139,27 @@ class RouteTable:
             plans[prefix] = RatePlan(i, prefix, tuple(routes))
         self.plans: Mapping[str, RatePlan] = plans
         self._longest = max((len(p) for p in plans), default=0)
+        self._by_head: dict[str, RatePlan | None] = {}
 
     def lookup(self, digits: str) -> RatePlan | None:
-        """The plan for the longest listed prefix of *digits* (E.164 without ``+``)."""
-        plans = self.plans
-        for cut in range(min(self._longest, len(digits)), 0, -1):
-            plan = plans.get(digits[:cut])
-            if plan is not None:
-                return plan
-        return None
+        """The plan for the longest listed prefix of *digits* (E.164 without ``+``).
+
+        The answer depends only on the first ``longest prefix`` digits, and a campaign's
+        numbers share few of those heads, so each head's answer is kept (up to
+        :data:`HEADS_KEPT` of them)."""
+        head = digits[:self._longest]
+        try:
+            return self._by_head[head]
+        except KeyError:
+            pass
+        found = None
+        for cut in range(len(head), 0, -1):
+            found = self.plans.get(head[:cut])
+            if found is not None:
+                break
+        if len(self._by_head) < HEADS_KEPT:
+            self._by_head[head] = found
+        return found
 
     def cheapest(self, digits: str) -> Route | None:
         plan = self.lookup(digits)
