@@ -32,7 +32,7 @@ from engine.campaign import Campaign
 from engine.config import Config, ProviderConfig
 from engine.errors import CampaignError, ConfigError
 from engine.phone import normalise
-from engine.recipients import CsvRow, RecipientsFile, TextChunk, load_opt_out, parse_chunk
+from engine.recipients import RawRow, RecipientsFile, TextChunk, load_opt_out, parse_chunk
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
 from engine.seen import SeenNumbers, create_bits_file
 from engine.segments import measure
@@ -89,7 +89,7 @@ def _not_sent(line: int, raw: str | None, e164: str | None, country: str | None,
     return (line, raw, e164, country, state, reason, detail, text, encoding, segments)
 
 
-def plan_rows(ctx: PlanContext, rows: Sequence[CsvRow]) -> Planned:
+def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
     """Every row planned, valid or not; each list in file order.
 
     A valid row stores neither its number as written nor its text: the text is
@@ -103,48 +103,46 @@ def plan_rows(ctx: PlanContext, rows: Sequence[CsvRow]) -> Planned:
     values_of, join = ctx.template.values, ctx.template.join
     lookup, opt_out, max_segments = ctx.routes.lookup, ctx.opt_out, ctx.max_segments
     shift = ctx.shift_tables
-    for row in rows:
-        fields = row.fields
+    for line, fields, problem in rows:
         if fields is None:
-            reject(_not_sent(row.line, None, None, None, "rejected", "malformed_row",
-                             row.problem))
+            reject(_not_sent(line, None, None, None, "rejected", "malformed_row", problem))
             continue
         raw = fields[phone_index].strip()
         number = normalise(raw, region) if raw else None
         if number is None:
-            reject(_not_sent(row.line, raw, None, None, "rejected", "invalid_number",
+            reject(_not_sent(line, raw, None, None, "rejected", "invalid_number",
                              "empty" if not raw else f"not a valid number for region {region}"))
             continue
         e164, country = number
         if e164 in opt_out:
-            reject(_not_sent(row.line, raw, e164, country, "skipped", "opted_out", None))
+            reject(_not_sent(line, raw, e164, country, "skipped", "opted_out", None))
             continue
         values = values_of(fields)
         if isinstance(values, str):
-            reject(_not_sent(row.line, raw, e164, country, "rejected", "missing_variable",
+            reject(_not_sent(line, raw, e164, country, "rejected", "missing_variable",
                              f"column {values!r} is empty and has no default"))
             continue
         text = join(values)
         if not text.strip(BLANK_CHARS):
-            reject(_not_sent(row.line, raw, e164, country, "rejected", "empty_message", None))
+            reject(_not_sent(line, raw, e164, country, "rejected", "empty_message", None))
             continue
         encoding, segments, _ = measure(text, shift_tables=shift)
         if segments > max_segments:
-            reject(_not_sent(row.line, raw, e164, country, "rejected", "too_long",
+            reject(_not_sent(line, raw, e164, country, "rejected", "too_long",
                              f"{segments} segments ({encoding}), at most {max_segments}",
                              text, encoding, segments))
             continue
         plan = lookup(e164[1:])
         if plan is None or not plan.routes:
-            reject(_not_sent(row.line, raw, e164, country, "rejected", "no_route",
+            reject(_not_sent(line, raw, e164, country, "rejected", "no_route",
                              "no enabled provider prices this destination",
                              text, encoding, segments))
             continue
         best = plan.routes[0]
-        append((row.line, e164, country, encoding, segments, best.provider, best.route,
+        append((line, e164, country, encoding, segments, best.provider, best.route,
                 best.price_nanos, best.price_nanos * segments, plan.id,
                 VARIABLE_SEPARATOR.join(values), text if VARIABLE_SEPARATOR in text else None))
-    return Planned(valid, not_sent, rows[-1].line if rows else 0)
+    return Planned(valid, not_sent, rows[-1][0] if rows else 0)
 
 
 def plan_chunk(ctx: PlanContext, chunk: TextChunk, after: int) -> Planned:

@@ -14,6 +14,7 @@ import io
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import IO, Final, NamedTuple
 
@@ -36,6 +37,10 @@ class CsvRow(NamedTuple):
     fields: list[str] | None
     """``None`` when the row is malformed: wrong field count, bad UTF-8, broken quoting."""
     problem: str = ""
+
+
+RawRow = tuple[int, list[str] | None, str]
+"""A :class:`CsvRow` as a plain tuple, as :func:`parse_chunk` gives them (made in C)."""
 
 
 class RecipientsFile:
@@ -110,7 +115,7 @@ class RecipientsFile:
     def rows(self) -> Iterator[CsvRow]:
         """Every non-blank row after the header, in file order."""
         for chunk in self.chunks():
-            yield from parse_chunk(chunk, self.delimiter, len(self.header))
+            yield from map(CsvRow._make, parse_chunk(chunk, self.delimiter, len(self.header)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +124,16 @@ class TextChunk:
     text: str
 
 
-def parse_chunk(chunk: TextChunk, delimiter: str, width: int, *, after: int = 0) -> list[CsvRow]:
+def parse_chunk(chunk: TextChunk, delimiter: str, width: int, *, after: int = 0) -> list[RawRow]:
     """The rows of *chunk* whose line is past *after*: each checked for width and encoding."""
+    rows = _one_per_line(chunk, delimiter, width, after)
+    return rows if rows is not None else _row_by_row(chunk, delimiter, width, after)
+
+
+def _row_by_row(chunk: TextChunk, delimiter: str, width: int, after: int) -> list[RawRow]:
     reader = csv.reader(io.StringIO(chunk.text, newline=""), delimiter=delimiter, strict=True)
     base = chunk.first_line
-    rows: list[CsvRow] = []
+    rows: list[RawRow] = []
     append = rows.append
     check_encoding = not (chunk.text.isascii() or _is_utf8(chunk.text))
     while True:
@@ -134,18 +144,49 @@ def parse_chunk(chunk: TextChunk, delimiter: str, width: int, *, after: int = 0)
             return rows
         except csv.Error as exc:
             if start > after:
-                append(CsvRow(start, None, f"broken CSV quoting: {exc}"))
+                append((start, None, f"broken CSV quoting: {exc}"))
             continue
         if not fields or start <= after:
             continue
         if check_encoding and not _is_utf8("".join(fields)):
-            append(CsvRow(start, None, "not valid UTF-8"))
+            append((start, None, "not valid UTF-8"))
         elif len(fields) != width:
             if len(fields) == 1 and not fields[0].strip():
                 continue
-            append(CsvRow(start, None, f"{len(fields)} fields where the header has {width}"))
+            append((start, None, f"{len(fields)} fields where the header has {width}"))
         else:
-            append(CsvRow(start, fields))
+            append((start, fields, ""))
+
+
+def _one_per_line(chunk: TextChunk, delimiter: str, width: int, after: int) -> list[RawRow] | None:
+    """:func:`parse_chunk`'s rows with no Python step per row, for the usual chunk: valid
+    UTF-8, ``\n`` line ends, and each line one record (the record count equals the line
+    count only when no quoted field spans lines, so record *i* is on line *i*). Only the
+    records of the wrong width are then looked at one by one. ``None`` for any other
+    chunk, which :func:`_row_by_row` parses."""
+    text = chunk.text
+    if "\r" in text or not (text.isascii() or _is_utf8(text)):
+        return None
+    try:
+        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+                                  strict=True))
+    except csv.Error:
+        return None
+    if len(records) != text.count("\n") + (not text.endswith("\n")):
+        return None
+    first = max(chunk.first_line, after + 1)
+    records = records[first - chunk.first_line:]
+    rows: list[RawRow] = list(zip(range(first, first + len(records)), records, repeat("")))
+    widths = list(map(len, records))
+    if widths.count(width) != len(widths):
+        odd = [i for i, n in enumerate(widths) if n != width]
+        for i in reversed(odd):
+            fields = records[i]
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                del rows[i]
+            else:
+                rows[i] = (first + i, None, f"{len(fields)} fields where the header has {width}")
+    return rows
 
 
 def _is_utf8(text: str) -> bool:

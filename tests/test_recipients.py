@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from engine.errors import CampaignError
-from engine.recipients import RecipientsFile, load_opt_out
+from engine.recipients import (
+    RecipientsFile,
+    TextChunk,
+    _one_per_line,
+    _row_by_row,
+    load_opt_out,
+    parse_chunk,
+)
 
 
 def rows_of(path: Path, data: bytes, column: str = "phone") -> list[tuple[int, object, str]]:
@@ -73,3 +80,42 @@ def test_opt_out_list_normalises_numbers_and_names_bad_lines(tmp_path: Path) -> 
     path.write_text("+421912345678\nnot a number\n")
     with pytest.raises(CampaignError, match="line 2"):
         load_opt_out(path, "SK")
+
+
+CHUNK_TEXTS = [
+    '+421912345678,Ann,"a, quoted"\n+421912345679,Bob,plain\n',
+    '+421912345678,Ann,"a, quoted"\n+421912345679,Bob,plain',
+    '+421912345678,Ann,"two\nlines"\n+421912345679,Bob,plain\n',
+    '+421912345678,Ann,x\n\n+421912345679,Bob,y\n',
+    '+421912345678,Ann,x\n   \n+421912345679,Bob,y\n',
+    '+421912345678,Ann,x\r\n+421912345679,Bob,y\r\n',
+    '+421912345678,Ann\n+421912345679,Bob,y,z\n',
+    '+421912345678,Ann,"bad"quote\n+421912345679,Bob,y\n',
+    '+421912345678,"Ann ""the"" first",x\n+421912345679,Bob,\n',
+    '+421912345678,J\udcc3n,x\n+421912345679,Bob,y\n',
+    '+421912345678,Ján,x\n',
+    '',
+]
+
+
+@pytest.mark.parametrize("text", CHUNK_TEXTS)
+@pytest.mark.parametrize("after", [0, 10, 11, 12, 99])
+def test_whole_chunk_parse_gives_the_row_by_row_rows(text: str, after: int) -> None:
+    """The one-call parse of a chunk, where it applies, gives exactly the row-by-row rows:
+    same lines, fields and problems, and the same rows skipped before a resume point."""
+    chunk = TextChunk(10, text)
+    expected = _row_by_row(chunk, ",", 3, after)
+    fast = _one_per_line(chunk, ",", 3, after)
+    assert fast is None or fast == expected
+    assert parse_chunk(chunk, ",", 3, after=after) == expected
+
+
+def test_whole_chunk_parse_is_taken_for_plain_chunks() -> None:
+    """Quoted commas and quotes, a last line without its newline, blank lines, rows of the
+    wrong width, non-ASCII UTF-8: one call. Not: a quoted newline, ``\r``, broken quoting,
+    bytes that are not UTF-8, nothing."""
+    taken = (0, 1, 3, 4, 6, 8, 10)
+    for text in (CHUNK_TEXTS[i] for i in taken):
+        assert _one_per_line(TextChunk(2, text), ",", 3, 0) is not None, text
+    for text in (t for i, t in enumerate(CHUNK_TEXTS) if i not in taken):
+        assert _one_per_line(TextChunk(2, text), ",", 3, 0) is None, text
