@@ -94,7 +94,8 @@ def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
 
     A valid row stores neither its number as written nor its text: the text is
     ``Template.join`` of its ``variables``, rendered again when it is sent (a third less to
-    write for a million rows). Only where a value holds the separator is the text stored.
+    write for a million rows). Only where a value holds the separator is the text stored;
+    elsewhere the tuple holds ``""``, which the store writes as NULL.
     """
     valid: list[Row] = []
     not_sent: list[Row] = []
@@ -141,7 +142,7 @@ def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
         best = plan.routes[0]
         append((line, e164, country, encoding, segments, best.provider, best.route,
                 best.price_nanos, best.price_nanos * segments, plan.id,
-                VARIABLE_SEPARATOR.join(values), text if VARIABLE_SEPARATOR in text else None))
+                VARIABLE_SEPARATOR.join(values), text if VARIABLE_SEPARATOR in text else ""))
     return Planned(valid, not_sent, rows[-1][0] if rows else 0)
 
 

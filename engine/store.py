@@ -118,7 +118,9 @@ PLANNED_COLUMNS: Final = (
     "line", "phone", "country", "encoding", "segments", "provider", "route", "price_nanos",
     "cost_nanos", "plan_id", "variables", "text",
 )
-"""The order of a valid row's tuple for :meth:`PlanWriter.write`; its state is ``pending``."""
+"""The order of a valid row's tuple for :meth:`PlanWriter.write`; its state is ``pending``.
+Its ``text`` is ``""`` where it is not stored: binding ``None`` costs a failed adapter
+look-up per row in ``sqlite3``, and the insert turns ``""`` into NULL."""
 NOT_SENT_COLUMNS: Final = (
     "line", "phone_raw", "phone", "country", "state", "reason", "detail", "text", "encoding",
     "segments",
@@ -127,7 +129,7 @@ NOT_SENT_COLUMNS: Final = (
 
 _INSERT_PLANNED: Final = (
     f"INSERT INTO messages (campaign_id, state, {', '.join(PLANNED_COLUMNS)}) "
-    f"VALUES (?, 'pending', {', '.join('?' * len(PLANNED_COLUMNS))}) "
+    f"VALUES (?, 'pending', {', '.join('?' * (len(PLANNED_COLUMNS) - 1))}, NULLIF(?, '')) "
     "ON CONFLICT (campaign_id, line) DO NOTHING")
 _INSERT_NOT_SENT: Final = (
     f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)}) "
@@ -137,7 +139,8 @@ _PLANNED_THROUGH: Final = "UPDATE campaigns SET planned_through = ? WHERE id = ?
 _JSON_FIELDS: Final = "json_extract(value, '$[{}]')"
 _INSERT_PLANNED_JSON: Final = (
     f"INSERT INTO messages (campaign_id, state, {', '.join(PLANNED_COLUMNS)}) "
-    f"SELECT ?, 'pending', {', '.join(map(_JSON_FIELDS.format, range(len(PLANNED_COLUMNS))))} "
+    f"SELECT ?, 'pending', {', '.join(map(_JSON_FIELDS.format, range(len(PLANNED_COLUMNS) - 1)))}"
+    f", NULLIF({_JSON_FIELDS.format(len(PLANNED_COLUMNS) - 1)}, '') "
     "FROM json_each(?) WHERE true ON CONFLICT (campaign_id, line) DO NOTHING")
 _INSERT_NOT_SENT_JSON: Final = (
     f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)}) "
@@ -163,6 +166,10 @@ PLAN_SYNCHRONOUS: Final = "PRAGMA synchronous=NORMAL"
 not the machine losing power, which could take the last batches back; the resume point
 is in the same transaction, so a resumed plan would plan them again. Nothing is sent
 while planning, so nothing is lost, and a fsync per batch is saved."""
+
+PLAN_FOREIGN_KEYS: Final = "PRAGMA foreign_keys=OFF"
+"""For planned batches only: every row is of the campaign the plan has just opened, so the
+check of its ``campaign_id`` would be a look-up per row that cannot fail."""
 
 SPENDING_STATES: Final = ("sending", "accepted", "delivered", "undelivered", "unknown")
 """States whose message has cost, or may have cost, money."""
@@ -309,7 +316,7 @@ class PlanWriter:
 
     def __init__(self, path: Path, campaign_id: int) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for pragma in (*PRAGMAS, PLAN_SYNCHRONOUS):
+        for pragma in (*PRAGMAS, PLAN_SYNCHRONOUS, PLAN_FOREIGN_KEYS):
             self._conn.execute(pragma)
         self._campaign_id = campaign_id
 
