@@ -43,7 +43,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from engine.campaign import Campaign
 from engine.checkpoint import Checkpointer
 from engine.config import ProviderConfig, RoutingConfig
-from engine.providers.base import OutboundMessage, Outcome, Provider, SendResult
+from engine.providers.base import (
+    NO_VARIABLES,
+    OutboundMessage,
+    Outcome,
+    Provider,
+    SendResult,
+)
 from engine.routing import to_nanos
 from engine.store import VARIABLE_SEPARATOR, CampaignRecord, Outgoing, RatePlanRoute, Store
 from engine.template import Template
@@ -77,7 +83,8 @@ class Job:
     cost_nanos: int
     plan_id: int
     attempts: int
-    tried: set[str] = field(default_factory=set)
+    tried: frozenset[str] = frozenset()
+    """Providers this run failed it over from (a set made only then: most jobs never are)."""
     first_sent_at: float | None = None
     fed: bool = False
     resends: int = 0
@@ -420,14 +427,13 @@ class Dispatcher:
             await self._handle(lane, job, result)
 
     def _message(self, job: Job) -> OutboundMessage:
-        fields, values = self.campaign.message.fields, job.values
+        message = self.campaign.message
+        fields, values = message.fields, job.values
         return OutboundMessage(
-            key=f"{self._key_prefix}{job.line}", to=job.phone,
-            text=job.text, sender=self.campaign.sender,
-            encoding="UCS-2" if job.encoding == "UCS-2" else "GSM-7", segments=job.segments,
-            route=job.route, template=self.campaign.message.source,
-            variables=dict(zip(fields, values, strict=True)) if len(values) == len(fields)
-            else {})
+            f"{self._key_prefix}{job.line}", job.phone, job.text, self.campaign.sender,
+            "UCS-2" if job.encoding == "UCS-2" else "GSM-7", job.segments, job.route,
+            message.source, dict(zip(fields, values, strict=True)) if len(values) == len(fields)
+            else NO_VARIABLES)
 
     async def _handle(self, lane: Lane, job: Job, result: SendResult) -> None:
         outcome = result.outcome
@@ -539,7 +545,7 @@ class Dispatcher:
         """Move *job* to its next route; ``failed`` when none is left (``pending`` instead
         when no route is left only because providers are down: a later run may send it)."""
         self.counts["failed_over"] += 1
-        job.tried.add(job.provider)
+        job.tried |= {job.provider}
         for route in self.plans.get(job.plan_id, ()):
             lane = self.lanes.get(route.provider)
             if route.provider in job.tried or lane is None or lane.down:

@@ -38,7 +38,7 @@ UNPRICED = "+420777888999"
 def sms(to: str, text: str = "Spring sale today", **changes: Any) -> OutboundMessage:
     message = OutboundMessage(key=f"c1-{to}", to=to, text=text, sender="ACME",
                               encoding="GSM-7", segments=1)
-    return replace(message, **changes)
+    return message._replace(**changes)
 
 
 def personal(to: str, name: str, code: str, template: str = TEMPLATE) -> OutboundMessage:
@@ -488,7 +488,7 @@ def test_templates_outside_the_document_rules_group_by_text(template: str) -> No
 def test_variables_that_do_not_render_the_text_group_by_text() -> None:
     """Variables that would not reproduce the message's text are not trusted."""
     messages = [personal("+15551230001", "Ann", "1"),
-                replace(personal("+15551230002", "Bob", "2"), text="Hi Robert, code 2")]
+                personal("+15551230002", "Bob", "2")._replace(text="Hi Robert, code 2")]
     plans = plan_tasks(enumerate(messages))
     assert [(p.content, p.indices) for p in plans] == [
         ("Hi #name#, code #code#", (0,)), ("Hi Robert, code 2", (1,))]

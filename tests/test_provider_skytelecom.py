@@ -69,9 +69,9 @@ async def test_send_is_accepted_with_id_segments_cost_and_balance(sandbox: Sandb
 
 async def test_route_option_id_picks_the_channel(sandbox: Sandbox) -> None:
     """``OutboundMessage.route`` goes out as route_option_id: the dearer ES channel is billed."""
-    spain = replace(MESSAGE, to="+34600111222")
+    spain = MESSAGE._replace(to="+34600111222")
     async with adapter(sandbox) as provider:
-        chosen = await provider.send(replace(spain, route="ch6-2"))
+        chosen = await provider.send(spain._replace(route="ch6-2"))
         default = await provider.send(spain)
     assert (chosen.cost, default.cost) == (Decimal("0.068"), Decimal("0.065"))
     assert [e.price for e in sandbox.ledger] == [Decimal("0.0680"), Decimal("0.0650")]
@@ -87,7 +87,7 @@ async def test_request_is_written_as_documented() -> None:
                                          "messages": [{"id": 7, "status": "sent"}]})
 
     async with SkyTelecom(CONFIG, transport=httpx.MockTransport(answer)) as provider:
-        result = await provider.send(replace(MESSAGE, route="ch-gb-1"))
+        result = await provider.send(MESSAGE._replace(route="ch-gb-1"))
     assert result.provider_message_id == "7"
     [request] = seen
     assert str(request.url) == "https://skytelecom.io/api/sms/send"
@@ -127,7 +127,7 @@ async def test_dropped_after_accept_is_found_in_the_logs(sandbox: Sandbox) -> No
         before = now()
         assert (await provider.send(MESSAGE)).outcome is Outcome.UNKNOWN
         sandbox.set_faults("skytelecom", Faults())
-        await provider.send(replace(MESSAGE, text="Another text"))
+        await provider.send(MESSAGE._replace(text="Another text"))
         found = await provider.lookup(MESSAGE, before)
     assert found is not None and found.outcome is Outcome.ACCEPTED
     assert found.provider_message_id == sandbox.ledger[0].message_id
@@ -198,7 +198,7 @@ async def test_destination_refusals_may_fail_over(sandbox: Sandbox, to: str, rou
                                                   code: str) -> None:
     """A destination or route the provider does not serve is refused with try_other_route."""
     async with adapter(sandbox) as provider:
-        result = await provider.send(replace(MESSAGE, to=to, route=route))
+        result = await provider.send(MESSAGE._replace(to=to, route=route))
     assert result.outcome is Outcome.REFUSED_MESSAGE
     assert result.try_other_route and result.code == code
 

@@ -63,7 +63,7 @@ async def test_wrong_key_and_suspension_refuse_the_account(sandbox: Sandbox) -> 
 async def test_unpriced_destination_may_fail_over(sandbox: Sandbox) -> None:
     """A destination the provider does not serve is refused with try_other_route."""
     async with adapter(sandbox) as provider:
-        result = await provider.send(replace(MESSAGE, to="+819012345678"))
+        result = await provider.send(MESSAGE._replace(to="+819012345678"))
     assert result.outcome is Outcome.REFUSED_MESSAGE
     assert result.try_other_route and result.code == "unsupported_destination"
 

@@ -26,7 +26,7 @@ CONFIG = ProviderConfig(name="telekom", kind="telekom", base_url="sandbox", toke
                         concurrency=4)
 MESSAGE = OutboundMessage(key="camp-1-2", to="+421900123456", text="Hello", sender="",
                           encoding="GSM-7", segments=1)
-SLOVAK = replace(MESSAGE, text="Ďakujeme, že ste s nami.", encoding="UCS-2")
+SLOVAK = MESSAGE._replace(text="Ďakujeme, že ste s nami.", encoding="UCS-2")
 
 
 class Recording(httpx.AsyncBaseTransport):
@@ -61,7 +61,7 @@ async def test_send_is_accepted_with_id_parts_and_the_wire_format(sandbox: Sandb
     wire = Recording()
     async with adapter(sandbox, wire) as provider:
         ucs2 = await provider.send(SLOVAK)
-        gsm = await provider.send(replace(MESSAGE, sender="ACME"))
+        gsm = await provider.send(MESSAGE._replace(sender="ACME"))
     assert ucs2.outcome is Outcome.ACCEPTED and gsm.outcome is Outcome.ACCEPTED
     assert [(e.message_id, e.segments) for e in sandbox.ledger] == [
         (ucs2.provider_message_id, ucs2.segments), (gsm.provider_message_id, gsm.segments)]
@@ -174,7 +174,7 @@ async def test_base_url_may_include_the_documented_json_path(sandbox: Sandbox) -
 async def test_unpriced_destination_may_fail_over(sandbox: Sandbox) -> None:
     """A destination without a route is refused with try_other_route."""
     async with adapter(sandbox) as provider:
-        result = await provider.send(replace(MESSAGE, to="+15551234567"))
+        result = await provider.send(MESSAGE._replace(to="+15551234567"))
     assert (result.outcome, result.code, result.try_other_route) == (
         Outcome.REFUSED_MESSAGE, "NO_ROUTE", True)
 

@@ -106,7 +106,7 @@ async def test_suspended_account_is_refused(sandbox: Sandbox) -> None:
 async def test_unpriced_destination_may_fail_over(sandbox: Sandbox) -> None:
     """A destination the provider does not serve is refused with try_other_route."""
     async with adapter(sandbox) as provider:
-        result = await provider.send(replace(MESSAGE, to="+15551234567"))
+        result = await provider.send(MESSAGE._replace(to="+15551234567"))
     assert result.outcome is Outcome.REFUSED_MESSAGE
     assert result.try_other_route and result.code == "destination_not_supported"
 
@@ -140,8 +140,8 @@ async def test_dropped_after_accept_is_found_by_lookup(sandbox: Sandbox) -> None
         assert (await provider.send(MESSAGE)).outcome is Outcome.UNKNOWN
         sandbox.set_faults("voipex", Faults())
         found = await provider.lookup(MESSAGE, sent_after)
-        other_text = await provider.lookup(replace(MESSAGE, text="Hello!"), sent_after)
-        other_to = await provider.lookup(replace(MESSAGE, to="+420607608600"), sent_after)
+        other_text = await provider.lookup(MESSAGE._replace(text="Hello!"), sent_after)
+        other_to = await provider.lookup(MESSAGE._replace(to="+420607608600"), sent_after)
         later = await provider.lookup(MESSAGE, datetime.now(UTC) + timedelta(hours=1))
     (entry,) = sandbox.ledger
     assert found is not None and found.outcome is Outcome.ACCEPTED
