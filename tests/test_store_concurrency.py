@@ -14,7 +14,7 @@ from engine.campaign import load_campaign
 from engine.checkpoint_writer import CheckpointWriter
 from engine.config import load_config
 from engine.plan import plan_campaign
-from engine.store import Store
+from engine.store import OUTGOING_COLUMNS, Store
 from tests.helpers import write_campaign, write_config
 
 pytestmark = pytest.mark.anyio
@@ -58,3 +58,27 @@ async def test_reads_and_transactions_interleave_while_another_connection_commit
             stop.set()
             thread.join()
             writer.close()
+
+
+async def test_a_page_of_outgoing_rows_is_every_column_as_stored(tmp_path: Path) -> None:
+    """The page read as one JSON value gives what a plain SELECT gives, in line order:
+    NULLs, large integers, stored texts with the separator and any Unicode, and states."""
+    rows = "".join(f"+4219123{i:05d},N{i} ünï 😀\n" for i in range(1, 41))
+    campaign = load_campaign(write_campaign(tmp_path, "phone,name\n" + rows))
+    config = load_config(write_config(tmp_path))
+    async with Store.open(config.database) as store:
+        await plan_campaign(config, campaign, store)
+        record = await store.campaign_named(campaign.name)
+        writer = CheckpointWriter(store.path, record.id)
+        writer.write([(1795392015.25, 7)], [])
+        await store.db.execute(
+            "UPDATE messages SET text = ?, cost_nanos = ?, attempts = 3 WHERE line = 5",
+            ("a\x1fb \"quoted\" \\ é 😀\n", 2**62))
+        writer.close()
+        for state, after in (("pending", 0), ("pending", 20), ("sending", 0)):
+            expected = [tuple(r) for r in await store.db.execute_fetchall(
+                f"SELECT {OUTGOING_COLUMNS} FROM messages WHERE campaign_id = ? AND state = ? AND "
+                "line > ? ORDER BY line LIMIT 15", (record.id, state, after))]
+            page = await store.outgoing(record.id, state=state, after_line=after, limit=15)
+            assert [tuple(r) for r in page] == expected
+            assert expected
