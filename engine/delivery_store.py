@@ -198,10 +198,10 @@ class DeliveryStore:
     async def awaiting(self, campaign_id: int, provider: str, *, after_line: int = 0,
                        limit: int = 1000) -> list[AwaitingDelivery]:
         """Accepted messages of *provider* without a final delivery state, in line order."""
-        rows = await self.store._rows(
-            "SELECT line, provider_message_id, coalesce(updated_at, 0) FROM messages "
-            "WHERE campaign_id = ? AND state = 'accepted' AND provider = ? AND line > ? "
-            "AND provider_message_id IS NOT NULL "
+        rows = await self.store.page(
+            "line, provider_message_id, coalesce(updated_at, 0)",
+            "FROM messages WHERE campaign_id = ? AND state = 'accepted' AND provider = ? "
+            "AND line > ? AND provider_message_id IS NOT NULL "
             f"AND coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}' ORDER BY line LIMIT ?",
             (campaign_id, provider, after_line, limit))
         return [AwaitingDelivery(int(line), str(pmid), float(t)) for line, pmid, t in rows]

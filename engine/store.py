@@ -532,25 +532,28 @@ class Store:
 
     async def outgoing(self, campaign_id: int, *, state: str, provider: str | None = None,
                        after_line: int = 0, limit: int = 1000) -> list[Outgoing]:
-        """Messages in *state* (of *provider*), in line order, after *after_line*.
-
-        The page comes back as one JSON value, not a row at a time: ``sqlite3`` gives up
-        the GIL for every row it steps to and must win it back from the event loop, which
-        is busy sending, so a 500-row page took up to 260 ms (against 3 ms idle) and each
-        row forced the loop to hand the GIL over. As one value, SQLite reads the whole page
-        in one step, and the loop decodes it in one C call. A REAL comes back to 15
-        significant digits: ``updated_at`` to ~10 µs, which only opens a look-up window that
-        has a second to spare."""
-        sql = (f"SELECT {OUTGOING_COLUMNS} FROM messages WHERE campaign_id = ? AND state = ? "
-               "AND line > ?")
+        """Messages in *state* (of *provider*), in line order, after *after_line*."""
+        sql = "FROM messages WHERE campaign_id = ? AND state = ? AND line > ?"
         params: list[Any] = [campaign_id, state, after_line]
         if provider is not None:
             sql += " AND provider = ?"
             params.append(provider)
-        page = await self._scalar(
-            f"SELECT json_group_array(json_array({OUTGOING_COLUMNS})) "
-            f"FROM ({sql} ORDER BY line LIMIT ?)", (*params, limit))
-        rows = list(map(Outgoing._make, json.loads(page)))
+        return list(map(Outgoing._make, await self.page(
+            OUTGOING_COLUMNS, f"{sql} ORDER BY line LIMIT ?", (*params, limit))))
+
+    async def page(self, columns: str, rest: str, params: Sequence[Any]) -> list[list[Any]]:
+        """The rows of ``SELECT columns rest`` as one JSON value, sorted by the first column.
+
+        A run reads pages while its event loop is busy sending. Row by row, ``sqlite3``
+        gives up the GIL for every row it steps to and must win it back from the loop, so a
+        500-row page took up to 260 ms (against 3 ms idle) and each row forced the loop to
+        hand the GIL over. As one value, SQLite reads the whole page in one step, and the
+        loop decodes it in one C call. A REAL comes back to 15 significant digits: a
+        timestamp to ~10 µs."""
+        value = await self._scalar(
+            f"SELECT json_group_array(json(page_row)) FROM "
+            f"(SELECT json_array({columns}) AS page_row {rest})", params)
+        rows: list[list[Any]] = json.loads(value)
         rows.sort()
         return rows
 
