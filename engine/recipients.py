@@ -151,9 +151,9 @@ def _row_by_row(chunk: TextChunk, delimiter: str, width: int, after: int) -> lis
         if check_encoding and not _is_utf8("".join(fields)):
             append((start, None, "not valid UTF-8"))
         elif len(fields) != width:
-            if len(fields) == 1 and not fields[0].strip():
-                continue
-            append((start, None, f"{len(fields)} fields where the header has {width}"))
+            problem = _wrong_width(fields, width)
+            if problem is not None:
+                append((start, None, problem))
         else:
             append((start, fields, ""))
 
@@ -181,12 +181,20 @@ def _one_per_line(chunk: TextChunk, delimiter: str, width: int, after: int) -> l
     if widths.count(width) != len(widths):
         odd = [i for i, n in enumerate(widths) if n != width]
         for i in reversed(odd):
-            fields = records[i]
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
+            problem = _wrong_width(records[i], width)
+            if problem is None:
                 del rows[i]
             else:
-                rows[i] = (first + i, None, f"{len(fields)} fields where the header has {width}")
+                rows[i] = (first + i, None, problem)
     return rows
+
+
+def _wrong_width(fields: list[str], width: int) -> str | None:
+    """Why a record of the wrong width is malformed; ``None`` for a blank line, which is
+    not a row at all."""
+    if not fields or (len(fields) == 1 and not fields[0].strip()):
+        return None
+    return f"{len(fields)} fields where the header has {width}"
 
 
 def _is_utf8(text: str) -> bool:
