@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -127,14 +129,28 @@ NOT_SENT_COLUMNS: Final = (
 )
 """The order of a rejected or skipped row's tuple for :meth:`PlanWriter.write`."""
 
-_INSERT_PLANNED: Final = (
-    f"INSERT INTO messages (campaign_id, state, {', '.join(PLANNED_COLUMNS)}) "
-    f"VALUES (?, 'pending', {', '.join('?' * (len(PLANNED_COLUMNS) - 1))}, NULLIF(?, '')) "
-    "ON CONFLICT (campaign_id, line) DO NOTHING")
-_INSERT_NOT_SENT: Final = (
-    f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)}) "
-    f"VALUES (?, {', '.join('?' * len(NOT_SENT_COLUMNS))}) "
-    "ON CONFLICT (campaign_id, line) DO NOTHING")
+ROWS_PER_INSERT: Final = 64
+"""Rows per ``INSERT ... VALUES (...), (...)`` of a planned batch. One statement run keeps
+its B-tree cursors between rows, so a row in line order is appended without a seek from
+the root, and the statement is stepped once, not once per row: 31k -> 22k instructions a
+row against ``executemany``. Each remainder size is a statement of its own, kept by the
+writer's statement cache."""
+
+
+@lru_cache(maxsize=2 * ROWS_PER_INSERT)
+def _insert_values(planned: bool, campaign_id: int, rows: int) -> str:
+    """The insert of *rows* tuples of :data:`PLANNED_COLUMNS` or :data:`NOT_SENT_COLUMNS`."""
+    if planned:
+        columns = ("campaign_id", "state", *PLANNED_COLUMNS)
+        one = (f"({campaign_id}, 'pending', {', '.join('?' * (len(PLANNED_COLUMNS) - 1))}, "
+               "NULLIF(?, ''))")
+    else:
+        columns = ("campaign_id", *NOT_SENT_COLUMNS)
+        one = f"({campaign_id}, {', '.join('?' * len(NOT_SENT_COLUMNS))})"
+    return (f"INSERT INTO messages ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
+            "ON CONFLICT (campaign_id, line) DO NOTHING")
+
+
 _PLANNED_THROUGH: Final = "UPDATE campaigns SET planned_through = ? WHERE id = ?"
 _JSON_FIELDS: Final = "json_extract(value, '$[{}]')"
 _INSERT_PLANNED_JSON: Final = (
@@ -315,7 +331,8 @@ class PlanWriter:
     """
 
     def __init__(self, path: Path, campaign_id: int) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                     cached_statements=4 * ROWS_PER_INSERT)
         for pragma in (*PRAGMAS, PLAN_SYNCHRONOUS, PLAN_FOREIGN_KEYS):
             self._conn.execute(pragma)
         self._campaign_id = campaign_id
@@ -323,11 +340,17 @@ class PlanWriter:
     def write(self, valid: Sequence[tuple[Any, ...]], not_sent: Sequence[tuple[Any, ...]], *,
               through: int) -> None:
         """One batch and the resume point."""
-        c = self._campaign_id
         with immediate_transaction(self._conn) as conn:
-            conn.executemany(_INSERT_PLANNED, [(c, *r) for r in valid])
-            conn.executemany(_INSERT_NOT_SENT, [(c, *r) for r in not_sent])
-            conn.execute(_PLANNED_THROUGH, (through, c))
+            self._insert(conn, True, valid)
+            self._insert(conn, False, not_sent)
+            conn.execute(_PLANNED_THROUGH, (through, self._campaign_id))
+
+    def _insert(self, conn: sqlite3.Connection, planned: bool,
+                rows: Sequence[tuple[Any, ...]]) -> None:
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            part = rows[start:start + ROWS_PER_INSERT]
+            conn.execute(_insert_values(planned, self._campaign_id, len(part)),
+                         list(chain.from_iterable(part)))
 
     def write_json(self, valid: str, not_sent: str, *, through: int) -> None:
         """One batch and the resume point, the rows as JSON arrays of :meth:`write`'s tuples.
