@@ -140,6 +140,7 @@ writer's statement cache."""
 @lru_cache(maxsize=2 * ROWS_PER_INSERT)
 def _insert_values(planned: bool, campaign_id: int, rows: int) -> str:
     """The insert of *rows* tuples of :data:`PLANNED_COLUMNS` or :data:`NOT_SENT_COLUMNS`."""
+    columns: tuple[str, ...]
     if planned:
         columns = ("campaign_id", "state", *PLANNED_COLUMNS)
         one = (f"({campaign_id}, 'pending', {', '.join('?' * (len(PLANNED_COLUMNS) - 1))}, "
