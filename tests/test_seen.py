@@ -63,6 +63,13 @@ async def test_dedupe_is_exact_when_nearly_every_number_is_a_false_candidate(
     assert results[0] == results[1]
     skipped = results[0][1].skipped
     assert skipped.get("duplicate", 0) > 0
+    first: dict[object, object] = {}
+    for line, state, reason, detail, phone, _ in results[0][0]:
+        if state == "pending" or reason == "duplicate":
+            first_line = first.setdefault(phone, line)
+            assert (reason == "duplicate") == (first_line != line)
+            if first_line != line:
+                assert detail == f"the same number as line {first_line}"
 
 
 @pytest.mark.anyio
