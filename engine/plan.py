@@ -32,7 +32,15 @@ from engine.campaign import Campaign
 from engine.config import Config, ProviderConfig
 from engine.errors import CampaignError, ConfigError
 from engine.phone import normalise
-from engine.recipients import RawRow, RecipientsFile, TextChunk, load_opt_out, parse_chunk
+from engine.recipients import (
+    FileSpan,
+    RawRow,
+    RecipientsFile,
+    TextChunk,
+    load_opt_out,
+    parse_chunk,
+    read_span,
+)
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
 from engine.seen import SeenNumbers, create_bits_file
 from engine.segments import measure
@@ -199,13 +207,17 @@ class Turns:
                 self._cond.release()
 
 
-_WORKER: tuple[PlanContext, PlanWriter, SeenNumbers, Turns] | None = None
+Piece = TextChunk | FileSpan
+"""A piece of the recipients file: its text, or where a planning process reads it."""
+
+_WORKER: tuple[PlanContext, PlanWriter, SeenNumbers, Turns, int] | None = None
 
 
-def _worker_init(ctx: PlanContext, db: Path, campaign_id: int, bits: Path,
-                 turns: Turns) -> None:
+def _worker_init(ctx: PlanContext, db: Path, campaign_id: int, bits: Path, turns: Turns,
+                 recipients: Path) -> None:
     global _WORKER
-    _WORKER = (ctx, PlanWriter(db, campaign_id), SeenNumbers.mapped(bits), turns)
+    _WORKER = (ctx, PlanWriter(db, campaign_id), SeenNumbers.mapped(bits), turns,
+               os.open(recipients, os.O_RDONLY))
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
                      name="plan-parent-watch").start()
@@ -220,10 +232,11 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _worker_plan(index: int, chunk: TextChunk, after: int) -> Written:
+def _worker_plan(index: int, piece: Piece, after: int) -> Written:
     assert _WORKER is not None
-    ctx, writer, seen, turns = _WORKER
+    ctx, writer, seen, turns, recipients = _WORKER
     try:
+        chunk = piece if isinstance(piece, TextChunk) else read_span(recipients, piece)
         planned, tally = _plan(ctx, chunk, after)
         turns.wait(index)
         if planned.through:
@@ -338,8 +351,7 @@ async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
                          if campaign.opt_out else frozenset()))
             if record.planned_through:
                 log.info("plan.resume", campaign=campaign.name, after_line=record.planned_through)
-            written = await _run(ctx, recipients.chunks(), store, record, workers,
-                                 campaign.recipients.stat().st_size)
+            written = await _run(ctx, recipients, store, record, workers)
             fresh = record.planned_through == 0
             await store.finish_plan(record.id, written.maybe_duplicates,
                                     written.tally if fresh else None)
@@ -367,10 +379,15 @@ def _rare_cyclic_gc() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-async def _run(ctx: PlanContext, chunks: Iterator[TextChunk], store: Store,
-               record: CampaignRecord, workers: int, recipients_bytes: int) -> Written:
+async def _run(ctx: PlanContext, recipients: RecipientsFile, store: Store,
+               record: CampaignRecord, workers: int) -> Written:
     """Plan and write every chunk past the resume point: the tally of what was written, and
-    every number that may occur on more than one valid line, earlier runs included."""
+    every number that may occur on more than one valid line, earlier runs included.
+
+    The file is cut by byte position where it can be (:meth:`RecipientsFile.spans`), so
+    that the pieces' text is read and decoded where they are planned, not read here and
+    sent to worker processes."""
+    pieces: Iterator[Piece] = recipients.spans() or recipients.chunks()
     after = record.planned_through
     tally, maybe = Tally(), set[str]()
 
@@ -380,16 +397,18 @@ async def _run(ctx: PlanContext, chunks: Iterator[TextChunk], store: Store,
 
     with tempfile.TemporaryDirectory(prefix="dispatch-plan-") as folder:
         bits = Path(folder) / "seen"
-        create_bits_file(bits, recipients_bytes)
+        create_bits_file(bits, recipients.path.stat().st_size)
         seen = SeenNumbers.mapped(bits)
         with closing(seen), _rare_cyclic_gc():
             if after:
                 async for numbers in store.planned_numbers(record.id):
                     maybe.update(seen.add(numbers))
             if workers <= 1:
-                _in_process(ctx, chunks, after, PlanWriter(store.path, record.id), seen, add)
+                _in_process(ctx, map(recipients.text, pieces), after,
+                            PlanWriter(store.path, record.id), seen, add)
             else:
-                await _in_workers(ctx, chunks, after, store.path, record.id, bits, workers, add)
+                await _in_workers(ctx, pieces, after, store.path, record.id, bits,
+                                  recipients.path, workers, add)
     return Written(tally, sorted(maybe))
 
 
@@ -421,18 +440,18 @@ def _in_process(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, write
         wait_written()
 
 
-async def _in_workers(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, db: Path,
-                      campaign_id: int, bits: Path, workers: int,
+async def _in_workers(ctx: PlanContext, pieces: Iterator[Piece], after: int, db: Path,
+                      campaign_id: int, bits: Path, recipients: Path, workers: int,
                       add: Callable[[Written], None]) -> None:
     loop = asyncio.get_running_loop()
     pending: deque[Future[Written]] = deque()
     mp = multiprocessing.get_context("spawn")
     turns = Turns(mp)
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_worker_init,
-                             initargs=(ctx, db, campaign_id, bits, turns)) as pool:
+                             initargs=(ctx, db, campaign_id, bits, turns, recipients)) as pool:
         try:
-            for index, chunk in enumerate(chunks):
-                pending.append(pool.submit(_worker_plan, index, chunk, after))
+            for index, piece in enumerate(pieces):
+                pending.append(pool.submit(_worker_plan, index, piece, after))
                 while len(pending) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER or (
                         pending and pending[0].done()):
                     add(await asyncio.wrap_future(pending.popleft(), loop=loop))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ CHUNK_BYTES: Final = 256 * 1024
 MAX_CARRY_LINES: Final = 100_000
 """An unbalanced quote is not carried past this many lines: the rest of the file would
 otherwise become one piece held in memory."""
+MAX_CARRY_BYTES: Final = 16 * 1024 * 1024
+""":data:`MAX_CARRY_LINES` for :meth:`RecipientsFile.spans`, which reads bytes."""
+UTF8_BOM: Final = b"\xef\xbb\xbf"
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -112,6 +116,54 @@ class RecipientsFile:
         if carry:
             yield TextChunk(first, "".join(carry))
 
+    def spans(self, target_bytes: int = CHUNK_BYTES) -> Iterator[FileSpan] | None:
+        """The rest of the file as :meth:`chunks` would cut it, by byte position, so that
+        each planning process reads and decodes its own pieces; ``None`` where the rows'
+        start cannot be found in the bytes (a header ending in a lone ``\r``).
+
+        The bytes are only counted here (``"`` for the cuts, line ends for the line numbers,
+        with ``\r\n`` and a lone ``\r`` each one line, as the text reader counts them); a
+        piece ends after a ``\n``, so a ``\r\n`` is never split.
+        """
+        offset = self._rows_offset()
+        return None if offset is None else self._spans(offset, target_bytes)
+
+    def _rows_offset(self) -> int | None:
+        with self.path.open("rb") as f:
+            offset = len(UTF8_BOM) if f.read(len(UTF8_BOM)) == UTF8_BOM else 0
+            f.seek(offset)
+            lines = quotes = 0
+            while line := f.readline():
+                offset += len(line)
+                lines += _line_ends(line, len(line))
+                quotes += line.count(b'"')
+                if quotes % 2 == 0:
+                    break
+        return offset if lines in (0, self._reader.line_num) else None
+
+    def _spans(self, offset: int, target_bytes: int) -> Iterator[FileSpan]:
+        first = self._reader.line_num + 1
+        with self.path.open("rb") as f:
+            f.seek(offset)
+            carry = b""
+            while block := f.read(target_bytes):
+                data = carry + block if carry else block
+                cut = _balanced_cut(data)
+                if cut == 0 and len(data) < MAX_CARRY_BYTES:
+                    carry = data
+                    continue
+                cut = cut or len(data)
+                yield FileSpan(first, offset, cut)
+                first += _line_ends(data, cut)
+                offset += cut
+                carry = data[cut:]
+            if carry:
+                yield FileSpan(first, offset, len(carry))
+
+    def text(self, piece: TextChunk | FileSpan) -> TextChunk:
+        """A piece of :meth:`chunks` or :meth:`spans` as text."""
+        return piece if isinstance(piece, TextChunk) else read_span(self._f.fileno(), piece)
+
     def rows(self) -> Iterator[CsvRow]:
         """Every non-blank row after the header, in file order."""
         for chunk in self.chunks():
@@ -122,6 +174,42 @@ class RecipientsFile:
 class TextChunk:
     first_line: int
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpan:
+    """Whole records of the recipients file by position: a planning process reads them
+    itself, so the parent hands it three numbers, not the text."""
+
+    first_line: int
+    offset: int
+    size: int
+
+
+def read_span(fd: int, span: FileSpan) -> TextChunk:
+    """*span* of the file open as *fd*, decoded as :class:`RecipientsFile` decodes it."""
+    data = os.pread(fd, span.size, span.offset)
+    return TextChunk(span.first_line, data.decode("utf-8", "surrogateescape"))
+
+
+def _balanced_cut(data: bytes) -> int:
+    """Where *data* ends its last whole record: just after a ``\n`` with an even number of
+    ``"`` before it; 0 if there is none."""
+    cut = data.rfind(b"\n") + 1
+    quotes = data.count(b'"', 0, cut)
+    while cut and quotes % 2:
+        start = data.rfind(b"\n", 0, cut - 1) + 1
+        quotes -= data.count(b'"', start, cut)
+        cut = start
+    return cut
+
+
+def _line_ends(data: bytes, end: int) -> int:
+    """The lines ended in ``data[:end]``: at ``\n``, ``\r\n`` or a lone ``\r``."""
+    lines = data.count(b"\n", 0, end)
+    if data.find(b"\r", 0, end) >= 0:
+        lines += data.count(b"\r", 0, end) - data.count(b"\r\n", 0, end)
+    return lines
 
 
 def parse_chunk(chunk: TextChunk, delimiter: str, width: int, *, after: int = 0) -> list[RawRow]:

@@ -119,3 +119,37 @@ def test_whole_chunk_parse_is_taken_for_plain_chunks() -> None:
         assert _one_per_line(TextChunk(2, text), ",", 3, 0) is not None, text
     for text in (t for i, t in enumerate(CHUNK_TEXTS) if i not in taken):
         assert _one_per_line(TextChunk(2, text), ",", 3, 0) is None, text
+
+
+SPAN_FILES = [
+    b"phone,name\n+421912345678,Ann\n+421912345679,Bob\n",
+    b"\xef\xbb\xbfphone;name\r\n+421912345678;Ann\r\n\r\n+421912345679;Bob",
+    b'phone,name\n+421912345678,"Ann\nof two lines"\n+421912345679,"say ""hi"""\n',
+    b'"phone","na\nme"\n+421912345678,"x\r\ny"\n+421912345679,z\n',
+    b"phone,name\n+421912345678,Ann\r+421912345679,Bob\n+421912345670,Cy\r\n",
+    b"phone,name\n+421912345678,J\xc3n\n+421912345679,J\xc3\xa1n\n",
+    b'phone,name\n+421912345678,"unclosed\n+421912345679,Bob\n+421912345670,Cy\n',
+    b"phone,name\n+421912345678\n\n,,,\n+421912345679,Bob,extra\n",
+    b"phone,name\n",
+    b"phone,name",
+]
+
+
+@pytest.mark.parametrize("data", SPAN_FILES)
+@pytest.mark.parametrize("target", [1, 7, 32, 4096])
+def test_byte_spans_give_the_text_chunks_rows(tmp_path: Path, data: bytes, target: int) -> None:
+    """Pieces cut by byte position, as planning processes read them, parse to exactly the
+    rows the text reader gives: the same lines, fields and problems, none twice."""
+    expected = rows_of(tmp_path / "r.csv", data)
+    with RecipientsFile(tmp_path / "r.csv", "phone") as rf:
+        spans = rf.spans(target)
+        assert spans is not None
+        got = [row for span in spans for row in
+               parse_chunk(rf.text(span), rf.delimiter, len(rf.header))]
+    assert got == expected
+
+
+def test_byte_spans_are_not_offered_when_the_header_ends_in_a_lone_cr(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_bytes(b"phone,name\r+421912345678,Ann\r+421912345679,Bob\r")
+    with RecipientsFile(tmp_path / "r.csv", "phone") as rf:
+        assert rf.spans() is None
