@@ -263,24 +263,22 @@ class Dispatcher:
 
     async def _settle_unknown(self) -> None:
         """Messages whose outcome is unknown are dealt with before anything new is sent."""
-        policy = self.campaign.on_unknown
-        after = 0
-        while policy != "report" and not self.stopping:
-            rows = await self.store.outgoing(self.record.id, state="unknown", after_line=after)
-            if not rows:
-                return
-            for row in rows:
-                after = row.line
-                lane = self.lanes.get(row.provider)
-                if lane is None or lane.down:
-                    continue
-                job = Job.of(row, self.campaign.message)
-                self._moved.add(job.line)
-                if policy == "resend" or lane.adapter.supports_idempotency:
-                    self._put(lane, job)
-                elif lane.adapter.can_lookup:
-                    self._alive += 1
-                    self._spawn(self._lookup, lane, job)
+        if self.campaign.on_unknown == "report":
+            return
+        resend = self.campaign.on_unknown == "resend"
+        for lane in self.lanes.values():
+            after = 0
+            while not (lane.down or self.stopping) and (rows := await self.store.outgoing(
+                    self.record.id, state="unknown", provider=lane.name, after_line=after)):
+                for row in rows:
+                    after = row.line
+                    job = Job.of(row, self.campaign.message)
+                    self._moved.add(job.line)
+                    if resend or lane.adapter.supports_idempotency:
+                        self._put(lane, job)
+                    elif lane.adapter.can_lookup:
+                        self._alive += 1
+                        self._spawn(self._lookup, lane, job)
 
     async def _feed(self, lane: Lane) -> None:
         try:

@@ -33,7 +33,7 @@ from engine.checkpoint_writer import PRAGMAS, immediate_transaction
 from engine.errors import CampaignError, StoreError
 from engine.routing import RatePlan, RateRow
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 VARIABLE_SEPARATOR: Final = "\x1f"
 """Between a valid row's placeholder values in ``messages.variables`` (bulk APIs with
 per-number template data need them); the ASCII unit separator, which no CSV cell holds."""
@@ -90,7 +90,9 @@ CREATE TABLE IF NOT EXISTS rate_cache (
     fetched_at REAL NOT NULL,
     rows TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS messages_state ON messages (campaign_id, state);
+-- With the provider, a lane's feeder (and delivery polling) reads only its own provider's
+-- rows in line order; by state alone each of five lanes stepped through every pending row.
+CREATE INDEX IF NOT EXISTS messages_by_state ON messages (campaign_id, state, provider);
 CREATE INDEX IF NOT EXISTS messages_provider_id ON messages (provider, provider_message_id)
     WHERE provider_message_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS delivery_reports (
@@ -112,6 +114,7 @@ MIGRATIONS: Final = {
         "ALTER TABLE messages ADD COLUMN delivery_status TEXT",
         "ALTER TABLE messages ADD COLUMN delivered_at REAL",
         "ALTER TABLE messages ADD COLUMN delivery_reason TEXT"),
+    3: ("DROP INDEX IF EXISTS messages_state",),
 }
 """Statements taking a database of the key's schema version to the next one; run before
 :data:`SCHEMA`, whose indexes may name the columns they add."""
