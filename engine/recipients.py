@@ -117,9 +117,10 @@ class RecipientsFile:
             yield TextChunk(first, "".join(carry))
 
     def spans(self, target_bytes: int = CHUNK_BYTES) -> Iterator[FileSpan] | None:
-        """The rest of the file as :meth:`chunks` would cut it, by byte position, so that
-        each planning process reads and decodes its own pieces; ``None`` where the rows'
-        start cannot be found in the bytes (a header ending in a lone ``\r``).
+        """The rest of the file as pieces of whole records, as :meth:`chunks` gives them but
+        by byte position, so that each planning process reads and decodes its own pieces;
+        ``None`` where the rows' start cannot be found in the bytes (a header ending in a
+        lone ``\r``).
 
         The bytes are only counted here (``"`` for the cuts, line ends for the line numbers,
         with ``\r\n`` and a lone ``\r`` each one line, as the text reader counts them); a
@@ -152,7 +153,7 @@ class RecipientsFile:
                 if cut == 0 and len(data) < MAX_CARRY_BYTES:
                     carry = data
                     continue
-                cut = cut or len(data)
+                cut = cut or data.rfind(b"\n") + 1 or len(data)
                 yield FileSpan(first, offset, cut)
                 first += _line_ends(data, cut)
                 offset += cut
