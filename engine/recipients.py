@@ -119,17 +119,28 @@ class RecipientsFile:
     def spans(self, target_bytes: int = CHUNK_BYTES) -> Iterator[FileSpan] | None:
         """The rest of the file as pieces of whole records, as :meth:`chunks` gives them but
         by byte position, so that each planning process reads and decodes its own pieces;
-        ``None`` where the rows' start cannot be found in the bytes (a header ending in a
-        lone ``\r``).
+        ``None`` for a file with lone ``\r`` line ends, which is read as text.
 
         The bytes are only counted here (``"`` for the cuts, line ends for the line numbers,
-        with ``\r\n`` and a lone ``\r`` each one line, as the text reader counts them); a
-        piece ends after a ``\n``, so a ``\r\n`` is never split.
+        with ``\r\n`` and a lone ``\r`` each one line, as the text reader counts them). A
+        piece ends after a ``\n`` with its quotes balanced; one forced out of a run of
+        unclosed quotes still ends at a line end, never inside a ``\r\n``.
         """
         offset = self._rows_offset()
         return None if offset is None else self._spans(offset, target_bytes)
 
     def _rows_offset(self) -> int | None:
+        """Where the rows start, if the header's lines end as the text reader saw them and
+        the first rows do not end in a lone ``\r``: such a file (old Mac line ends) would
+        give pieces only where a run of unclosed quotes forces one, and is read as text."""
+        offset = self._header_end()
+        if offset is None:
+            return None
+        with self.path.open("rb") as f:
+            f.seek(offset)
+            return None if _has_lone_cr(f.read(CHUNK_BYTES)) else offset
+
+    def _header_end(self) -> int | None:
         with self.path.open("rb") as f:
             offset = len(UTF8_BOM) if f.read(len(UTF8_BOM)) == UTF8_BOM else 0
             f.seek(offset)
@@ -153,7 +164,7 @@ class RecipientsFile:
                 if cut == 0 and len(data) < MAX_CARRY_BYTES:
                     carry = data
                     continue
-                cut = cut or data.rfind(b"\n") + 1 or len(data)
+                cut = cut or _last_line_end(data) or len(data)
                 yield FileSpan(first, offset, cut)
                 first += _line_ends(data, cut)
                 offset += cut
@@ -203,6 +214,17 @@ def _balanced_cut(data: bytes) -> int:
         quotes -= data.count(b'"', start, cut)
         cut = start
     return cut
+
+
+def _last_line_end(data: bytes) -> int:
+    """Just after the last line end in *data* that is surely whole: a ``\n``, or a ``\r``
+    that a byte other than ``\n`` follows (a last ``\r`` may be half of a ``\r\n``); 0 if
+    there is none."""
+    return max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
+
+
+def _has_lone_cr(data: bytes) -> bool:
+    return data.count(b"\r") != data.count(b"\r\n")
 
 
 def _line_ends(data: bytes, end: int) -> int:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import engine.recipients
 from engine.errors import CampaignError
 from engine.recipients import (
     RecipientsFile,
@@ -126,7 +127,7 @@ SPAN_FILES = [
     b"\xef\xbb\xbfphone;name\r\n+421912345678;Ann\r\n\r\n+421912345679;Bob",
     b'phone,name\n+421912345678,"Ann\nof two lines"\n+421912345679,"say ""hi"""\n',
     b'"phone","na\nme"\n+421912345678,"x\r\ny"\n+421912345679,z\n',
-    b"phone,name\n+421912345678,Ann\r+421912345679,Bob\n+421912345670,Cy\r\n",
+    b"phone,name\n+421912345670,Cy\n+421912345678,Ann\r+421912345679,Bob\n+421912345670,Cy\r\n",
     b"phone,name\n+421912345678,J\xc3n\n+421912345679,J\xc3\xa1n\n",
     b'phone,name\n+421912345678,"unclosed\n+421912345679,Bob\n+421912345670,Cy\n',
     b"phone,name\n+421912345678\n\n,,,\n+421912345679,Bob,extra\n",
@@ -137,9 +138,13 @@ SPAN_FILES = [
 
 @pytest.mark.parametrize("data", SPAN_FILES)
 @pytest.mark.parametrize("target", [1, 7, 32, 4096])
-def test_byte_spans_give_the_text_chunks_rows(tmp_path: Path, data: bytes, target: int) -> None:
+def test_byte_spans_give_the_text_chunks_rows(tmp_path: Path, data: bytes, target: int,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Pieces cut by byte position, as planning processes read them, parse to exactly the
-    rows the text reader gives: the same lines, fields and problems, none twice."""
+    rows the text reader gives: the same lines, fields and problems, none twice. (Only the
+    first 24 bytes of rows are looked at for lone ``\r`` line ends, so that one later in a
+    file is counted as the text reader counts it.)"""
+    monkeypatch.setattr(engine.recipients, "CHUNK_BYTES", 24)
     expected = rows_of(tmp_path / "r.csv", data)
     with RecipientsFile(tmp_path / "r.csv", "phone") as rf:
         spans = rf.spans(target)
@@ -149,7 +154,34 @@ def test_byte_spans_give_the_text_chunks_rows(tmp_path: Path, data: bytes, targe
     assert got == expected
 
 
-def test_byte_spans_are_not_offered_when_the_header_ends_in_a_lone_cr(tmp_path: Path) -> None:
-    (tmp_path / "r.csv").write_bytes(b"phone,name\r+421912345678,Ann\r+421912345679,Bob\r")
+def test_a_forced_byte_piece_still_ends_at_a_line_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unclosed quote is carried only so far. The piece then forced out ends at a line
+    end, never inside a ``\r\n``, so every row after it is whole and keeps its line."""
+    monkeypatch.setattr(engine.recipients, "MAX_CARRY_BYTES", 40)
+    data = (b'phone,name\n+421912345678,"open\n' + b"+421912345679,Bob\r\n" * 6
+            + b"+421912345670,Cy\n")
+    (tmp_path / "r.csv").write_bytes(data)
+    lines = data.decode().splitlines()
+    with RecipientsFile(tmp_path / "r.csv", "phone") as rf:
+        spans = rf.spans(16)
+        assert spans is not None
+        pieces = list(spans)
+        rows = [row for span in pieces for row in
+                parse_chunk(rf.text(span), rf.delimiter, len(rf.header))]
+    assert len(pieces) > 2
+    assert all(data[p.offset + p.size - 1:p.offset + p.size] in (b"\r", b"\n")
+               for p in pieces)
+    whole = [(line, fields) for line, fields, _ in rows if fields is not None]
+    assert whole and whole[-1] == (9, ["+421912345670", "Cy"])
+    assert all(",".join(fields) == lines[line - 1] for line, fields in whole)
+
+
+@pytest.mark.parametrize("data", [
+    b"phone,name\r+421912345678,Ann\r+421912345679,Bob\r",
+    b'phone,name\n+421912345678,Ann\r+421912345679,"B\rob"\r\r+421912345670,Cy\r',
+])
+def test_lone_cr_line_ends_are_read_as_text(tmp_path: Path, data: bytes) -> None:
+    (tmp_path / "r.csv").write_bytes(data)
     with RecipientsFile(tmp_path / "r.csv", "phone") as rf:
         assert rf.spans() is None
