@@ -140,32 +140,36 @@ row against ``executemany``. Each remainder size is a statement of its own, kept
 writer's statement cache."""
 
 
+_INSERT_PLANNED_INTO: Final = (
+    f"INSERT INTO messages (campaign_id, state, {', '.join(PLANNED_COLUMNS)})")
+_INSERT_NOT_SENT_INTO: Final = f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)})"
+_ON_CONFLICT: Final = "ON CONFLICT (campaign_id, line) DO NOTHING"
+
+
 @lru_cache(maxsize=2 * ROWS_PER_INSERT)
 def _insert_values(planned: bool, campaign_id: int, rows: int) -> str:
     """The insert of *rows* tuples of :data:`PLANNED_COLUMNS` or :data:`NOT_SENT_COLUMNS`."""
-    columns: tuple[str, ...]
     if planned:
-        columns = ("campaign_id", "state", *PLANNED_COLUMNS)
+        into = _INSERT_PLANNED_INTO
         one = (f"({campaign_id}, 'pending', {', '.join('?' * (len(PLANNED_COLUMNS) - 1))}, "
                "NULLIF(?, ''))")
     else:
-        columns = ("campaign_id", *NOT_SENT_COLUMNS)
+        into = _INSERT_NOT_SENT_INTO
         one = f"({campaign_id}, {', '.join('?' * len(NOT_SENT_COLUMNS))})"
-    return (f"INSERT INTO messages ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
-            "ON CONFLICT (campaign_id, line) DO NOTHING")
+    return f"{into} VALUES {', '.join([one] * rows)} {_ON_CONFLICT}"
 
 
 _PLANNED_THROUGH: Final = "UPDATE campaigns SET planned_through = ? WHERE id = ?"
 _JSON_FIELDS: Final = "json_extract(value, '$[{}]')"
 _INSERT_PLANNED_JSON: Final = (
-    f"INSERT INTO messages (campaign_id, state, {', '.join(PLANNED_COLUMNS)}) "
-    f"SELECT ?, 'pending', {', '.join(map(_JSON_FIELDS.format, range(len(PLANNED_COLUMNS) - 1)))}"
+    f"{_INSERT_PLANNED_INTO} SELECT ?, 'pending', "
+    f"{', '.join(map(_JSON_FIELDS.format, range(len(PLANNED_COLUMNS) - 1)))}"
     f", NULLIF({_JSON_FIELDS.format(len(PLANNED_COLUMNS) - 1)}, '') "
-    "FROM json_each(?) WHERE true ON CONFLICT (campaign_id, line) DO NOTHING")
+    f"FROM json_each(?) WHERE true {_ON_CONFLICT}")
 _INSERT_NOT_SENT_JSON: Final = (
-    f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)}) "
+    f"{_INSERT_NOT_SENT_INTO} "
     f"SELECT ?, {', '.join(map(_JSON_FIELDS.format, range(len(NOT_SENT_COLUMNS))))} "
-    "FROM json_each(?) WHERE true ON CONFLICT (campaign_id, line) DO NOTHING")
+    f"FROM json_each(?) WHERE true {_ON_CONFLICT}")
 _OCCURRENCES: Final = """
 SELECT line, phone, provider, country, segments, cost_nanos FROM messages
 WHERE campaign_id = ? AND state = 'pending' AND line > ? AND line <= ?
