@@ -133,14 +133,6 @@ class RecipientsFile:
         """Where the rows start, if the header's lines end as the text reader saw them and
         the first rows do not end in a lone ``\r``: such a file (old Mac line ends) would
         give pieces only where a run of unclosed quotes forces one, and is read as text."""
-        offset = self._header_end()
-        if offset is None:
-            return None
-        with self.path.open("rb") as f:
-            f.seek(offset)
-            return None if _has_lone_cr(f.read(CHUNK_BYTES)) else offset
-
-    def _header_end(self) -> int | None:
         with self.path.open("rb") as f:
             offset = len(UTF8_BOM) if f.read(len(UTF8_BOM)) == UTF8_BOM else 0
             f.seek(offset)
@@ -151,7 +143,9 @@ class RecipientsFile:
                 quotes += line.count(b'"')
                 if quotes % 2 == 0:
                     break
-        return offset if lines in (0, self._reader.line_num) else None
+            if lines not in (0, self._reader.line_num) or _has_lone_cr(f.read(CHUNK_BYTES)):
+                return None
+        return offset
 
     def _spans(self, offset: int, target_bytes: int) -> Iterator[FileSpan]:
         first = self._reader.line_num + 1
