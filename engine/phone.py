@@ -27,7 +27,7 @@ NON_GEO: Final = "001"
 _TYPE_DESCS: Final = ("mobile", "fixed_line", "premium_rate", "toll_free", "shared_cost",
                       "voip", "personal_number", "pager", "uan", "voicemail")
 
-_PUNCTUATION: Final = str.maketrans("", "", " -.()")
+_PUNCTUATION: Final = str.maketrans("", "", " -.()/")
 _MAX_INPUT: Final = _pnu._MAX_INPUT_STRING_LENGTH
 _MIN_NSN: Final = _pnu._MIN_LENGTH_FOR_NSN
 _MAX_NSN: Final = _pnu._MAX_LENGTH_FOR_NSN
@@ -152,7 +152,6 @@ def _valid_region(cc: int, nsn: str, number: PhoneNumber | None) -> str | None:
     return region if _has_type(nsn, rules) else None
 
 
-_IDD: dict[str, re.Pattern[str] | None] = {}
 _CC_STRINGS: Final = frozenset(str(cc) for cc in COUNTRY_CODE_TO_REGION_CODE)
 _CC_OF_HEAD: Final = {
     head: next(head[:size] for size in (1, 2, 3) if head[:size] in _CC_STRINGS)
@@ -183,68 +182,110 @@ def _calling_code(cc: str) -> _CallingCode | None:
         pass
     code = int(cc)
     number_region = _pnu.region_code_for_country_code(code)
-    metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, number_region)
-    entry = None
-    if metadata is not None:
-        prefix = metadata.national_prefix_for_parsing
-        regions = COUNTRY_CODE_TO_REGION_CODE.get(code, ())
-        rules = _rules_for(regions[0]) if len(regions) == 1 and regions[0] != NON_GEO else None
-        entry = _CallingCode(code, metadata, re.compile(prefix) if prefix else None,
-                             (regions[0], rules) if rules is not None
-                             and rules.country_code == code else None)
+    entry = _parsing_rules(code, PhoneMetadata.metadata_for_region_or_calling_code(
+        code, number_region))
     _CALLING_CODES[cc] = entry
     return entry
 
 
-def _strip_idd(cleaned: str, region: str) -> str:
-    """The digits after the region's international prefix (``00``, ``011``), else ``""``.
+def _parsing_rules(code: int, metadata: PhoneMetadata | None) -> _CallingCode | None:
+    """What ``parse`` strips a number of *code* with (*metadata*'s national prefix), and the
+    one region the number can then be valid for, if there is one."""
+    if metadata is None:
+        return None
+    prefix = metadata.national_prefix_for_parsing
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(code, ())
+    rules = _rules_for(regions[0]) if len(regions) == 1 and regions[0] != NON_GEO else None
+    return _CallingCode(code, metadata, re.compile(prefix) if prefix else None,
+                        (regions[0], rules) if rules is not None
+                        and rules.country_code == code else None)
 
-    As ``_parse_prefix_as_idd`` decides for ASCII digits: the prefix is stripped unless a
-    ``0`` follows it, since no calling code starts with one."""
-    if not (cleaned.isdigit() and cleaned.isascii()):
-        return ""
+
+@dataclass(frozen=True, slots=True)
+class _Home:
+    """A default region, for numbers written without a plus."""
+
+    code: str
+    idd: re.Pattern[str] | None
+    national: _CallingCode
+    """Its calling code with the region's own metadata, which ``parse`` strips a national
+    number with (for ``CA`` Canada's, where a ``+1`` number gets that of the US)."""
+
+
+_HOMES: dict[str, _Home | None] = {}
+
+
+def _home(region: str) -> _Home | None:
     try:
-        idd = _IDD[region]
+        return _HOMES[region]
     except KeyError:
-        metadata = PhoneMetadata.metadata_for_region(region, None)
-        prefix = metadata.international_prefix if metadata is not None else None
-        idd = _IDD[region] = re.compile(prefix) if prefix else None
-    if idd is None:
-        return ""
-    match = idd.match(cleaned)
-    if match is None:
-        return ""
-    rest = cleaned[match.end():]
-    return "" if rest[:1] == "0" else rest
+        pass
+    home = None
+    metadata = (PhoneMetadata.metadata_for_region(region, None)
+                if region in phonenumbers.SUPPORTED_REGIONS else None)
+    if metadata is not None and metadata.country_code is not None:
+        national = _parsing_rules(metadata.country_code, metadata)
+        prefix = metadata.international_prefix
+        if national is not None:
+            home = _Home(str(metadata.country_code), re.compile(prefix) if prefix else None,
+                         national)
+    _HOMES[region] = home
+    return home
+
+
+def _strip_idd(digits: str, idd: re.Pattern[str] | None) -> str | None:
+    """The digits after the region's international prefix (``00``, ``011``), ``None`` if
+    they do not start with it. ``parse`` keeps the prefix when a ``0`` follows, since no
+    calling code starts with one; such digits find no calling code in :func:`_fast_parse`
+    and go to ``parse``."""
+    match = idd.match(digits) if idd is not None else None
+    return digits[match.end():] if match is not None else None
 
 
 def _fast_parse(raw: str, default_region: str) -> tuple[_CallingCode, str] | None:
     """The calling code and national significant number ``phonenumbers.parse`` would give,
-    for plain international input; ``None`` where the whole parse is needed.
+    for plain input; ``None`` where the whole parse is needed.
 
-    For a plus (or the default region's international prefix, such as ``00``) followed by
-    digits and only the punctuation ``parse`` itself discards (spaces, dashes, dots,
-    parentheses), extracting a possible number, the viability check, extension stripping and
-    digit normalisation leave the digits after the prefix. For those, this runs the rest of
-    ``parse`` (country code, national prefix, length test) with the same rules and the
-    library's own functions. The national significant number is the national digits as they
-    stand: ``parse`` keeps their leading zeros in ``italian_leading_zero`` and
-    ``number_of_leading_zeros``, which ``national_significant_number`` puts back.
+    Plain input is digits and only the punctuation ``parse`` itself discards (spaces,
+    dashes, dots, slashes, parentheses), after a plus, after the default region's
+    international prefix (such as ``00``), or alone: a national number. For those, extracting
+    a possible number, the viability check, extension stripping and digit normalisation leave
+    the digits, and this runs the rest of ``parse`` (country code, national prefix, length test)
+    with the same rules and the library's own functions. A national number that starts with
+    the region's own calling code is left to ``parse``, which may take it as international.
+    The national significant number is the national digits as they stand: ``parse`` keeps
+    their leading zeros in ``italian_leading_zero`` and ``number_of_leading_zeros``, which
+    ``national_significant_number`` puts back.
     """
+    if len(raw) > _MAX_INPUT:
+        return None
+    entry: _CallingCode | None = None
     if raw[:1] == "+":
         digits = raw[1:]
         if not digits.isdigit():
             digits = digits.translate(_PUNCTUATION)
     else:
-        digits = _strip_idd(raw.translate(_PUNCTUATION), default_region)
-    if not (7 <= len(digits) <= 16 and digits.isdigit() and digits.isascii()
-            and len(raw) <= _MAX_INPUT):
+        cleaned = raw.translate(_PUNCTUATION)
+        home = _HOMES.get(default_region) or _home(default_region)
+        if home is None or not (cleaned.isdigit() and cleaned.isascii()):
+            return None
+        international = _strip_idd(cleaned, home.idd)
+        if international is not None:
+            digits = international
+        elif cleaned.startswith(home.code):
+            return None
+        else:
+            digits, entry = cleaned, home.national
+    if not (7 <= len(digits) <= 16 and digits.isdigit() and digits.isascii()):
         return None
-    cc = _CC_OF_HEAD.get(digits[:3])
-    if cc is None:
-        return None
-    entry = _CALLING_CODES.get(cc) or _calling_code(cc)
-    national = digits[len(cc):]
+    if entry is None:
+        cc = _CC_OF_HEAD.get(digits[:3])
+        if cc is None:
+            return None
+        entry = _CALLING_CODES.get(cc) or _calling_code(cc)
+        national = digits[len(cc):]
+    else:
+        national = digits
     if entry is None or len(national) < _MIN_NSN:
         return None
     if entry.national_prefix is not None and entry.national_prefix.match(national):

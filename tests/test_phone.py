@@ -72,15 +72,54 @@ def test_normalise_agrees_with_phonenumbers_for_e164_and_national_input(region: 
         assert normalise(spaced, region) == reference(spaced, region), spaced
 
 
+def national_numbers(seed: int, per_example: int) -> list[tuple[str, str]]:
+    """Every region's example numbers as its people write them (``0905 123 456``), without
+    their area codes as dialled locally (``412-3456`` in Barbados is ``+1 246 412 3456``),
+    and random digit mutations of those, each with the region as the default."""
+    rng = random.Random(seed)
+    out: list[tuple[str, str]] = []
+    for region in REGIONS:
+        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+                     phonenumbers.PhoneNumberType.TOLL_FREE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            written = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
+            nsn = phonenumbers.national_significant_number(example)
+            out += [(written, region), (nsn[1:], region), (nsn[3:], region), (nsn[4:], region)]
+            digits = [i for i, c in enumerate(written) if c.isdigit()]
+            for _ in range(per_example):
+                chars = list(written)
+                for _ in range(rng.randint(1, 2)):
+                    chars[rng.choice(digits)] = str(rng.randint(0, 9))
+                if rng.random() < 0.2:
+                    chars.insert(rng.choice(digits), str(rng.randint(0, 9)))
+                out.append(("".join(chars), region))
+    return out
+
+
+def test_normalise_agrees_with_phonenumbers_on_national_input_of_every_region() -> None:
+    """Numbers written nationally in their own region (trunk prefixes, area codes in
+    parentheses, numbers that begin with the calling code) give phonenumbers' answer."""
+    numbers = national_numbers(seed=11, per_example=6)
+    assert len(numbers) > 2000
+    for raw, region in numbers:
+        assert normalise(raw, region) == reference(raw, region), (raw, region)
+        digits = "".join(c for c in raw if c.isdigit())
+        assert normalise(digits, region) == reference(digits, region), (digits, region)
+
+
 @settings(max_examples=600, deadline=None)
 @given(st.one_of(st.from_regex(r"\+[0-9]{1,18}", fullmatch=True),
-                 st.from_regex(r"\+[0-9 ().-]{1,24}", fullmatch=True),
+                 st.from_regex(r"\+[0-9 ()./-]{1,24}", fullmatch=True),
                  st.from_regex(r"\+ ?[1-9][0-9]{0,2} ?(\(0\))? ?[0-9 -]{6,14}", fullmatch=True),
-                 st.from_regex(r"(00|011|810|0011|000) ?[0-9][0-9 -]{5,16}", fullmatch=True)),
+                 st.from_regex(r"(00|011|810|0011|000) ?[0-9][0-9 -]{5,16}", fullmatch=True),
+                 st.from_regex(r"\(?0?[0-9]{1,4}\)?[ /]?[0-9][0-9 ./-]{4,14}", fullmatch=True),
+                 st.from_regex(r"[0-9]{6,17}", fullmatch=True)),
        st.sampled_from(REGIONS))
 def test_fast_parse_equals_library_parse(raw: str, region: str) -> None:
-    """A plus or IDD, digits and punctuation parse to the same PhoneNumber, or fail the same
-    way."""
+    """A plus, an IDD or a national number, digits and punctuation parse to the same
+    PhoneNumber, or fail the same way."""
     try:
         expected = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
@@ -97,6 +136,8 @@ def test_fast_parse_equals_library_parse(raw: str, region: str) -> None:
         pytest.param("+44 7911 123456", "DE", "+447911123456", id="spaces"),
         pytest.param("0905 123 456", "SK", "+421905123456", id="national-sk"),
         pytest.param("(415) 555-2671", "US", "+14155552671", id="national-us"),
+        pytest.param("0905/123 456", "SK", "+421905123456", id="national-slash"),
+        pytest.param("234-5678", "BB", "+12462345678", id="local-barbados"),
         pytest.param("+39 06 6982 1234", "IT", "+390669821234", id="italian-leading-zero"),
         pytest.param("12345", "US", None, id="too-short"),
         pytest.param("not a number", "US", None, id="letters"),
