@@ -262,8 +262,10 @@ def _fast_parse(raw: str, default_region: str) -> tuple[_CallingCode, str] | Non
     entry: _CallingCode | None = None
     if raw[:1] == "+":
         digits = raw[1:]
-        if not digits.isdigit():
+        if not (digits.isdigit() and digits.isascii()):
             digits = digits.translate(_PUNCTUATION)
+            if not (digits.isdigit() and digits.isascii()):
+                return None
     else:
         cleaned = raw.translate(_PUNCTUATION)
         home = _HOMES.get(default_region) or _home(default_region)
@@ -276,7 +278,7 @@ def _fast_parse(raw: str, default_region: str) -> tuple[_CallingCode, str] | Non
             return None
         else:
             digits, entry = cleaned, home.national
-    if not (7 <= len(digits) <= 16 and digits.isdigit() and digits.isascii()):
+    if not 7 <= len(digits) <= 16:
         return None
     if entry is None:
         cc = _CC_OF_HEAD.get(digits[:3])

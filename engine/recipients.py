@@ -180,6 +180,9 @@ class RecipientsFile:
 class TextChunk:
     first_line: int
     text: str
+    utf8: bool = False
+    """The text was decoded from valid UTF-8, so it holds no lone surrogates: nothing to
+    check row by row. ``False``: not known, and checked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +198,10 @@ class FileSpan:
 def read_span(fd: int, span: FileSpan) -> TextChunk:
     """*span* of the file open as *fd*, decoded as :class:`RecipientsFile` decodes it."""
     data = os.pread(fd, span.size, span.offset)
-    return TextChunk(span.first_line, data.decode("utf-8", "surrogateescape"))
+    try:
+        return TextChunk(span.first_line, data.decode("utf-8"), utf8=True)
+    except UnicodeDecodeError:
+        return TextChunk(span.first_line, data.decode("utf-8", "surrogateescape"))
 
 
 def _balanced_cut(data: bytes) -> int:
@@ -240,7 +246,7 @@ def _row_by_row(chunk: TextChunk, delimiter: str, width: int, after: int) -> lis
     base = chunk.first_line
     rows: list[RawRow] = []
     append = rows.append
-    check_encoding = not (chunk.text.isascii() or _is_utf8(chunk.text))
+    check_encoding = not _known_utf8(chunk)
     while True:
         start = base + reader.line_num
         try:
@@ -270,7 +276,7 @@ def _one_per_line(chunk: TextChunk, delimiter: str, width: int, after: int) -> l
     records of the wrong width are then looked at one by one. ``None`` for any other
     chunk, which :func:`_row_by_row` parses."""
     text = chunk.text
-    if "\r" in text or not (text.isascii() or _is_utf8(text)):
+    if "\r" in text or not _known_utf8(chunk):
         return None
     try:
         records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
@@ -300,6 +306,10 @@ def _wrong_width(fields: list[str], width: int) -> str | None:
     if not fields or (len(fields) == 1 and not fields[0].strip()):
         return None
     return f"{len(fields)} fields where the header has {width}"
+
+
+def _known_utf8(chunk: TextChunk) -> bool:
+    return chunk.utf8 or chunk.text.isascii() or _is_utf8(chunk.text)
 
 
 def _is_utf8(text: str) -> bool:
