@@ -101,7 +101,7 @@ class Job:
     def of(cls, row: Outgoing, template: Template) -> Job:
         """The job of a stored message; its text is rendered from its variables unless the
         planner stored it (:func:`engine.plan.plan_rows`)."""
-        values = row.variables.split(VARIABLE_SEPARATOR) if row.variables is not None else []
+        values = row.variables.split(VARIABLE_SEPARATOR) if row.variables else []
         text = row.text if row.text is not None else template.join(values)
         return cls(row.line, row.phone, text, row.encoding, row.segments, row.provider,
                    row.route or "", row.price_nanos, row.cost_nanos, row.plan_id, row.attempts,

@@ -2,7 +2,7 @@
 
 The syntax is ``{column}``; ``{{`` and ``}}`` stand for literal braces. A template is
 compiled once, then bound to the CSV header, which turns every placeholder into a column
-index: rendering a row is then a list join, with no parsing and no dict per row.
+index: rendering a row is then one ``%`` of a tuple, with no parsing and no dict per row.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ class Template:
     literals: tuple[str, ...]
     fields: tuple[str, ...]
     pattern: str
-    """The literals with braces doubled and ``{k}`` for the k-th placeholder: a
-    ``str.format`` pattern, so that rendering runs in C."""
+    """The literals with ``%`` doubled and ``%s`` for each placeholder: a printf-style
+    pattern, so that rendering is one C call (``%`` with a tuple costs half what
+    ``str.format`` does, which parses its pattern on every call)."""
 
     def join(self, values: Sequence[str]) -> str:
         """The message with *values*, one per placeholder in order, in their places."""
-        return self.pattern.format(*values)
+        return self.pattern % tuple(values)
 
     @classmethod
     def compile(cls, source: str) -> Template:
@@ -59,9 +60,7 @@ class Template:
                 buf.append(ch)
                 i += 1
         literals.append("".join(buf))
-        pattern = "".join(
-            lit.replace("{", "{{").replace("}", "}}") + (f"{{{k}}}" if k < len(fields) else "")
-            for k, lit in enumerate(literals))
+        pattern = "%s".join(lit.replace("%", "%%") for lit in literals)
         return cls(source, tuple(literals), tuple(fields), pattern)
 
     def bind(self, header: Sequence[str], defaults: Mapping[str, str]) -> BoundTemplate:
@@ -77,15 +76,15 @@ class Template:
             names=self.fields,
             defaults=tuple(defaults.get(name, "") for name in self.fields),
             pattern=self.pattern,
-            cells=(lambda row: [row[columns[0]]]) if len(columns) == 1
-            else operator.itemgetter(*columns) if columns else (lambda row: []),
+            cells=(lambda row: (row[columns[0]],)) if len(columns) == 1
+            else operator.itemgetter(*columns) if columns else (lambda row: ()),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class BoundTemplate:
     """A template bound to a header. Rendering runs once per recipient, so the cells are
-    fetched by one ``itemgetter`` and the text built by ``str.format`` on
+    fetched by one ``itemgetter`` and the text built by ``%`` on
     :attr:`Template.pattern`, both in C."""
 
     literals: tuple[str, ...]
@@ -95,21 +94,23 @@ class BoundTemplate:
     pattern: str
     cells: Callable[[Sequence[str]], Sequence[str]]
 
-    def values(self, row: Sequence[str]) -> list[str] | str:
+    def values(self, row: Sequence[str]) -> tuple[str, ...] | str:
         """Each placeholder's value (the cell, else its default), or the name of the first
         column that is empty and has no default."""
-        out = [cell.strip() for cell in self.cells(row)]
+        out = tuple(map(str.strip, self.cells(row)))
         if "" in out:
+            filled = list(out)
             for k, value in enumerate(out):
                 if not value:
-                    out[k] = self.defaults[k]
-                    if not out[k]:
+                    filled[k] = self.defaults[k]
+                    if not filled[k]:
                         return self.names[k]
+            return tuple(filled)
         return out
 
     def join(self, values: Sequence[str]) -> str:
         """The message with *values* in place of the placeholders."""
-        return self.pattern.format(*values)
+        return self.pattern % tuple(values)
 
     def render(self, row: Sequence[str]) -> tuple[str, str | None]:
         """``(text, None)``, or ``("", column)`` when *column* is empty and has no default."""

@@ -67,3 +67,7 @@ def test_template_renders_columns_defaults_and_literal_braces() -> None:
                                                            {"city": "Bratislava"})
     assert bound.render(["+1", "Ann", ""]) == ("{Hi} Ann, Bratislava!", None)
     assert bound.render(["+1", " ", "Wien"]) == ("", "name")
+    percent = Template.compile("{a}% of {b} is 100%, not %s").bind(["a", "b"], {})
+    assert percent.render(["5", "%d"]) == ("5% of %d is 100%, not %s", None)
+    assert Template.compile("50% off, %s").bind(["phone"], {}).render(["+1"]) == \
+        ("50% off, %s", None)

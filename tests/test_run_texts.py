@@ -30,3 +30,25 @@ async def test_per_message_provider_sends_each_recipients_own_text(tmp_path: Pat
         stored = dict(db.execute("SELECT line, text FROM messages ORDER BY line").fetchall())
     assert [line for line, text in stored.items() if text is not None] == [6], \
         "only the row whose value holds the separator keeps its text"
+
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        pytest.param("Flash sale: 50% off today, %s and %d stay as written",
+                     "Flash sale: 50% off today, %s and %d stay as written", id="no-placeholders"),
+        pytest.param("{name}: 100% {{off}} %s", "NAME: 100% {off} %s", id="percent-signs"),
+    ],
+)
+async def test_percent_signs_and_messages_without_placeholders(
+        tmp_path: Path, message: str, expected: str) -> None:
+    """A ``%`` in the template or in a value is literal text, and a message with no
+    placeholders is sent as written, to every recipient."""
+    names = ["Ann", "50%", "%s", "%(x)s"]
+    rows = "".join(f"+42191234567{i},{n}\n" for i, n in enumerate(names))
+    campaign_path = write_campaign(tmp_path, "phone,name\n" + rows, message=message)
+    outcome, _, texts = await run_and_read_texts(tmp_path, campaign_path, ("smsvoip",))
+    assert outcome.stats.accepted == len(names)
+    assert texts == {f"42191234567{i}": expected.replace("NAME", n)
+                     for i, n in enumerate(names)}
