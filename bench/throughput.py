@@ -20,8 +20,10 @@ What runs, each in a process of its own so that its CPU time and peak RSS are it
    wrapper, rate limits off), with ``concurrency`` tasks per provider calling
    ``adapter.send`` back to back (``send_batch`` with up to ``--batch`` messages for a bulk
    provider, Skynoo: the dispatcher forms its own, smaller batches, which shows in the HTTP
-   request counts): no store, no dispatcher. This is the ceiling the dispatcher is measured
-   against. Timed from opening the adapters to closing them, as the dispatch phase is.
+   request counts), with the cyclic collector as rare as ``run_campaign`` makes it
+   (:mod:`engine.gc_policy`): no store, no dispatcher. This is the ceiling the dispatcher
+   is measured against. Timed from opening the adapters to closing them, as the dispatch
+   phase is.
 4. dispatch: ``engine.run.run_campaign`` on the completed plan: it opens the store, reads
    the cached rates, finds the plan complete, runs preflight and dispatches, polling
    delivery beside it as ``dispatch run`` does (``--no-delivery-poll`` turns that off, to
@@ -265,6 +267,7 @@ async def send_all(adapter: Any, messages: Sequence[Any], concurrency: int, batc
 def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> dict[str, Any]:
     import anyio
 
+    from engine.gc_policy import rare_cyclic_gc
     from engine.plan import campaign_providers
     from engine.session import open_providers
 
@@ -282,7 +285,7 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
         t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
         deadline = time.monotonic() + timeout_s
         async with open_providers(providers) as session:
-            with anyio.move_on_after(timeout_s + CHILD_GRACE_S / 2):
+            with anyio.move_on_after(timeout_s + CHILD_GRACE_S / 2), rare_cyclic_gc():
                 async with anyio.create_task_group() as tg:
                     for name, messages in by_provider.items():
                         adapter = session.adapters[name]

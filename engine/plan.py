@@ -10,7 +10,6 @@ plan resumes after the last committed piece.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import multiprocessing
 import os
@@ -20,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +30,7 @@ import structlog
 from engine.campaign import Campaign
 from engine.config import Config, ProviderConfig
 from engine.errors import CampaignError, ConfigError
+from engine.gc_policy import rare_cyclic_gc, set_rare
 from engine.phone import normalise
 from engine.recipients import (
     FileSpan,
@@ -218,7 +218,7 @@ def _worker_init(ctx: PlanContext, db: Path, campaign_id: int, bits: Path, turns
     global _WORKER
     _WORKER = (ctx, PlanWriter(db, campaign_id), SeenNumbers.mapped(bits), turns,
                os.open(recipients, os.O_RDONLY))
-    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
+    set_rare()
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
                      name="plan-parent-watch").start()
 
@@ -363,22 +363,6 @@ async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
                        tuple(p.name for p in providers))
 
 
-GC_GEN0_THRESHOLD: Final = 50_000
-
-
-@contextmanager
-def _rare_cyclic_gc() -> Iterator[None]:
-    """Planning allocates millions of short-lived tuples; at the default threshold (700
-    allocations) the cyclic collector runs thousands of times and costs about 9% of a plan.
-    It still runs, less often: turning it off leaked the few cycles a chunk does make."""
-    before = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
-
-
 async def _run(ctx: PlanContext, recipients: RecipientsFile, store: Store,
                record: CampaignRecord, workers: int) -> Written:
     """Plan and write every chunk past the resume point: the tally of what was written, and
@@ -399,7 +383,7 @@ async def _run(ctx: PlanContext, recipients: RecipientsFile, store: Store,
         bits = Path(folder) / "seen"
         create_bits_file(bits, recipients.path.stat().st_size)
         seen = SeenNumbers.mapped(bits)
-        with closing(seen), _rare_cyclic_gc():
+        with closing(seen), rare_cyclic_gc():
             if after:
                 async for numbers in store.planned_numbers(record.id):
                     maybe.update(seen.add(numbers))

@@ -22,6 +22,7 @@ from engine.config import Config
 from engine.delivery import endpoints
 from engine.delivery_store import DeliveryStore
 from engine.dispatcher import Dispatcher, RunStats
+from engine.gc_policy import rare_cyclic_gc
 from engine.plan import PlanSummary, campaign_providers, plan_campaign
 from engine.polling import DURING_DISPATCH, PollSettings, poll_loop
 from engine.preflight import preflight
@@ -79,14 +80,15 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
             store=store, record=record, campaign=campaign, providers=providers,
             adapters=session.adapters, down=down, plans=await store.rate_plans(record.id),
             routing=config.routing)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signal, dispatcher)
-            tg.start_soon(_report_progress, dispatcher, on_progress)
-            if poll_delivery or webhooks_port is not None or delivery_wait_s > 0:
-                tg.start_soon(poll_loop, deliveries, record.id, providers, session.adapters,
-                              polling or DURING_DISPATCH)
-            stats = await dispatcher.run()
-            tg.cancel_scope.cancel()
+        with rare_cyclic_gc():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_stop_on_signal, dispatcher)
+                tg.start_soon(_report_progress, dispatcher, on_progress)
+                if poll_delivery or webhooks_port is not None or delivery_wait_s > 0:
+                    tg.start_soon(poll_loop, deliveries, record.id, providers, session.adapters,
+                                  polling or DURING_DISPATCH)
+                stats = await dispatcher.run()
+                tg.cancel_scope.cancel()
         if delivery_wait_s > 0:
             await poll_loop(deliveries, record.id, providers, session.adapters,
                             polling or PollSettings(),
