@@ -1,6 +1,7 @@
 """engine.phone must agree with phonenumbers exactly: same numbers valid, same E.164."""
 
 import random
+from collections.abc import Iterator
 
 import phonenumbers
 import pytest
@@ -23,27 +24,32 @@ def reference(raw: str, region: str) -> tuple[str, str] | None:
     return e164, phonenumbers.region_code_for_number(number)
 
 
-def sample_numbers(seed: int, per_region: int) -> list[str]:
-    """Example numbers of every type and region, and random digit mutations of them."""
-    rng = random.Random(seed)
-    out: list[str] = []
+def examples() -> Iterator[tuple[str, phonenumbers.PhoneNumber]]:
+    """Every region's example mobile, fixed-line and toll-free number, with the region."""
     for region in REGIONS:
         for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
                      phonenumbers.PhoneNumberType.TOLL_FREE):
             example = phonenumbers.example_number_for_type(region, kind)
-            if example is None:
-                continue
-            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
-            out.append(e164)
-            for _ in range(per_region):
-                digits = list(e164[1:])
-                for _ in range(rng.randint(1, 3)):
-                    digits[rng.randrange(1, len(digits))] = str(rng.randint(0, 9))
-                if rng.random() < 0.2:
-                    digits.insert(rng.randrange(1, len(digits)), str(rng.randint(0, 9)))
-                if rng.random() < 0.2 and len(digits) > 4:
-                    del digits[rng.randrange(1, len(digits))]
-                out.append("+" + "".join(digits))
+            if example is not None:
+                yield region, example
+
+
+def sample_numbers(seed: int, per_region: int) -> list[str]:
+    """Example numbers of every type and region, and random digit mutations of them."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    for _, example in examples():
+        e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+        out.append(e164)
+        for _ in range(per_region):
+            digits = list(e164[1:])
+            for _ in range(rng.randint(1, 3)):
+                digits[rng.randrange(1, len(digits))] = str(rng.randint(0, 9))
+            if rng.random() < 0.2:
+                digits.insert(rng.randrange(1, len(digits)), str(rng.randint(0, 9)))
+            if rng.random() < 0.2 and len(digits) > 4:
+                del digits[rng.randrange(1, len(digits))]
+            out.append("+" + "".join(digits))
     return out
 
 
@@ -78,23 +84,18 @@ def national_numbers(seed: int, per_example: int) -> list[tuple[str, str]]:
     and random digit mutations of those, each with the region as the default."""
     rng = random.Random(seed)
     out: list[tuple[str, str]] = []
-    for region in REGIONS:
-        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
-                     phonenumbers.PhoneNumberType.TOLL_FREE):
-            example = phonenumbers.example_number_for_type(region, kind)
-            if example is None:
-                continue
-            written = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
-            nsn = phonenumbers.national_significant_number(example)
-            out += [(written, region), (nsn[1:], region), (nsn[3:], region), (nsn[4:], region)]
-            digits = [i for i, c in enumerate(written) if c.isdigit()]
-            for _ in range(per_example):
-                chars = list(written)
-                for _ in range(rng.randint(1, 2)):
-                    chars[rng.choice(digits)] = str(rng.randint(0, 9))
-                if rng.random() < 0.2:
-                    chars.insert(rng.choice(digits), str(rng.randint(0, 9)))
-                out.append(("".join(chars), region))
+    for region, example in examples():
+        written = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
+        nsn = phonenumbers.national_significant_number(example)
+        out += [(written, region), (nsn[1:], region), (nsn[3:], region), (nsn[4:], region)]
+        digits = [i for i, c in enumerate(written) if c.isdigit()]
+        for _ in range(per_example):
+            chars = list(written)
+            for _ in range(rng.randint(1, 2)):
+                chars[rng.choice(digits)] = str(rng.randint(0, 9))
+            if rng.random() < 0.2:
+                chars.insert(rng.choice(digits), str(rng.randint(0, 9)))
+            out.append(("".join(chars), region))
     return out
 
 
