@@ -63,14 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("campaign", type=Path, help="campaign file (TOML)")
     _config_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes for number parsing and rendering (default 1; 0 = all cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for number parsing and rendering (0 = every core; default: "
+                        "1, or every core up to 4 for a recipients file of 8 MB or more)")
     p.set_defaults(handler=_plan)
 
     r = sub.add_parser("run", help="send a campaign (plans it first); run again to resume")
     r.add_argument("campaign", type=Path, help="campaign file (TOML)")
     _config_option(r)
-    r.add_argument("--workers", type=int, default=1, help="planning processes (see plan)")
+    r.add_argument("--workers", type=int, default=None, help="planning processes (see plan)")
     r.add_argument("--webhooks", type=int, default=None, metavar="PORT",
                    help="receive delivery reports on 127.0.0.1:PORT beside the dispatch")
     r.add_argument("--no-dlr", dest="dlr", action="store_false",
@@ -162,14 +163,14 @@ def _known_secrets(args: argparse.Namespace) -> tuple[str, ...]:
 def _plan(args: argparse.Namespace) -> int:
     from engine.campaign import load_campaign
     from engine.config import load_config
-    from engine.plan import campaign_providers, plan_campaign
+    from engine.plan import campaign_providers, plan_campaign, planning_workers
     from engine.rates import rate_sources, route_table_from
     from engine.report import print_plan
     from engine.store import Store
 
     config = load_config(_config_path(args))
     campaign = load_campaign(args.campaign)
-    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    workers = planning_workers(args.workers, campaign.recipients)
     providers = campaign_providers(config, campaign)
 
     async def go() -> Any:
@@ -245,13 +246,14 @@ def _rates_show(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from engine.campaign import load_campaign
     from engine.config import load_config
+    from engine.plan import planning_workers
     from engine.progress import TerminalProgress
     from engine.report import print_run
     from engine.run import run_campaign
 
     config = load_config(_config_path(args))
     campaign = load_campaign(args.campaign)
-    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    workers = planning_workers(args.workers, campaign.recipients)
     console = Console(stderr=True)
     display = TerminalProgress(console) if console.is_terminal else None
 

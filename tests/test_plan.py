@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.generate import generate
+from engine.plan import MAX_AUTO_WORKERS, PARALLEL_FROM_BYTES, planning_workers
 from tests.helpers import ROOT, children_of, dispatch, wait_gone, write_campaign, write_config
 
 REJECTS = {"invalid_number", "missing_variable", "too_long", "no_route", "empty_message",
@@ -209,3 +211,17 @@ def test_killed_plan_resumes_to_the_same_result(tmp_path: Path, workers: str) ->
 
     plan_json(tmp_path / "c/campaign.toml", config, "--workers", workers)
     assert states(db) == states(clean / "dispatch.db")
+
+
+def test_large_files_are_planned_on_every_core_by_default(tmp_path: Path) -> None:
+    """Without ``--workers``, a file of 8 MB or more gets a process per core (up to 4); a
+    smaller one is planned in the run's own process; ``--workers`` decides when given."""
+    small, large = tmp_path / "small.csv", tmp_path / "large.csv"
+    small.write_text("phone\n+421912345678\n")
+    with large.open("wb") as f:
+        f.truncate(PARALLEL_FROM_BYTES)
+    cores = os.cpu_count() or 1
+    assert planning_workers(None, small) == 1
+    assert planning_workers(None, large) == min(cores, MAX_AUTO_WORKERS)
+    assert planning_workers(3, small) == 3
+    assert planning_workers(0, small) == cores
