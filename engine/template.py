@@ -76,9 +76,28 @@ class Template:
             names=self.fields,
             defaults=tuple(defaults.get(name, "") for name in self.fields),
             pattern=self.pattern,
-            cells=(lambda row: (row[columns[0]],)) if len(columns) == 1
-            else operator.itemgetter(*columns) if columns else (lambda row: ()),
+            cells=_cells(columns),
         )
+
+
+def _cells(columns: tuple[int, ...]) -> Callable[[Sequence[str]], Sequence[str]]:
+    """The cells at *columns* of a row, as a tuple; picklable, since a bound template goes
+    to the planning processes."""
+    if len(columns) > 1:
+        return operator.itemgetter(*columns)
+    return _OneCell(columns[0]) if columns else _no_cells
+
+
+@dataclass(frozen=True, slots=True)
+class _OneCell:
+    column: int
+
+    def __call__(self, row: Sequence[str]) -> tuple[str]:
+        return (row[self.column],)
+
+
+def _no_cells(row: Sequence[str]) -> tuple[()]:
+    return ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,6 +172,25 @@ def test_two_workers_plan_exactly_what_one_does(tmp_path: Path) -> None:
     assert len(results[0]) == 6000
 
 
+@pytest.mark.parametrize("message", ["Hi {first_name}, sale today!", "Sale today!"])
+def test_workers_plan_a_message_with_one_placeholder_or_none(tmp_path: Path,
+                                                           message: str) -> None:
+    """A template bound to one column (or none) reaches the worker processes too."""
+    generate(3000, 4, 0.05, "SK", tmp_path / "c", "one")
+    campaign = tmp_path / "c/campaign.toml"
+    text = campaign.read_text()
+    campaign.write_text(text.replace(text.split("message = ")[1].split("\n")[0],
+                                     json.dumps(message)))
+    results = []
+    for workers in ("1", "2"):
+        folder = tmp_path / f"w{workers}"
+        folder.mkdir()
+        plan_json(campaign, write_config(folder), "--workers", workers)
+        results.append(states(folder / "dispatch.db"))
+    assert results[0] == results[1]
+    assert len(results[0]) == 3000
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_killed_plan_resumes_to_the_same_result(tmp_path: Path, workers: str) -> None:
     """SIGKILL during planning, then plan again: the same rows as an uninterrupted plan.
