@@ -33,13 +33,13 @@ from engine.errors import CampaignError, ConfigError
 from engine.gc_policy import rare_cyclic_gc, set_rare
 from engine.phone import normalise
 from engine.recipients import (
-    FileSpan,
+    Piece,
     RawRow,
     RecipientsFile,
     TextChunk,
     load_opt_out,
     parse_chunk,
-    read_span,
+    piece_text,
 )
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
 from engine.seen import SeenNumbers, create_bits_file
@@ -115,7 +115,7 @@ def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
     not_sent: list[Row] = []
     append, reject = valid.append, not_sent.append
     phone_index, region = ctx.phone_index, ctx.region
-    values_of, join = ctx.template.values, ctx.template.join
+    values_of, join = ctx.template.values, ctx.template.template.join
     lookup, opt_out, max_segments = ctx.routes.lookup, ctx.opt_out, ctx.max_segments
     shift = ctx.shift_tables
     for line, fields, problem in rows:
@@ -213,9 +213,6 @@ class Turns:
                 self._cond.release()
 
 
-Piece = TextChunk | FileSpan
-"""A piece of the recipients file: its text, or where a planning process reads it."""
-
 _WORKER: tuple[PlanContext, PlanWriter, SeenNumbers, Turns, int] | None = None
 
 
@@ -242,8 +239,7 @@ def _worker_plan(index: int, piece: Piece, after: int) -> Written:
     assert _WORKER is not None
     ctx, writer, seen, turns, recipients = _WORKER
     try:
-        chunk = piece if isinstance(piece, TextChunk) else read_span(recipients, piece)
-        planned, tally = _plan(ctx, chunk, after)
+        planned, tally = _plan(ctx, piece_text(recipients, piece), after)
         turns.wait(index)
         if planned.through:
             writer.write(planned.valid, planned.not_sent, through=planned.through)

@@ -166,9 +166,9 @@ class RecipientsFile:
             if carry:
                 yield FileSpan(first, offset, len(carry))
 
-    def text(self, piece: TextChunk | FileSpan) -> TextChunk:
+    def text(self, piece: Piece) -> TextChunk:
         """A piece of :meth:`chunks` or :meth:`spans` as text."""
-        return piece if isinstance(piece, TextChunk) else read_span(self._f.fileno(), piece)
+        return piece_text(self._f.fileno(), piece)
 
     def rows(self) -> Iterator[CsvRow]:
         """Every non-blank row after the header, in file order."""
@@ -193,6 +193,15 @@ class FileSpan:
     first_line: int
     offset: int
     size: int
+
+
+Piece = TextChunk | FileSpan
+"""A piece of the recipients file: its text, or where a planning process reads it."""
+
+
+def piece_text(fd: int, piece: Piece) -> TextChunk:
+    """*piece* as text, a span read from the recipients file open as *fd*."""
+    return piece if isinstance(piece, TextChunk) else read_span(fd, piece)
 
 
 def read_span(fd: int, span: FileSpan) -> TextChunk:

@@ -71,11 +71,8 @@ class Template:
                 raise KeyError(name)
         columns = tuple(index[name] for name in self.fields)
         return BoundTemplate(
-            literals=self.literals,
-            columns=columns,
-            names=self.fields,
+            template=self,
             defaults=tuple(defaults.get(name, "") for name in self.fields),
-            pattern=self.pattern,
             cells=_cells(columns),
         )
 
@@ -103,14 +100,11 @@ def _no_cells(row: Sequence[str]) -> tuple[()]:
 @dataclass(frozen=True, slots=True)
 class BoundTemplate:
     """A template bound to a header. Rendering runs once per recipient, so the cells are
-    fetched by one ``itemgetter`` and the text built by ``%`` on
-    :attr:`Template.pattern`, both in C."""
+    fetched by one ``itemgetter`` and the text built by :meth:`Template.join`, both in C."""
 
-    literals: tuple[str, ...]
-    columns: tuple[int, ...]
-    names: tuple[str, ...]
+    template: Template
     defaults: tuple[str, ...]
-    pattern: str
+    """Per placeholder, the value of an empty cell; ``""``: none."""
     cells: Callable[[Sequence[str]], Sequence[str]]
 
     def values(self, row: Sequence[str]) -> tuple[str, ...] | str:
@@ -123,17 +117,13 @@ class BoundTemplate:
                 if not value:
                     filled[k] = self.defaults[k]
                     if not filled[k]:
-                        return self.names[k]
+                        return self.template.fields[k]
             return tuple(filled)
         return out
-
-    def join(self, values: Sequence[str]) -> str:
-        """The message with *values* in place of the placeholders."""
-        return self.pattern % tuple(values)
 
     def render(self, row: Sequence[str]) -> tuple[str, str | None]:
         """``(text, None)``, or ``("", column)`` when *column* is empty and has no default."""
         values = self.values(row)
         if isinstance(values, str):
             return "", values
-        return self.join(values), None
+        return self.template.join(values), None
