@@ -132,14 +132,12 @@ def plan_child(folder: Path, pieces: int, write: bool) -> None:
 
 def plan(timeout_s: float) -> dict[str, Any]:
     from bench.generate import generate
+    from bench.plan import write_plan_config
 
     with tempfile.TemporaryDirectory(prefix="dispatch-instructions-") as tmp:
         folder = Path(tmp)
         generate(PLAN_ROWS, 42, 0.02, "SK", folder, "instructions")
-        (folder / "config.toml").write_text(
-            (ROOT / "config.toml").read_text()
-            .replace('database = "dispatch.db"', f'database = "{folder / "plan.db"}"')
-            .replace('rates = "rates/', f'rates = "{ROOT}/rates/'))
+        write_plan_config(folder)
         ir: dict[tuple[int, bool], int] = {}
         for pieces, write in itertools.product((0, PLAN_PIECES), (False, True)):
             ir[pieces, write] = callgrind(

@@ -25,6 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def write_plan_config(folder: Path) -> None:
+    """The shipped ``config.toml`` in *folder*, its database there and its static rate
+    tables where they are shipped."""
+    (folder / "config.toml").write_text(
+        (ROOT / "config.toml").read_text()
+        .replace('database = "dispatch.db"', f'database = "{folder / "plan.db"}"')
+        .replace('rates = "rates/', f'rates = "{ROOT}/rates/'))
+
+
 def one_run(rows: int, workers: int, folder: Path) -> dict[str, object]:
     """Generate (outside the timing), then plan in this process; print JSON for the parent."""
     import anyio
@@ -36,13 +45,7 @@ def one_run(rows: int, workers: int, folder: Path) -> dict[str, object]:
     from engine.store import Store
 
     generate(rows, 42, 0.02, "SK", folder, f"bench-{rows}")
-    config_text = (
-        (ROOT / "config.toml")
-        .read_text()
-        .replace('database = "dispatch.db"', f'database = "{folder / "plan.db"}"')
-        .replace('rates = "rates/', f'rates = "{ROOT}/rates/')
-    )
-    (folder / "config.toml").write_text(config_text)
+    write_plan_config(folder)
     config = load_config(folder / "config.toml")
     campaign = load_campaign(folder / "campaign.toml")
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

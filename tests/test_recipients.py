@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 import engine.recipients
 from engine.errors import CampaignError
 from engine.recipients import (
+    FileSpan,
+    RawRow,
     RecipientsFile,
     TextChunk,
     _one_per_line,
@@ -136,6 +139,12 @@ SPAN_FILES = [
 ]
 
 
+def span_rows(rf: RecipientsFile, spans: Iterable[FileSpan]) -> list[RawRow]:
+    """The rows of *spans*, each read and parsed as a planning process does."""
+    return [row for span in spans
+            for row in parse_chunk(rf.text(span), rf.delimiter, len(rf.header))]
+
+
 @pytest.mark.parametrize("data", SPAN_FILES)
 @pytest.mark.parametrize("target", [1, 7, 32, 4096])
 def test_byte_spans_give_the_text_chunks_rows(tmp_path: Path, data: bytes, target: int,
@@ -149,8 +158,7 @@ def test_byte_spans_give_the_text_chunks_rows(tmp_path: Path, data: bytes, targe
     with RecipientsFile(tmp_path / "r.csv", "phone") as rf:
         spans = rf.spans(target)
         assert spans is not None
-        got = [row for span in spans for row in
-               parse_chunk(rf.text(span), rf.delimiter, len(rf.header))]
+        got = span_rows(rf, spans)
     assert got == expected
 
 
@@ -167,8 +175,7 @@ def test_a_forced_byte_piece_still_ends_at_a_line_end(
         spans = rf.spans(16)
         assert spans is not None
         pieces = list(spans)
-        rows = [row for span in pieces for row in
-                parse_chunk(rf.text(span), rf.delimiter, len(rf.header))]
+        rows = span_rows(rf, pieces)
     assert len(pieces) > 2
     assert all(data[p.offset + p.size - 1:p.offset + p.size] in (b"\r", b"\n")
                for p in pieces)
