@@ -363,7 +363,7 @@ class PlanWriter:
     Planning is CPU-bound Python; through aiosqlite every bound row of a batch would wait
     for the GIL between that thread and this one, which made writes several times slower
     than SQLite itself. A batch here is one transaction with the campaign's resume point.
-    Planning worker processes each have one and write in turn (:mod:`engine.plan`).
+    Planning worker processes each have one and write one at a time (:mod:`engine.plan`).
     """
 
     def __init__(self, path: Path, campaign_id: int) -> None:
@@ -374,12 +374,13 @@ class PlanWriter:
         self._campaign_id = campaign_id
 
     def write(self, valid: Sequence[tuple[Any, ...]], not_sent: Sequence[tuple[Any, ...]], *,
-              through: int) -> None:
-        """One batch and the resume point."""
+              through: int | None) -> None:
+        """One batch and the resume point (``None``: it stays where it is)."""
         with immediate_transaction(self._conn) as conn:
             self._insert(conn, True, valid)
             self._insert(conn, False, not_sent)
-            conn.execute(_PLANNED_THROUGH, (through, self._campaign_id))
+            if through is not None:
+                conn.execute(_PLANNED_THROUGH, (through, self._campaign_id))
 
     def _insert(self, conn: sqlite3.Connection, planned: bool,
                 rows: Sequence[tuple[Any, ...]]) -> None:
