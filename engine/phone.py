@@ -27,7 +27,6 @@ NON_GEO: Final = "001"
 _TYPE_DESCS: Final = ("mobile", "fixed_line", "premium_rate", "toll_free", "shared_cost",
                       "voip", "personal_number", "pager", "uan", "voicemail")
 
-_PUNCTUATION: Final = str.maketrans("", "", " -.()/")
 _MAX_INPUT: Final = _pnu._MAX_INPUT_STRING_LENGTH
 _MIN_NSN: Final = _pnu._MIN_LENGTH_FOR_NSN
 _MAX_NSN: Final = _pnu._MAX_LENGTH_FOR_NSN
@@ -233,6 +232,14 @@ def _home(region: str) -> _Home | None:
     return home
 
 
+def _drop_punctuation(text: str) -> str:
+    """*text* without the punctuation ``parse`` discards. Six ``replace`` calls each run one
+    C loop; ``str.translate`` with a deletion table looks every character up in a dict, at
+    more than twice the cost for a number like ``+1 (201) 504-3321``."""
+    return (text.replace(" ", "").replace("-", "").replace(".", "").replace("(", "")
+            .replace(")", "").replace("/", ""))
+
+
 def _strip_idd(digits: str, idd: re.Pattern[str] | None) -> str | None:
     """The digits after the region's international prefix (``00``, ``011``), ``None`` if
     they do not start with it. ``parse`` keeps the prefix when a ``0`` follows, since no
@@ -263,11 +270,11 @@ def _fast_parse(raw: str, default_region: str) -> tuple[_CallingCode, str] | Non
     if raw[:1] == "+":
         digits = raw[1:]
         if not (digits.isdigit() and digits.isascii()):
-            digits = digits.translate(_PUNCTUATION)
+            digits = _drop_punctuation(digits)
             if not (digits.isdigit() and digits.isascii()):
                 return None
     else:
-        cleaned = raw.translate(_PUNCTUATION)
+        cleaned = _drop_punctuation(raw)
         home = _HOMES.get(default_region) or _home(default_region)
         if home is None or not (cleaned.isdigit() and cleaned.isascii()):
             return None
