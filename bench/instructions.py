@@ -98,21 +98,20 @@ def plan_child(folder: Path, pieces: int, write: bool) -> None:
 
     from engine.campaign import load_campaign
     from engine.config import load_config
-    from engine.plan import PlanContext, _plan, campaign_providers, route_table
+    from engine.plan import bind_message, campaign_providers, plan_context, route_table
+    from engine.plan_rows import plan_piece
+    from engine.plan_writer import PlanWriter
     from engine.recipients import RecipientsFile
-    from engine.store import SCHEMA, PlanWriter
+    from engine.store import SCHEMA
 
     config = load_config(folder / "config.toml")
     campaign = load_campaign(folder / "campaign.toml")
     routes = route_table(config, campaign_providers(config, campaign))
     with RecipientsFile(campaign.recipients, campaign.phone_column) as rf:
-        ctx = PlanContext(rf.delimiter, len(rf.header), rf.phone_index,
-                          campaign.default_region, campaign.message.bind(rf.header,
-                                                                         campaign.defaults),
-                          campaign.max_segments, campaign.shift_tables, routes, frozenset())
+        ctx = plan_context(campaign, rf, bind_message(campaign, rf), routes)
         texts = [rf.text(p) for p in itertools.islice(rf.spans() or rf.chunks(), 1 + pieces)]
     gc.set_threshold(50_000, *gc.get_threshold()[1:])
-    planned = [_plan(ctx, text, 0)[0] for text in texts]
+    planned = [plan_piece(ctx, text, 0)[0] for text in texts]
     if write:
         import sqlite3
 

@@ -43,6 +43,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from engine.campaign import Campaign
 from engine.checkpoint import Checkpointer
 from engine.config import ProviderConfig, RoutingConfig
+from engine.plan_writer import VARIABLE_SEPARATOR
 from engine.providers.base import (
     NO_VARIABLES,
     OutboundMessage,
@@ -51,7 +52,7 @@ from engine.providers.base import (
     SendResult,
 )
 from engine.routing import to_nanos
-from engine.store import VARIABLE_SEPARATOR, CampaignRecord, Outgoing, RatePlanRoute, Store
+from engine.store import CampaignRecord, Outgoing, RatePlanRoute, Store
 from engine.template import Template
 
 log = structlog.get_logger()

@@ -15,7 +15,8 @@ from engine.delivery_store import DeliveryGroup, DeliverySummary
 from engine.plan import PlanSummary
 from engine.providers.base import Readiness
 from engine.routing import nanos_to_decimal
-from engine.store import SPENDING_STATES, Group
+from engine.store import SPENDING_STATES
+from engine.tally import Group
 
 if TYPE_CHECKING:
     from engine.run import RunOutcome

@@ -21,22 +21,18 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
-from itertools import chain
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import aiosqlite
 import anyio
 
-from engine.checkpoint_writer import PRAGMAS, immediate_transaction
+from engine.checkpoint_writer import PRAGMAS
 from engine.errors import CampaignError, StoreError
 from engine.routing import RatePlan, RateRow
+from engine.tally import PlanCounts, Tally
 
 SCHEMA_VERSION: Final = 4
-VARIABLE_SEPARATOR: Final = "\x1f"
-"""Between a valid row's placeholder values in ``messages.variables`` (bulk APIs with
-per-number template data need them); the ASCII unit separator, which no CSV cell holds."""
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -119,57 +115,6 @@ MIGRATIONS: Final = {
 """Statements taking a database of the key's schema version to the next one; run before
 :data:`SCHEMA`, whose indexes may name the columns they add."""
 
-PLANNED_COLUMNS: Final = (
-    "line", "phone", "country", "encoding", "segments", "provider", "route", "price_nanos",
-    "cost_nanos", "plan_id", "variables", "text",
-)
-"""The order of a valid row's tuple for :meth:`PlanWriter.write`; its state is ``pending``.
-Its ``text`` is ``""`` where it is not stored: binding ``None`` costs a failed adapter
-look-up per row in ``sqlite3``, and the insert turns ``""`` into NULL."""
-NOT_SENT_COLUMNS: Final = (
-    "line", "phone_raw", "phone", "country", "state", "reason", "detail", "text", "encoding",
-    "segments",
-)
-"""The order of a rejected or skipped row's tuple for :meth:`PlanWriter.write`."""
-
-ROWS_PER_INSERT: Final = 64
-"""Rows per ``INSERT ... VALUES (...), (...)`` of a planned batch. One statement run keeps
-its B-tree cursors between rows, so a row in line order is appended without a seek from
-the root, and the statement is stepped once, not once per row: 31k -> 22k instructions a
-row against ``executemany``. Each remainder size is a statement of its own, kept by the
-writer's statement cache."""
-
-
-_INSERT_PLANNED_INTO: Final = (
-    f"INSERT INTO messages (campaign_id, state, {', '.join(PLANNED_COLUMNS)})")
-_INSERT_NOT_SENT_INTO: Final = f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)})"
-_ON_CONFLICT: Final = "ON CONFLICT (campaign_id, line) DO NOTHING"
-
-
-@lru_cache(maxsize=2 * ROWS_PER_INSERT)
-def _insert_values(planned: bool, campaign_id: int, rows: int) -> str:
-    """The insert of *rows* tuples of :data:`PLANNED_COLUMNS` or :data:`NOT_SENT_COLUMNS`."""
-    if planned:
-        into = _INSERT_PLANNED_INTO
-        one = (f"({campaign_id}, 'pending', {', '.join('?' * (len(PLANNED_COLUMNS) - 1))}, "
-               "NULLIF(?, ''))")
-    else:
-        into = _INSERT_NOT_SENT_INTO
-        one = f"({campaign_id}, {', '.join('?' * len(NOT_SENT_COLUMNS))})"
-    return f"{into} VALUES {', '.join([one] * rows)} {_ON_CONFLICT}"
-
-
-_PLANNED_THROUGH: Final = "UPDATE campaigns SET planned_through = ? WHERE id = ?"
-_JSON_FIELDS: Final = "json_extract(value, '$[{}]')"
-_INSERT_PLANNED_JSON: Final = (
-    f"{_INSERT_PLANNED_INTO} SELECT ?, 'pending', "
-    f"{', '.join(map(_JSON_FIELDS.format, range(len(PLANNED_COLUMNS) - 1)))}"
-    f", NULLIF({_JSON_FIELDS.format(len(PLANNED_COLUMNS) - 1)}, '') "
-    f"FROM json_each(?) WHERE true {_ON_CONFLICT}")
-_INSERT_NOT_SENT_JSON: Final = (
-    f"{_INSERT_NOT_SENT_INTO} "
-    f"SELECT ?, {', '.join(map(_JSON_FIELDS.format, range(len(NOT_SENT_COLUMNS))))} "
-    f"FROM json_each(?) WHERE true {_ON_CONFLICT}")
 _OCCURRENCES: Final = """
 SELECT line, phone, provider, country, segments, cost_nanos FROM messages
 WHERE campaign_id = ? AND state = 'pending' AND line > ? AND line <= ?
@@ -213,16 +158,6 @@ UPDATE messages SET state = 'skipped', reason = 'duplicate',
 WHERE campaign_id = ? AND line = ?
 """
 
-PLAN_SYNCHRONOUS: Final = "PRAGMA synchronous=NORMAL"
-"""For planned batches only. In WAL mode a commit then survives the process being killed,
-not the machine losing power, which could take the last batches back; the resume point
-is in the same transaction, so a resumed plan would plan them again. Nothing is sent
-while planning, so nothing is lost, and a fsync per batch is saved."""
-
-PLAN_FOREIGN_KEYS: Final = "PRAGMA foreign_keys=OFF"
-"""For planned batches only: every row is of the campaign the plan has just opened, so the
-check of its ``campaign_id`` would be a look-up per row that cannot fail."""
-
 SPENDING_STATES: Final = ("sending", "accepted", "delivered", "undelivered", "unknown")
 """States whose message has cost, or may have cost, money."""
 
@@ -264,146 +199,10 @@ class CampaignRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Group:
-    messages: int
-    segments: int
-    cost_nanos: int
-
-
-@dataclass(frozen=True, slots=True)
 class RatePlanRoute:
     provider: str
     route: str
     price_nanos: int
-
-
-@dataclass(frozen=True, slots=True)
-class PlanCounts:
-    rows: int
-    valid: int
-    rejected: dict[str, int]
-    skipped: dict[str, int]
-    segments: int
-    cost_nanos: int
-    by_provider: dict[str, Group]
-    by_country: dict[str, Group]
-
-
-class Tally:
-    """Messages, segments and cost by (state, reason, provider, country).
-
-    Filled by :class:`PlanWriter` as a fresh plan is written, it gives the plan's summary
-    without scanning a million rows again; :meth:`Store.plan_counts` fills one from SQL.
-    """
-
-    def __init__(self) -> None:
-        self.groups: dict[tuple[str, str | None, str | None, str | None], list[int]] = {}
-
-    def add(self, key: tuple[str, str | None, str | None, str | None], n: int, segments: int,
-            cost_nanos: int) -> None:
-        total = self.groups.setdefault(key, [0, 0, 0])
-        total[0] += n
-        total[1] += segments
-        total[2] += cost_nanos
-
-    def merge(self, other: Tally) -> None:
-        for key, (n, segments, cost_nanos) in other.groups.items():
-            self.add(key, n, segments, cost_nanos)
-
-    @classmethod
-    def of_planned(cls, valid: Sequence[tuple[Any, ...]],
-                   not_sent: Sequence[tuple[Any, ...]]) -> Tally:
-        """Rows in :data:`PLANNED_COLUMNS` and :data:`NOT_SENT_COLUMNS` order."""
-        tally = cls()
-        groups = tally.groups
-        for r in valid:
-            key = ("pending", None, r[5], r[2])
-            total = groups.get(key)
-            if total is None:
-                total = groups[key] = [0, 0, 0]
-            total[0] += 1
-            total[1] += r[4]
-            total[2] += r[8]
-        for r in not_sent:
-            tally.add((r[4], r[5], None, r[3]), 1, 0, 0)
-        return tally
-
-    def counts(self) -> PlanCounts:
-        rejected: dict[str, int] = {}
-        skipped: dict[str, int] = {}
-        by_provider: dict[str, list[int]] = {}
-        by_country: dict[str, list[int]] = {}
-        rows = valid = segments = cost = 0
-        for (state, reason, provider, country), (n, segs, nanos) in self.groups.items():
-            if n == 0:
-                continue
-            rows += n
-            if state == "rejected":
-                rejected[reason or ""] = rejected.get(reason or "", 0) + n
-            elif state == "skipped":
-                skipped[reason or ""] = skipped.get(reason or "", 0) + n
-            else:
-                valid += n
-                segments += segs
-                cost += nanos
-                for name, table in ((provider, by_provider), (country, by_country)):
-                    total = table.setdefault(name or "", [0, 0, 0])
-                    total[0] += n
-                    total[1] += segs
-                    total[2] += nanos
-        return PlanCounts(
-            rows=rows, valid=valid, rejected=dict(sorted(rejected.items())),
-            skipped=dict(sorted(skipped.items())), segments=segments, cost_nanos=cost,
-            by_provider=_ranked(by_provider), by_country=_ranked(by_country))
-
-
-class PlanWriter:
-    """Writes planned batches in a synchronous connection of the planning process's own.
-
-    Planning is CPU-bound Python; through aiosqlite every bound row of a batch would wait
-    for the GIL between that thread and this one, which made writes several times slower
-    than SQLite itself. A batch here is one transaction with the campaign's resume point.
-    Planning worker processes each have one and write one at a time (:mod:`engine.plan`).
-    """
-
-    def __init__(self, path: Path, campaign_id: int) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                     cached_statements=4 * ROWS_PER_INSERT)
-        for pragma in (*PRAGMAS, PLAN_SYNCHRONOUS, PLAN_FOREIGN_KEYS):
-            self._conn.execute(pragma)
-        self._campaign_id = campaign_id
-
-    def write(self, valid: Sequence[tuple[Any, ...]], not_sent: Sequence[tuple[Any, ...]], *,
-              through: int | None) -> None:
-        """One batch and the resume point (``None``: it stays where it is)."""
-        with immediate_transaction(self._conn) as conn:
-            self._insert(conn, True, valid)
-            self._insert(conn, False, not_sent)
-            if through is not None:
-                conn.execute(_PLANNED_THROUGH, (through, self._campaign_id))
-
-    def _insert(self, conn: sqlite3.Connection, planned: bool,
-                rows: Sequence[tuple[Any, ...]]) -> None:
-        for start in range(0, len(rows), ROWS_PER_INSERT):
-            part = rows[start:start + ROWS_PER_INSERT]
-            conn.execute(_insert_values(planned, self._campaign_id, len(part)),
-                         list(chain.from_iterable(part)))
-
-    def write_json(self, valid: str, not_sent: str, *, through: int) -> None:
-        """One batch and the resume point, the rows as JSON arrays of :meth:`write`'s tuples.
-
-        Each insert is one SQLite call that holds no GIL while it runs, where
-        ``executemany`` takes the GIL back for every row: from a thread beside a busy
-        planning loop, that is a wait of up to a switch interval per row.
-        """
-        c = self._campaign_id
-        with immediate_transaction(self._conn) as conn:
-            conn.execute(_INSERT_PLANNED_JSON, (c, valid))
-            conn.execute(_INSERT_NOT_SENT_JSON, (c, not_sent))
-            conn.execute(_PLANNED_THROUGH, (through, c))
-
-    def close(self) -> None:
-        self._conn.close()
 
 
 class Store:
@@ -690,12 +489,6 @@ class Store:
                 "INSERT INTO rate_cache (provider, fetched_at, rows) VALUES (?, ?, ?) "
                 "ON CONFLICT (provider) DO UPDATE SET fetched_at = excluded.fetched_at, "
                 "rows = excluded.rows", (provider, fetched_at, data))
-
-
-def _ranked(totals: dict[str, list[int]]) -> dict[str, Group]:
-    """Groups, most expensive first, then by name."""
-    order = sorted(totals.items(), key=lambda kv: (-kv[1][2], kv[0]))
-    return {name: Group(n, segs, nanos) for name, (n, segs, nanos) in order}
 
 
 # --- delivery reports --------------------------------------------------------------------

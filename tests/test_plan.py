@@ -20,16 +20,17 @@ from engine.config import load_config
 from engine.plan import (
     MAX_AUTO_WORKERS,
     PARALLEL_FROM_BYTES,
-    Turns,
     bind_message,
     campaign_providers,
-    plan_chunk,
     plan_context,
     planning_workers,
     route_table,
 )
+from engine.plan_rows import plan_chunk
+from engine.plan_workers import Turns
+from engine.plan_writer import PlanWriter
 from engine.recipients import RecipientsFile
-from engine.store import PlanWriter, Store
+from engine.store import Store
 from tests.helpers import ROOT, children_of, dispatch, wait_gone, write_campaign, write_config
 
 REJECTS = {"invalid_number", "missing_variable", "too_long", "no_route", "empty_message",
