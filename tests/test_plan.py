@@ -20,6 +20,7 @@ from engine.config import load_config
 from engine.plan import (
     MAX_AUTO_WORKERS,
     PARALLEL_FROM_BYTES,
+    WORKER_PIECE_BYTES,
     bind_message,
     campaign_providers,
     plan_context,
@@ -175,8 +176,10 @@ def test_over_budget_plan_warns_and_exits_3(tmp_path: Path) -> None:
 
 
 def test_two_workers_plan_exactly_what_one_does(tmp_path: Path) -> None:
-    """Planning in worker processes gives the same row-by-row result as in-process."""
-    generate(6000, 3, 0.05, "SK", tmp_path / "c", "workers")
+    """Planning in worker processes gives the same row-by-row result as in-process; the
+    file is several of the workers' pieces, so the two processes both write."""
+    generate(25000, 3, 0.05, "SK", tmp_path / "c", "workers")
+    assert (tmp_path / "c/recipients.csv").stat().st_size > 2 * WORKER_PIECE_BYTES
     results = []
     for workers in ("1", "2"):
         folder = tmp_path / f"w{workers}"
@@ -185,7 +188,7 @@ def test_two_workers_plan_exactly_what_one_does(tmp_path: Path) -> None:
         plan_json(tmp_path / "c/campaign.toml", config, "--workers", workers)
         results.append(states(folder / "dispatch.db"))
     assert results[0] == results[1]
-    assert len(results[0]) == 6000
+    assert len(results[0]) == 25000
 
 
 @pytest.mark.parametrize("message", ["Hi {first_name}, sale today!", "Sale today!"])
