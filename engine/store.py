@@ -29,6 +29,7 @@ import anyio
 
 from engine.checkpoint_writer import PRAGMAS
 from engine.errors import CampaignError, StoreError
+from engine.plan_writer import PLAN_TEMP_STORE
 from engine.routing import RatePlan, RateRow
 from engine.tally import PlanCounts, Tally
 
@@ -131,8 +132,10 @@ two parts it ends in about half that, the last serial step of a plan."""
 def _occurrences(path: Path, campaign_id: int, numbers: Collection[str], after: int,
                  through: int) -> list[tuple[Any, ...]]:
     """The pending rows in lines *after* < line <= *through* whose number is in *numbers*,
-    in line order."""
+    in line order. Every row's number is looked up in *numbers*, a temporary table kept in
+    memory: in a temporary file the scan took 10-20% more CPU."""
     with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        conn.execute(PLAN_TEMP_STORE)
         conn.execute("CREATE TEMP TABLE maybe_duplicates (phone TEXT PRIMARY KEY) WITHOUT ROWID")
         conn.executemany("INSERT OR IGNORE INTO temp.maybe_duplicates VALUES (?)",
                          [(p,) for p in numbers])
