@@ -62,15 +62,17 @@ class SeenNumbers:
             self._bits.close()
 
     def add(self, numbers: Iterable[str]) -> list[str]:
-        """Add *numbers* (``+`` and digits); those that may have been added before."""
+        """Add *numbers* (``+`` and digits, which ``int`` reads sign and all); those that may
+        have been added before."""
         bits, size = self._bits, self._size
         maybe: list[str] = []
         for number in numbers:
-            k = int(number[1:]) * _MIX % size
-            mask = 1 << (k & 7)
-            old = bits[k >> 3]
-            if old & mask:
+            k = int(number) * _MIX % size
+            i = k >> 3
+            old = bits[i]
+            new = old | 1 << (k & 7)
+            if new == old:
                 maybe.append(number)
             else:
-                bits[k >> 3] = old | mask
+                bits[i] = new
         return maybe
