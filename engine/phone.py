@@ -169,6 +169,8 @@ class _CallingCode:
     only: tuple[str, _Rules] | None
     """The one region a number with this code can be valid for, and its rules, where no
     region has to be chosen by :func:`_valid_region`."""
+    plus: str
+    """``+`` and the code: the head of every E.164 number with it."""
 
 
 _CALLING_CODES: dict[str, _CallingCode | None] = {}
@@ -197,7 +199,7 @@ def _parsing_rules(code: int, metadata: PhoneMetadata | None) -> _CallingCode | 
     rules = _rules_for(regions[0]) if len(regions) == 1 and regions[0] != NON_GEO else None
     return _CallingCode(code, metadata, re.compile(prefix) if prefix else None,
                         (regions[0], rules) if rules is not None
-                        and rules.country_code == code else None)
+                        and rules.country_code == code else None, f"+{code}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +333,7 @@ def normalise(raw: str, default_region: str) -> tuple[str, str] | None:
             if found is None:
                 return None
             region = found
-        return f"+{entry.code}{nsn}", region
+        return entry.plus + nsn, region
     try:
         number = phonenumbers.parse(raw, default_region)
     except NumberParseException:

@@ -73,6 +73,8 @@ def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
     values_of, join = ctx.template.values, ctx.template.template.join
     lookup, opt_out, max_segments = ctx.routes.lookup, ctx.opt_out, ctx.max_segments
     shift = ctx.shift_tables
+    separator = VARIABLE_SEPARATOR
+    store_values = separator.join
     for line, fields, problem in rows:
         if fields is None:
             reject(_not_sent(line, None, None, None, "rejected", "malformed_row", problem))
@@ -109,9 +111,10 @@ def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
                              text, encoding, segments))
             continue
         best = plan.routes[0]
-        append((line, e164, country, encoding, segments, best.provider, best.route,
-                best.price_nanos, best.price_nanos * segments, plan.id,
-                VARIABLE_SEPARATOR.join(values), text if VARIABLE_SEPARATOR in text else ""))
+        price = best.price_nanos
+        append((line, e164, country, encoding, segments, best.provider, best.route, price,
+                price * segments, plan.id, store_values(values),
+                text if separator in text else ""))
     return Planned(valid, not_sent, rows[-1][0] if rows else 0)
 
 
