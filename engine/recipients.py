@@ -280,19 +280,23 @@ def _row_by_row(chunk: TextChunk, delimiter: str, width: int, after: int) -> lis
 
 def _one_per_line(chunk: TextChunk, delimiter: str, width: int, after: int) -> list[RawRow] | None:
     """:func:`parse_chunk`'s rows with no Python step per row, for the usual chunk: valid
-    UTF-8, ``\n`` line ends, and each line one record (the record count equals the line
-    count only when no quoted field spans lines, so record *i* is on line *i*). Only the
+    UTF-8, ``\n`` line ends, and each line one record (the reader's count of the lines it
+    took equals the record count only when no quoted field spans lines, so record *i* is on
+    line *i*, and then each line without its ``\n`` reads as it does with it). Only the
     records of the wrong width are then looked at one by one. ``None`` for any other
     chunk, which :func:`_row_by_row` parses."""
     text = chunk.text
     if "\r" in text or not _known_utf8(chunk):
         return None
+    lines = text.split("\n")
+    if not lines[-1]:
+        lines.pop()
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
-        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
-                                  strict=True))
+        records = list(reader)
     except csv.Error:
         return None
-    if len(records) != text.count("\n") + (not text.endswith("\n")):
+    if reader.line_num != len(records):
         return None
     first = max(chunk.first_line, after + 1)
     records = records[first - chunk.first_line:]

@@ -99,6 +99,9 @@ CHUNK_TEXTS = [
     '+421912345678,J\udcc3n,x\n+421912345679,Bob,y\n',
     '+421912345678,Ján,x\n',
     '',
+    '+421912345678,Ann,""\n+421912345679,Bob,"y"\n\n',
+    '+421912345678,Ann,"x\n',
+    '+421912345678,Ann,x\n"\n',
 ]
 
 
@@ -116,9 +119,9 @@ def test_whole_chunk_parse_gives_the_row_by_row_rows(text: str, after: int) -> N
 
 def test_whole_chunk_parse_is_taken_for_plain_chunks() -> None:
     """Quoted commas and quotes, a last line without its newline, blank lines, rows of the
-    wrong width, non-ASCII UTF-8: one call. Not: a quoted newline, ``\r``, broken quoting,
-    bytes that are not UTF-8, nothing."""
-    taken = (0, 1, 3, 4, 6, 8, 10)
+    wrong width, non-ASCII UTF-8, nothing: one call. Not: a quoted newline, ``\r``, broken
+    quoting, bytes that are not UTF-8."""
+    taken = (0, 1, 3, 4, 6, 8, 10, 11, 12)
     for text in (CHUNK_TEXTS[i] for i in taken):
         assert _one_per_line(TextChunk(2, text), ",", 3, 0) is not None, text
     for text in (t for i, t in enumerate(CHUNK_TEXTS) if i not in taken):
