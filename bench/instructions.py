@@ -94,10 +94,9 @@ def dispatch(messages: int, timeout_s: float) -> dict[str, Any]:
 
 def plan_child(folder: Path, pieces: int, write: bool) -> None:
     """Plan (and write) the first piece and then *pieces* more, under callgrind."""
-    import gc
-
     from engine.campaign import load_campaign
     from engine.config import load_config
+    from engine.gc_policy import set_rare
     from engine.plan import bind_message, campaign_providers, plan_context, route_table
     from engine.plan_rows import plan_piece
     from engine.plan_writer import PlanWriter
@@ -110,7 +109,7 @@ def plan_child(folder: Path, pieces: int, write: bool) -> None:
     with RecipientsFile(campaign.recipients, campaign.phone_column) as rf:
         ctx = plan_context(campaign, rf, bind_message(campaign, rf), routes)
         texts = [rf.text(p) for p in itertools.islice(rf.spans() or rf.chunks(), 1 + pieces)]
-    gc.set_threshold(50_000, *gc.get_threshold()[1:])
+    set_rare()
     planned = [plan_piece(ctx, text, 0)[0] for text in texts]
     if write:
         import sqlite3

@@ -41,7 +41,7 @@ class Turns:
     written already is planned again and its insert changes nothing (``ON CONFLICT DO
     NOTHING``). Duplicates are resolved by line once the plan is whole
     (:meth:`Store.finish_plan`), so which occurrence wins does not depend on the order of
-    writes. Only what crosses between processes is each piece's text and a small tally.
+    writes.
     """
 
     def __init__(self, mp: Any, window: int) -> None:

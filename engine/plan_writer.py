@@ -93,7 +93,8 @@ class PlanWriter:
     Planning is CPU-bound Python; through aiosqlite every bound row of a batch would wait
     for the GIL between that thread and this one, which made writes several times slower
     than SQLite itself. A batch here is one transaction with the campaign's resume point.
-    Planning worker processes each have one and write one at a time (:mod:`engine.plan`).
+    Planning worker processes each have one and write one at a time
+    (:mod:`engine.plan_workers`).
     """
 
     def __init__(self, path: Path, campaign_id: int) -> None:

@@ -51,6 +51,13 @@ def states(db: Path) -> list[tuple[object, ...]]:
         return conn.execute("SELECT line, state, reason, * FROM messages ORDER BY line").fetchall()
 
 
+def planned_states(campaign: Path, folder: Path, workers: str) -> list[tuple[object, ...]]:
+    """:func:`states` of *campaign* planned with *workers* into a new database in *folder*."""
+    folder.mkdir()
+    plan_json(campaign, write_config(folder), "--workers", workers)
+    return states(folder / "dispatch.db")
+
+
 def test_example_campaign_accounts_for_every_row(tmp_path: Path) -> None:
     """The shipped example: valid + rejected + skipped = rows, with every reason present."""
     config = write_config(tmp_path)
@@ -180,13 +187,8 @@ def test_two_workers_plan_exactly_what_one_does(tmp_path: Path) -> None:
     file is several of the workers' pieces, so the two processes both write."""
     generate(25000, 3, 0.05, "SK", tmp_path / "c", "workers")
     assert (tmp_path / "c/recipients.csv").stat().st_size > 2 * WORKER_PIECE_BYTES
-    results = []
-    for workers in ("1", "2"):
-        folder = tmp_path / f"w{workers}"
-        folder.mkdir()
-        config = write_config(folder)
-        plan_json(tmp_path / "c/campaign.toml", config, "--workers", workers)
-        results.append(states(folder / "dispatch.db"))
+    results = [planned_states(tmp_path / "c/campaign.toml", tmp_path / f"w{workers}", workers)
+               for workers in ("1", "2")]
     assert results[0] == results[1]
     assert len(results[0]) == 25000
 
@@ -200,12 +202,8 @@ def test_workers_plan_a_message_with_one_placeholder_or_none(tmp_path: Path,
     text = campaign.read_text()
     campaign.write_text(text.replace(text.split("message = ")[1].split("\n")[0],
                                      json.dumps(message)))
-    results = []
-    for workers in ("1", "2"):
-        folder = tmp_path / f"w{workers}"
-        folder.mkdir()
-        plan_json(campaign, write_config(folder), "--workers", workers)
-        results.append(states(folder / "dispatch.db"))
+    results = [planned_states(campaign, tmp_path / f"w{workers}", workers)
+               for workers in ("1", "2")]
     assert results[0] == results[1]
     assert len(results[0]) == 3000
 
@@ -259,11 +257,9 @@ async def test_pieces_written_out_of_order_then_killed_resume_to_the_same_result
     a gap plans the gap and those pieces again, and ends with each row once, as a plan that
     was never stopped (duplicates across the gap included)."""
     generate(6000, 7, 0.05, "SK", tmp_path / "c", "gaps")
-    clean, killed = tmp_path / "clean", tmp_path / "killed"
-    clean.mkdir()
+    clean = planned_states(tmp_path / "c/campaign.toml", tmp_path / "clean", "1")
+    killed = tmp_path / "killed"
     killed.mkdir()
-    plan_json(tmp_path / "c/campaign.toml", write_config(clean), "--workers", "1")
-
     config = load_config(write_config(killed))
     campaign = load_campaign(tmp_path / "c/campaign.toml")
     routes = route_table(config, campaign_providers(config, campaign))
@@ -288,8 +284,8 @@ async def test_pieces_written_out_of_order_then_killed_resume_to_the_same_result
         assert (await store.campaign_named(campaign.name)).planned_through == pieces[1].through
     assert resumes == [None, pieces[1].through, None, None]
 
-    plan_json(tmp_path / "c/campaign.toml", write_config(killed), "--workers", "2")
-    assert states(killed / "dispatch.db") == states(clean / "dispatch.db")
+    plan_json(tmp_path / "c/campaign.toml", config.path, "--workers", "2")
+    assert states(killed / "dispatch.db") == clean
 
 
 def test_large_files_are_planned_on_every_core_by_default(tmp_path: Path) -> None:
