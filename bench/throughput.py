@@ -108,6 +108,26 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def loop_thread() -> tuple[float, int, int]:
+    """The calling thread's seconds spent runnable but waiting for a CPU, and its voluntary
+    and involuntary context switches, from /proc: what instruction counts and CPU time do
+    not show (another process put on the event loop's CPU, the loop giving the GIL away)."""
+    wait_ns = int(Path("/proc/thread-self/schedstat").read_text().split()[1])
+    status = dict(line.split(":\t", 1) for line in
+                  Path("/proc/thread-self/status").read_text().splitlines() if ":\t" in line)
+    return (wait_ns / 1e9, int(status["voluntary_ctxt_switches"]),
+            int(status["nonvoluntary_ctxt_switches"]))
+
+
+def loop_figures(before: tuple[float, int, int], accepted: int) -> dict[str, float]:
+    """Per message, what :func:`loop_thread` counted since *before*."""
+    wait, voluntary, involuntary = (b - a for a, b in zip(before, loop_thread(), strict=True))
+    per = max(accepted, 1)
+    return {"loop_wait_us_per_msg": round(wait / per * 1e6, 1),
+            "loop_switches_per_1k_msgs": round(voluntary / per * 1000, 1),
+            "loop_preempted_per_1k_msgs": round(involuntary / per * 1000, 1)}
+
+
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
@@ -210,7 +230,8 @@ def copy_database(source: Path, target: Path) -> None:
 async def planned_messages(config: Any, campaign: Any) -> dict[str, list[Any]]:
     """Every valid planned message, by provider, built by the dispatcher's own
     ``Dispatcher._message`` (so text, key, route and per-number variables are what the
-    dispatch phase sends), under another campaign name so that the idempotency keys differ
+    dispatch phase sends; each with the template and variables, which only the bulk
+    provider reads), under another campaign name so that the idempotency keys differ
     and SMS & Voice Platform does not answer the dispatch phase from its key cache. Read
     from the copy of the plan taken before either phase ran, so the order does not matter."""
     from types import SimpleNamespace
@@ -228,7 +249,7 @@ async def planned_messages(config: Any, campaign: Any) -> dict[str, list[Any]]:
                                            limit=5000):
             for row in rows:
                 out.setdefault(row.provider, []).append(
-                    Dispatcher._message(shim, Job.of(row, campaign.message)))  # type: ignore[arg-type]
+                    Dispatcher._message(shim, Job.of(row, campaign.message), bulk=True))  # type: ignore[arg-type]
             after = rows[-1].line
     return out
 
@@ -283,6 +304,7 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
         tally = {"not_sent": 0}
         ends: dict[str, float] = {}
         t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
+        w0 = loop_thread()
         deadline = time.monotonic() + timeout_s
         async with open_providers(providers) as session:
             with anyio.move_on_after(timeout_s + CHILD_GRACE_S / 2), rare_cyclic_gc():
@@ -301,6 +323,7 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
                 "cpu_us_per_msg": round(cpu / max(accepted, 1) * 1e6, 1),
                 "loop_cpu_us_per_msg": round(loop / max(accepted, 1) * 1e6, 1),
                 "system_cpu_us_per_msg": round(kernel / max(accepted, 1) * 1e6, 1),
+                **loop_figures(w0, accepted),
                 "peak_rss_mb": peak_rss_mb(), "timed_out": time.monotonic() >= deadline,
                 "provider_seconds": {k: round(v - t0, 2) for k, v in sorted(ends.items())},
                 "http_requests": dict(sorted(requests.items()))}
@@ -335,6 +358,7 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]
 
     async def go() -> dict[str, Any]:
         t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
+        w0 = loop_thread()
         requests.clear()
         with anyio.fail_after(timeout_s + CHILD_GRACE_S / 2):
             if poll:
@@ -363,7 +387,7 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]
                 "cpu_us_per_msg": round(cpu / max(stats.accepted, 1) * 1e6, 1),
                 "loop_cpu_us_per_msg": round(loop / max(stats.accepted, 1) * 1e6, 1),
                 "system_cpu_us_per_msg": round(kernel / max(stats.accepted, 1) * 1e6, 1),
-                "peak_rss_mb": peak_rss_mb(), **extra}
+                **loop_figures(w0, stats.accepted), "peak_rss_mb": peak_rss_mb(), **extra}
 
     result: dict[str, Any] = anyio.run(go)
     writer = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -581,11 +605,16 @@ def describe(role: str, r: dict[str, Any]) -> str:
     head = (f"{role:>8}: {r['accepted']:,} accepted in {r['seconds']:.2f} s = "
             f"{r['msgs_per_s']:,.0f} msg/s, CPU {r['cpu_us_per_msg']:.0f} µs/msg "
             f"(event loop thread {r['loop_cpu_us_per_msg']:.0f}, "
-            f"kernel {r['system_cpu_us_per_msg']:.0f}), "
+            f"kernel {r['system_cpu_us_per_msg']:.0f}; it waited for a CPU "
+            f"{r['loop_wait_us_per_msg']:.0f} µs/msg, preempted "
+            f"{r['loop_preempted_per_1k_msgs']:.0f} and slept "
+            f"{r['loop_switches_per_1k_msgs']:.0f} times per 1k msgs), "
             f"peak RSS {r['peak_rss_mb']} MB, sandbox CPU {r['sandbox_cpu_us_per_msg']:.0f} "
             f"µs/msg ({r['sandbox_cpu_share']:.0%} of a core)")
     if role == "dispatch":
-        head += (f"; dispatcher alone {r['dispatcher_seconds']:.2f} s; failed {r['failed']}, "
+        head += (f"; checkpoint writer CPU {r['writer_cpu_us_per_msg']:.0f} µs/msg in "
+                 f"{r.get('checkpoint_flushes', 0):,} commits"
+                 f"; dispatcher alone {r['dispatcher_seconds']:.2f} s; failed {r['failed']}, "
                  f"unknown {r['unknown']}, failed over {r['failed_over']}, left "
                  f"{r['pending_left']}, stopped {r['stopped']}")
     else:

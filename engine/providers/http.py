@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Protocol, Self
+from typing import Any, Final, Protocol, Self, TypeGuard
 
 import aiohttp
 import anyio
@@ -34,6 +34,7 @@ from engine.providers.base import Outcome, SendResult
 CONNECT_TIMEOUT_S: Final = 5.0
 READ_TIMEOUT_S: Final = 30.0
 USER_AGENT: Final = "dispatch/0.1 (+https://github.com/dispatch-sms)"
+AMOUNTS_REMEMBERED: Final = 4096
 
 
 class Limiter(Protocol):
@@ -191,13 +192,30 @@ def by_status(response: httpx.Response, *, code: str = "", detail: str = "") -> 
 
 def amount(value: object) -> Decimal | None:
     """A non-negative amount from a JSON number or a numeric string, else ``None``."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
+    return _parse_amount(value) if _is_number(value) else None
+
+
+def charge(value: object) -> Decimal | None:
+    """:func:`amount`, remembered, for what a send is charged: a provider charges the same
+    few amounts over and over, and the one ``Decimal`` each stands for keeps its hash,
+    which the dispatcher's currency conversion looks up per message (a new one's hash costs
+    more than parsing it). Not for a balance, which is new every time."""
+    return _remembered_amount(value) if _is_number(value) else None
+
+
+def _is_number(value: object) -> TypeGuard[int | float | str]:
+    return not isinstance(value, bool) and isinstance(value, int | float | str)
+
+
+def _parse_amount(value: int | float | str) -> Decimal | None:
     try:
         result = Decimal(str(value))
     except InvalidOperation:
         return None
     return result if result.is_finite() and result >= 0 else None
+
+
+_remembered_amount = functools.lru_cache(maxsize=AMOUNTS_REMEMBERED, typed=True)(_parse_amount)
 
 
 def json_body(response: httpx.Response) -> Any:

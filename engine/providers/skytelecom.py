@@ -33,7 +33,7 @@ from engine.providers.base import (
     SendResult,
     delivery_state,
 )
-from engine.providers.http import HttpAdapter, amount, by_status, failure, json_body
+from engine.providers.http import HttpAdapter, amount, by_status, charge, failure, json_body
 from engine.routing import RateRow
 
 log = structlog.get_logger()
@@ -240,7 +240,7 @@ def parse_send(response: httpx.Response, *, currency: str) -> SendResult:
             return SendResult(Outcome.REFUSED_ACCOUNT, code=code, detail=detail)
         return SendResult(Outcome.REFUSED_MESSAGE, code=code or str(status), detail=detail,
                           try_other_route=_about_destination(code, detail))
-    cost = amount(data.get("total_cost"))
+    cost = charge(data.get("total_cost"))
     accepted = SendResult(
         Outcome.ACCEPTED, segments=_count(data.get("segments")), cost=cost,
         currency=currency if cost is not None else None,
@@ -345,7 +345,7 @@ def _log_entry(raw: object) -> LogEntry | None:
     text = raw.get("message")
     return LogEntry(entry_id, recipient, text if isinstance(text, str) else "", status,
                     _log_date(raw.get("date")), _count(raw.get("segments")),
-                    amount(raw.get("cost")))
+                    charge(raw.get("cost")))
 
 
 def _log_date(value: object) -> datetime | None:

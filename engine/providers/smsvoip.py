@@ -25,7 +25,7 @@ from engine.providers.base import (
     Readiness,
     SendResult,
 )
-from engine.providers.http import HttpAdapter, amount, by_status, failure, json_body
+from engine.providers.http import HttpAdapter, amount, by_status, charge, failure, json_body
 from engine.routing import RateRow
 
 log = structlog.get_logger()
@@ -112,7 +112,7 @@ def parse_send(response: httpx.Response) -> SendResult:
         return SendResult(
             Outcome.ACCEPTED, provider_message_id=message_id,
             segments=segments if isinstance(segments, int) else None,
-            cost=amount(data.get("cost")),
+            cost=charge(data.get("cost")),
             currency=data.get("currency") if isinstance(data.get("currency"), str) else None)
     error = data.get("error") if isinstance(data, dict) else None
     code = str(error.get("code", "")) if isinstance(error, dict) else ""
