@@ -33,7 +33,8 @@ What runs, each in a process of its own so that its CPU time and peak RSS are it
 
 Figures: messages/s (accepted / wall seconds), CPU µs per message (user + system of the
 phase's process during the phase only, every thread, plus the run's checkpoint writer
-process; the event loop thread's share is shown beside it), peak RSS, the sandbox's CPU per
+process; the event loop thread's share is shown beside it, with its waits for a CPU and
+its context switches, which CPU time does not show), peak RSS, the sandbox's CPU per
 message in each phase (when it is near one core's worth the sandbox, not the client, set
 the pace), HTTP requests per provider (a counter on the aiohttp transport in both phases),
 when each provider's last message was settled, and ratio = dispatch / bare messages per
