@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from engine.config import ProviderConfig
 from engine.errors import ProviderError
 from engine.providers.base import DeliveryStatus, OutboundMessage, Outcome, Provider
+from engine.providers.http import _remembered_amount, charge
 from engine.providers.skytelecom import (
     LogPage,
     SkyTelecom,
@@ -407,6 +408,21 @@ def test_odd_cost_is_still_accepted(total_cost: bytes, cost: Decimal | None) -> 
     assert result.outcome is Outcome.ACCEPTED
     assert result.cost == cost
     assert result.currency == ("USD" if cost is not None else None)
+
+
+def test_the_same_charge_is_the_same_decimal_and_a_balance_is_not_remembered() -> None:
+    """A charge seen before is the very Decimal parsed the first time (the dispatcher's
+    currency conversion looks its hash up per message); the wallet balance, new every
+    time, is parsed but not remembered; a float and a string stay apart."""
+    first = parse_send(answer(200, SENT), currency="USD")
+    second = parse_send(answer(200, SENT), currency="USD")
+    assert first.cost == Decimal("0.07") and first.cost is second.cost
+    assert charge(0.07) is charge(0.07) and charge(0.07) is not charge("0.07")
+    assert charge(True) is None and charge([1]) is None and charge("-1") is None
+    before = _remembered_amount.cache_info().currsize
+    third = parse_send(answer(200, SENT.replace(b"19.93", b"12345.67")), currency="USD")
+    assert third.balance == Decimal("12345.67") and third.cost is first.cost
+    assert _remembered_amount.cache_info().currsize == before
 
 
 def test_throttle_carries_retry_after() -> None:
