@@ -435,19 +435,17 @@ class Dispatcher:
             await self._handle(lane, job, result)
 
     async def _send_batch(self, lane: Lane, jobs: list[Job]) -> None:
-        """A bulk provider's batch, in one request (a lone message by the provider's
-        single-message call)."""
+        """A bulk provider's batch, in one request; a lone message goes as on any lane."""
+        if len(jobs) == 1:
+            await self._send_one(lane, jobs[0])
+            return
         await lane.wait_unpaused()
         if not all(job.marked_for == lane.name for job in jobs):
             await self.checkpoint.mark_sending([job.line for job in jobs])
         now = time.time()
         for job in jobs:
             job.leaving(now)
-        messages = [self._message(job, bulk=True) for job in jobs]
-        if len(messages) == 1:
-            results = [await lane.adapter.send(messages[0])]
-        else:
-            results = await lane.adapter.send_batch(messages)
+        results = await lane.adapter.send_batch([self._message(job, bulk=True) for job in jobs])
         for job, result in zip(jobs, results, strict=True):
             self.reserved_nanos -= job.cost_nanos
             await self._handle(lane, job, result)

@@ -43,8 +43,8 @@ Row = tuple[Any, ...]
 
 
 class Planned(NamedTuple):
-    """A piece of the file planned: valid rows (``store.PLANNED_COLUMNS``), rejected and
-    skipped rows (``store.NOT_SENT_COLUMNS``), and its last line."""
+    """A piece of the file planned: valid rows (``plan_writer.PLANNED_COLUMNS``), rejected
+    and skipped rows (``plan_writer.NOT_SENT_COLUMNS``), and its last line."""
 
     valid: list[Row]
     not_sent: list[Row]
@@ -54,7 +54,7 @@ class Planned(NamedTuple):
 def _not_sent(line: int, raw: str | None, e164: str | None, country: str | None, state: str,
               reason: str, detail: str | None, text: str | None = None,
               encoding: str | None = None, segments: int | None = None) -> Row:
-    """The store tuple of a rejected or skipped row (``store.NOT_SENT_COLUMNS``)."""
+    """The store tuple of a rejected or skipped row (``plan_writer.NOT_SENT_COLUMNS``)."""
     return (line, raw, e164, country, state, reason, detail, text, encoding, segments)
 
 
@@ -128,7 +128,6 @@ class Written:
 
     tally: Tally
     maybe_duplicates: list[str]
-
 
 
 def plan_piece(ctx: PlanContext, chunk: TextChunk, after: int) -> tuple[Planned, Tally]:

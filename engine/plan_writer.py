@@ -87,6 +87,7 @@ it alone if a row breaks a constraint), and SQLite keeps that in a temporary fil
 created, written and deleted for every batch, ~1.3 KB of writes a row. In memory it is the
 same copies without the system calls: 1.6 -> 0.6 µs of kernel time a row written."""
 
+
 class PlanWriter:
     """Writes planned batches in a synchronous connection of the planning process's own.
 

@@ -31,8 +31,8 @@ class Tally:
     """Messages, segments and cost by (state, reason, provider, country).
 
     Filled from the planned rows (:meth:`of_planned`) as a fresh plan is written, it gives
-    the plan's summary
-    without scanning a million rows again; :meth:`Store.plan_counts` fills one from SQL.
+    the plan's summary without scanning a million rows again; :meth:`Store.plan_counts`
+    fills one from SQL.
     """
 
     def __init__(self) -> None:
@@ -52,7 +52,7 @@ class Tally:
     @classmethod
     def of_planned(cls, valid: Sequence[tuple[Any, ...]],
                    not_sent: Sequence[tuple[Any, ...]]) -> Tally:
-        """Rows in :data:`PLANNED_COLUMNS` and :data:`NOT_SENT_COLUMNS` order."""
+        """Rows in ``plan_writer.PLANNED_COLUMNS`` and ``NOT_SENT_COLUMNS`` order."""
         tally = cls()
         groups = tally.groups
         for r in valid:
