@@ -34,7 +34,8 @@ What runs, each in a process of its own so that its CPU time and peak RSS are it
 Figures: messages/s (accepted / wall seconds), CPU µs per message (user + system of the
 phase's process during the phase only, every thread, plus the run's checkpoint writer
 process; the event loop thread's share is shown beside it, with its waits for a CPU and
-its context switches, which CPU time does not show), peak RSS, the sandbox's CPU per
+its context switches, which CPU time does not show, and its CPU per message in each 2 s
+window: median, p90 and max, where slow spells show), peak RSS, the sandbox's CPU per
 message in each phase (when it is near one core's worth the sandbox, not the client, set
 the pace), HTTP requests per provider (a counter on the aiohttp transport in both phases),
 when each provider's last message was settled, and ratio = dispatch / bare messages per
@@ -55,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -65,7 +67,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -78,6 +80,9 @@ PLANNED_DB: Final = "planned.db"
 WALLET_USD: Final = "100000000"
 """Sky Telecom's sandbox wallet: 100k messages at <= 0.1 USD a segment, twice, fit easily."""
 STARTUP_TIMEOUT_S: Final = 20.0
+WINDOW_S: Final = 2.0
+"""How often each phase samples its loop thread's CPU time against messages accepted."""
+WINDOW_MIN_MSGS: Final = 200
 CHILD_GRACE_S: Final = 60.0
 """How much longer than its phase deadline a child may take before it is killed."""
 TRANSPORT_CONCURRENCY: Final = (8, 32, 128)
@@ -127,6 +132,29 @@ def loop_figures(before: tuple[float, int, int], accepted: int) -> dict[str, flo
     return {"loop_wait_us_per_msg": round(wait / per * 1e6, 1),
             "loop_switches_per_1k_msgs": round(voluntary / per * 1000, 1),
             "loop_preempted_per_1k_msgs": round(involuntary / per * 1000, 1)}
+
+
+async def sample_windows(accepted: Callable[[], int], into: list[tuple[float, int]]) -> None:
+    """The event loop thread's CPU seconds and the messages accepted so far, every
+    :data:`WINDOW_S`, until cancelled: run inside the phase, on its loop."""
+    import anyio
+
+    while True:
+        into.append((time.thread_time(), accepted()))
+        await anyio.sleep(WINDOW_S)
+
+
+def window_figures(samples: Sequence[tuple[float, int]]) -> dict[str, float]:
+    """The loop's CPU per message window by window (those of at least
+    :data:`WINDOW_MIN_MSGS`): a phase whose median is the other's but whose p90 is not had
+    slow spells, not a steady extra cost per message."""
+    per = sorted((c1 - c0) / (n1 - n0) * 1e6 for (c0, n0), (c1, n1)
+                 in itertools.pairwise(samples) if n1 - n0 >= WINDOW_MIN_MSGS)
+    if not per:
+        return {}
+    return {"loop_us_per_msg_window_median": round(per[len(per) // 2], 1),
+            "loop_us_per_msg_window_p90": round(per[int(len(per) * 0.9)], 1),
+            "loop_us_per_msg_window_max": round(per[-1], 1), "windows": len(per)}
 
 
 def load_average() -> str:
@@ -307,7 +335,9 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
         t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
         w0 = loop_thread()
         deadline = time.monotonic() + timeout_s
-        async with open_providers(providers) as session:
+        windows: list[tuple[float, int]] = []
+        async with open_providers(providers) as session, anyio.create_task_group() as sampler:
+            sampler.start_soon(sample_windows, lambda: tally.get("accepted", 0), windows)
             with anyio.move_on_after(timeout_s + CHILD_GRACE_S / 2), rare_cyclic_gc():
                 async with anyio.create_task_group() as tg:
                     for name, messages in by_provider.items():
@@ -315,6 +345,8 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
                         size = min(batch, adapter.max_batch) if adapter.max_batch > 1 else 1
                         tg.start_soon(send_all, adapter, messages, concurrency, size, deadline,
                                       tally, ends)
+            windows.append((time.thread_time(), tally.get("accepted", 0)))
+            sampler.cancel_scope.cancel()
         seconds, cpu, loop = time.perf_counter() - t0, cpu_s() - c0, time.thread_time() - l0
         kernel = system_s() - k0
         accepted = tally.get("accepted", 0)
@@ -324,7 +356,7 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
                 "cpu_us_per_msg": round(cpu / max(accepted, 1) * 1e6, 1),
                 "loop_cpu_us_per_msg": round(loop / max(accepted, 1) * 1e6, 1),
                 "system_cpu_us_per_msg": round(kernel / max(accepted, 1) * 1e6, 1),
-                **loop_figures(w0, accepted),
+                **loop_figures(w0, accepted), **window_figures(windows),
                 "peak_rss_mb": peak_rss_mb(), "timed_out": time.monotonic() >= deadline,
                 "provider_seconds": {k: round(v - t0, 2) for k, v in sorted(ends.items())},
                 "http_requests": dict(sorted(requests.items()))}
@@ -361,12 +393,18 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]
         t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
         w0 = loop_thread()
         requests.clear()
+        windows: list[tuple[float, int]] = []
+
+        def accepted() -> int:
+            return seen[0].counts["accepted"] if seen else 0
+
         with anyio.fail_after(timeout_s + CHILD_GRACE_S / 2):
-            if poll:
-                outcome = await run_campaign(config, campaign, on_progress=on_progress)
-            else:
+            async with anyio.create_task_group() as sampler:
+                sampler.start_soon(sample_windows, accepted, windows)
                 outcome = await run_campaign(config, campaign, on_progress=on_progress,
-                                             poll_delivery=False)
+                                             poll_delivery=poll)
+                windows.append((time.thread_time(), accepted()))
+                sampler.cancel_scope.cancel()
         seconds, cpu, loop = time.perf_counter() - t0, cpu_s() - c0, time.thread_time() - l0
         kernel = system_s() - k0
         stats = outcome.stats
@@ -388,7 +426,8 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]
                 "cpu_us_per_msg": round(cpu / max(stats.accepted, 1) * 1e6, 1),
                 "loop_cpu_us_per_msg": round(loop / max(stats.accepted, 1) * 1e6, 1),
                 "system_cpu_us_per_msg": round(kernel / max(stats.accepted, 1) * 1e6, 1),
-                **loop_figures(w0, stats.accepted), "peak_rss_mb": peak_rss_mb(), **extra}
+                **loop_figures(w0, stats.accepted), **window_figures(windows),
+                "peak_rss_mb": peak_rss_mb(), **extra}
 
     result: dict[str, Any] = anyio.run(go)
     writer = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -594,6 +633,10 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "sandbox_cpu_us_per_msg": {k: v["sandbox_cpu_us_per_msg"] for k, v in phases.items()},
         "http_requests": {k: sum(v.get("http_requests", {}).values()) for k, v in phases.items()},
         "provider_seconds": {k: v.get("provider_seconds") for k, v in phases.items()},
+        "loop_us_per_msg_windows": {k: {f: v[f"loop_us_per_msg_window_{f}"]
+                                        for f in ("median", "p90", "max")
+                                        if f"loop_us_per_msg_window_{f}" in v}
+                                    for k, v in phases.items()},
         "by_provider": plan["by_provider"], "order": args.order,
         "delivery_poll": not args.no_delivery_poll,
         "cpu_measured": "run_campaign on a completed plan (store, cached rates, plan check, "
@@ -621,6 +664,11 @@ def describe(role: str, r: dict[str, Any]) -> str:
     else:
         other = {k: v for k, v in r["outcomes"].items() if k != "accepted" and v}
         head += f"; not accepted {other or 'none'}"
+    if "windows" in r:
+        head += (f"\n          event loop µs/msg by {WINDOW_S:.0f} s window ({r['windows']}): "
+                 f"median {r['loop_us_per_msg_window_median']:.0f}, p90 "
+                 f"{r['loop_us_per_msg_window_p90']:.0f}, max "
+                 f"{r['loop_us_per_msg_window_max']:.0f}")
     spans = r.get("provider_seconds")
     if spans:
         head += "\n          last message settled after (s): " + ", ".join(
