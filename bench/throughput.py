@@ -55,6 +55,7 @@ evidence for the transport ``engine.providers.http`` uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -67,7 +68,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -134,17 +135,28 @@ def loop_figures(before: tuple[float, int, int], accepted: int) -> dict[str, flo
             "loop_preempted_per_1k_msgs": round(involuntary / per * 1000, 1)}
 
 
-async def sample_windows(accepted: Callable[[], int], into: list[tuple[float, int]]) -> None:
-    """The event loop thread's CPU seconds and the messages accepted so far, every
-    :data:`WINDOW_S`, until cancelled: run inside the phase, on its loop."""
+@contextlib.asynccontextmanager
+async def sampled_windows(accepted: Callable[[], int]) -> AsyncIterator[list[tuple[float, int]]]:
+    """Inside, on the phase's loop: the event loop thread's CPU seconds and the messages
+    accepted so far, every :data:`WINDOW_S` and once more on leaving (for
+    :func:`window_figures`)."""
     import anyio
 
-    while True:
-        into.append((time.thread_time(), accepted()))
-        await anyio.sleep(WINDOW_S)
+    samples: list[tuple[float, int]] = []
+
+    async def sample() -> None:
+        while True:
+            samples.append((time.thread_time(), accepted()))
+            await anyio.sleep(WINDOW_S)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sample)
+        yield samples
+        samples.append((time.thread_time(), accepted()))
+        tg.cancel_scope.cancel()
 
 
-def window_figures(samples: Sequence[tuple[float, int]]) -> dict[str, float]:
+def window_figures(samples: Sequence[tuple[float, int]]) -> dict[str, dict[str, float]]:
     """The loop's CPU per message window by window (those of at least
     :data:`WINDOW_MIN_MSGS`): a phase whose median is the other's but whose p90 is not had
     slow spells, not a steady extra cost per message."""
@@ -152,9 +164,9 @@ def window_figures(samples: Sequence[tuple[float, int]]) -> dict[str, float]:
                  in itertools.pairwise(samples) if n1 - n0 >= WINDOW_MIN_MSGS)
     if not per:
         return {}
-    return {"loop_us_per_msg_window_median": round(per[len(per) // 2], 1),
-            "loop_us_per_msg_window_p90": round(per[int(len(per) * 0.9)], 1),
-            "loop_us_per_msg_window_max": round(per[-1], 1), "windows": len(per)}
+    return {"loop_us_per_msg_windows": {
+        "median": round(per[len(per) // 2], 1), "p90": round(per[int(len(per) * 0.9)], 1),
+        "max": round(per[-1], 1), "windows": len(per)}}
 
 
 def load_average() -> str:
@@ -335,9 +347,8 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
         t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
         w0 = loop_thread()
         deadline = time.monotonic() + timeout_s
-        windows: list[tuple[float, int]] = []
-        async with open_providers(providers) as session, anyio.create_task_group() as sampler:
-            sampler.start_soon(sample_windows, lambda: tally.get("accepted", 0), windows)
+        async with (open_providers(providers) as session,
+                    sampled_windows(lambda: tally.get("accepted", 0)) as windows):
             with anyio.move_on_after(timeout_s + CHILD_GRACE_S / 2), rare_cyclic_gc():
                 async with anyio.create_task_group() as tg:
                     for name, messages in by_provider.items():
@@ -345,8 +356,6 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
                         size = min(batch, adapter.max_batch) if adapter.max_batch > 1 else 1
                         tg.start_soon(send_all, adapter, messages, concurrency, size, deadline,
                                       tally, ends)
-            windows.append((time.thread_time(), tally.get("accepted", 0)))
-            sampler.cancel_scope.cancel()
         seconds, cpu, loop = time.perf_counter() - t0, cpu_s() - c0, time.thread_time() - l0
         kernel = system_s() - k0
         accepted = tally.get("accepted", 0)
@@ -393,18 +402,13 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]
         t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
         w0 = loop_thread()
         requests.clear()
-        windows: list[tuple[float, int]] = []
-
         def accepted() -> int:
             return seen[0].counts["accepted"] if seen else 0
 
         with anyio.fail_after(timeout_s + CHILD_GRACE_S / 2):
-            async with anyio.create_task_group() as sampler:
-                sampler.start_soon(sample_windows, accepted, windows)
+            async with sampled_windows(accepted) as windows:
                 outcome = await run_campaign(config, campaign, on_progress=on_progress,
                                              poll_delivery=poll)
-                windows.append((time.thread_time(), accepted()))
-                sampler.cancel_scope.cancel()
         seconds, cpu, loop = time.perf_counter() - t0, cpu_s() - c0, time.thread_time() - l0
         kernel = system_s() - k0
         stats = outcome.stats
@@ -633,9 +637,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "sandbox_cpu_us_per_msg": {k: v["sandbox_cpu_us_per_msg"] for k, v in phases.items()},
         "http_requests": {k: sum(v.get("http_requests", {}).values()) for k, v in phases.items()},
         "provider_seconds": {k: v.get("provider_seconds") for k, v in phases.items()},
-        "loop_us_per_msg_windows": {k: {f: v[f"loop_us_per_msg_window_{f}"]
-                                        for f in ("median", "p90", "max")
-                                        if f"loop_us_per_msg_window_{f}" in v}
+        "loop_us_per_msg_windows": {k: v.get("loop_us_per_msg_windows")
                                     for k, v in phases.items()},
         "by_provider": plan["by_provider"], "order": args.order,
         "delivery_poll": not args.no_delivery_poll,
@@ -664,11 +666,11 @@ def describe(role: str, r: dict[str, Any]) -> str:
     else:
         other = {k: v for k, v in r["outcomes"].items() if k != "accepted" and v}
         head += f"; not accepted {other or 'none'}"
-    if "windows" in r:
-        head += (f"\n          event loop µs/msg by {WINDOW_S:.0f} s window ({r['windows']}): "
-                 f"median {r['loop_us_per_msg_window_median']:.0f}, p90 "
-                 f"{r['loop_us_per_msg_window_p90']:.0f}, max "
-                 f"{r['loop_us_per_msg_window_max']:.0f}")
+    windows = r.get("loop_us_per_msg_windows")
+    if windows:
+        head += (f"\n          event loop µs/msg by {WINDOW_S:.0f} s window "
+                 f"({windows['windows']}): median {windows['median']:.0f}, p90 "
+                 f"{windows['p90']:.0f}, max {windows['max']:.0f}")
     spans = r.get("provider_seconds")
     if spans:
         head += "\n          last message settled after (s): " + ", ".join(
