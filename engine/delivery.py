@@ -41,6 +41,8 @@ from engine.providers.voipex import parse_webhook
 WEBHOOK_KINDS: Final = ("smsvoip", "telekom", "voipex")
 SIGNED_KINDS: Final = frozenset({"smsvoip"})
 POLLED_KINDS: Final = ("skytelecom", "voipex", "telekom", "skynoo")
+ONE_ID_PER_REQUEST_KINDS: Final = frozenset({"telekom"})
+"""Polled kinds whose status endpoint answers about one message per request."""
 SIGNATURE_TOLERANCE_S: Final = 300.0
 TOKEN_CHARS: Final = 32
 

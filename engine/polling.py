@@ -22,7 +22,7 @@ import anyio
 import structlog
 
 from engine.config import ProviderConfig
-from engine.delivery import POLLED_KINDS, to_report
+from engine.delivery import ONE_ID_PER_REQUEST_KINDS, POLLED_KINDS, to_report
 from engine.delivery_store import DeliveryStore
 from engine.providers.base import Provider
 
@@ -35,9 +35,10 @@ class PollSettings:
     messages still waiting, per provider, oldest line first, and some providers answer one id
     per request (Telekom). Beside a running dispatch polling shares the provider's rate limit,
     the store and the event loop with the sends, so there it starts late and stays small
-    (:data:`DURING_DISPATCH`): a few hundred requests a provider every 30-120 s, a few percent
-    of what a lane sends. What it leaves is asked after the dispatch (``--dlr-wait``, or
-    ``dispatch dlr``)."""
+    (:data:`DURING_DISPATCH`): every 30-120 s, up to 500 messages a provider in a request or
+    a few, and a sample of 50 where each message asked about is a request, one send fewer
+    within the provider's rate limit. What it leaves is asked after the dispatch
+    (``--dlr-wait``, or ``dispatch dlr``)."""
 
     first_interval_s: float = 2.0
     max_interval_s: float = 300.0
@@ -45,6 +46,9 @@ class PollSettings:
     ids_per_call: int = 500
     ids_per_round: int = 50_000
     """At most this many messages of one provider asked about in one round."""
+    one_by_one_ids_per_round: int | None = None
+    """The same for a provider asked one id per request (Telekom), where each message asked
+    about costs a request, as a send does; ``None``: :attr:`ids_per_round`."""
     max_rounds: int = 100_000
     first_round_at_once: bool = True
     """False: the first round comes after :attr:`first_interval_s`, as a message just sent
@@ -52,7 +56,8 @@ class PollSettings:
 
 
 DURING_DISPATCH: Final = PollSettings(first_interval_s=30.0, max_interval_s=120.0,
-                                      ids_per_round=500, first_round_at_once=False)
+                                      ids_per_round=500, one_by_one_ids_per_round=50,
+                                      first_round_at_once=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +85,10 @@ async def poll_round(store: DeliveryStore, campaign_id: int, providers: Sequence
         adapter = adapters.get(p.name)
         if p.kind not in POLLED_KINDS or adapter is None:
             continue
-        after, left = 0, settings.ids_per_round
+        after = 0
+        left = settings.ids_per_round
+        if p.kind in ONE_ID_PER_REQUEST_KINDS and settings.one_by_one_ids_per_round is not None:
+            left = settings.one_by_one_ids_per_round
         while left > 0:
             rows = await store.awaiting(campaign_id, p.name, after_line=after,
                                         limit=min(settings.ids_per_call, left))

@@ -10,7 +10,7 @@ import pytest
 
 from engine.campaign import load_campaign
 from engine.config import load_config
-from engine.delivery import POLLED_KINDS
+from engine.delivery import ONE_ID_PER_REQUEST_KINDS, POLLED_KINDS
 from engine.delivery_store import DeliveryStore
 from engine.polling import PollSettings, poll_loop, poll_round
 from engine.run import run_campaign
@@ -52,6 +52,14 @@ async def test_a_round_asks_at_most_ids_per_round_oldest_first_and_a_late_loop_w
                 left = {a.line for a in await deliveries.awaiting(record.id, p.name,
                                                                   limit=10_000)}
                 assert not left & set(oldest[p.name]), p.name
+
+            sampled = PollSettings(ids_per_round=4, one_by_one_ids_per_round=2)
+            result = await poll_round(deliveries, record.id, config.providers,
+                                      session.adapters, sampled)
+            assert result.asked == 4 * len(polled) - 2
+            for p in polled:
+                asked = 2 if p.kind in ONE_ID_PER_REQUEST_KINDS else 4
+                assert result.awaiting[p.name] == before[p.name] - 5 - asked, p.name
 
             late = PollSettings(first_interval_s=60.0, first_round_at_once=False)
             with anyio.fail_after(30):
