@@ -42,9 +42,8 @@ when each provider's last message was settled, and ratio = dispatch / bare messa
 second (target >= 0.9). The sandbox's CPU per message in dispatch over that in bare comes
 after the ratio: it answers nearly the same requests in both phases, so far from 1 it says
 the sandbox, and likely the client, ran at another speed in one of them, which moves the
-ratio too. The machine's
-load average is printed before and after: on a
-shared 2-core machine other work moves these figures by tens of percent. Every phase is bounded by
+ratio too. The machine's load average is printed before and after: on a shared 2-core
+machine other work moves these figures by tens of percent. Every phase is bounded by
 ``--messages`` and by ``--phase-timeout`` seconds; only 127.0.0.1 is contacted; the sandbox
 is always stopped. The last line printed is one JSON object.
 
@@ -89,14 +88,14 @@ WINDOW_S: Final = 2.0
 """How often each phase samples its loop thread's CPU time against messages accepted."""
 WINDOW_MIN_MSGS: Final = 200
 DRIFT_WARN: Final = 0.10
+"""How far the sandbox's CPU per message in one phase may be from the other's before
+:data:`DRIFT_NOTE` is said: it answers nearly the same requests in both (beside a dispatch it
+averaged about 5% more at 100k, which the margin leaves out). On this shared 2-core machine a
+phase's speed moved by up to a third, the client's and the sandbox's together."""
 DRIFT_MIN_MSGS: Final = 20_000
 """Below this, the few requests besides sends (rates, preflight, polls) move the figure."""
 DRIFT_NOTE: Final = ("the sandbox ran at another speed in one phase, the client likely too, "
                      "which moves the ratio: compare runs with --repeat")
-"""Said when the sandbox, answering nearly the same requests in both phases, used more than
-:data:`DRIFT_WARN` more or less CPU per message in one (beside a dispatch it averaged about
-5% more at 100k, which the margin leaves out). On this shared 2-core machine a phase's speed
-moved by up to a third, the client's and the sandbox's together."""
 CHILD_GRACE_S: Final = 60.0
 """How much longer than its phase deadline a child may take before it is killed."""
 TRANSPORT_CONCURRENCY: Final = (8, 32, 128)

@@ -54,6 +54,12 @@ class PollSettings:
     """False: the first round comes after :attr:`first_interval_s`, as a message just sent
     has no report yet."""
 
+    def round_limit(self, kind: str) -> int:
+        """At most this many messages of a provider of *kind* asked about in one round."""
+        if kind in ONE_ID_PER_REQUEST_KINDS and self.one_by_one_ids_per_round is not None:
+            return self.one_by_one_ids_per_round
+        return self.ids_per_round
+
 
 DURING_DISPATCH: Final = PollSettings(first_interval_s=30.0, max_interval_s=120.0,
                                       ids_per_round=500, one_by_one_ids_per_round=50,
@@ -85,10 +91,7 @@ async def poll_round(store: DeliveryStore, campaign_id: int, providers: Sequence
         adapter = adapters.get(p.name)
         if p.kind not in POLLED_KINDS or adapter is None:
             continue
-        after = 0
-        left = settings.ids_per_round
-        if p.kind in ONE_ID_PER_REQUEST_KINDS and settings.one_by_one_ids_per_round is not None:
-            left = settings.one_by_one_ids_per_round
+        after, left = 0, settings.round_limit(p.kind)
         while left > 0:
             rows = await store.awaiting(campaign_id, p.name, after_line=after,
                                         limit=min(settings.ids_per_call, left))
