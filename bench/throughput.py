@@ -5,6 +5,7 @@
     python bench/throughput.py --messages 20000 --concurrency 16 --repeat 5   # median of 5
     python bench/throughput.py --messages 20000 --latency-ms 50 --concurrency 100
     python bench/throughput.py --messages 20000 --no-delivery-poll   # the dispatcher alone
+    python bench/throughput.py --interleave 0                         # one phase, then the other
     python bench/throughput.py --compare-transports [--latency-ms 50]
 
 What runs, each in a process of its own so that its CPU time and peak RSS are its own:
@@ -31,7 +32,14 @@ What runs, each in a process of its own so that its CPU time and peak RSS are it
    excluded, preflight included); the dispatcher's own seconds are shown beside it. Both
    phases import the adapter modules before the clock starts.
 
-Figures: messages/s (accepted / wall seconds), CPU µs per message (user + system of the
+The two phases run interleaved (``--interleave S``, default 1 s): both children start,
+prepare, and are then let run in turns of S seconds, the other one stopped (SIGSTOP), until
+each is done; a phase's seconds are only those it was let run. On this shared 2-core
+machine the speed of everything moves by tens of percent over a minute; run one after the
+other, the phases met different minutes and one run's ratio moved by ±0.2; in turns of a
+second they meet the same ones. ``--interleave 0`` runs them one after the other as before.
+
+Figures: messages/s (accepted / seconds run), CPU µs per message (user + system of the
 phase's process during the phase only, every thread, plus the run's checkpoint writer
 process; the event loop thread's share is shown beside it, with its waits for a CPU and
 its context switches, which CPU time does not show, and its CPU per message in each 2 s
@@ -96,6 +104,9 @@ DRIFT_MIN_MSGS: Final = 20_000
 """Below this, the few requests besides sends (rates, preflight, polls) move the figure."""
 DRIFT_NOTE: Final = ("the sandbox ran at another speed in one phase, the client likely too, "
                      "which moves the ratio: compare runs with --repeat")
+INTERLEAVE_S: Final = 1.0
+STOP_CHECKS: Final = 200
+"""How often (every 0.5 ms) a stopped phase is checked for having stopped, at most."""
 CHILD_GRACE_S: Final = 60.0
 """How much longer than its phase deadline a child may take before it is killed."""
 TRANSPORT_CONCURRENCY: Final = (8, 32, 128)
@@ -338,7 +349,8 @@ async def send_all(adapter: Any, messages: Sequence[Any], concurrency: int, batc
     ends[getattr(adapter, "name", "")] = time.perf_counter()
 
 
-def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> dict[str, Any]:
+def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int,
+               go_signal: bool) -> dict[str, Any]:
     import anyio
 
     from engine.gc_policy import rare_cyclic_gc
@@ -356,6 +368,7 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
         total = sum(len(v) for v in by_provider.values())
         tally = {"not_sent": 0}
         ends: dict[str, float] = {}
+        wait_for_go(go_signal)
         t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
         w0 = loop_thread()
         deadline = time.monotonic() + timeout_s
@@ -372,7 +385,7 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
         kernel = system_s() - k0
         accepted = tally.get("accepted", 0)
         return {"messages": total, "accepted": accepted, "outcomes": tally,
-                "seconds": round(seconds, 3), "cpu_s": round(cpu, 3),
+                "seconds": round(seconds, 3), "span": [t0, t0 + seconds], "cpu_s": round(cpu, 3),
                 "msgs_per_s": round(accepted / seconds, 1),
                 "cpu_us_per_msg": round(cpu / max(accepted, 1) * 1e6, 1),
                 "loop_cpu_us_per_msg": round(loop / max(accepted, 1) * 1e6, 1),
@@ -388,7 +401,8 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int) -> 
 # --- child: dispatch -----------------------------------------------------------------------
 
 
-def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]:
+def child_dispatch(folder: Path, timeout_s: float, poll: bool,
+                   go_signal: bool) -> dict[str, Any]:
     """``run_campaign`` on the completed plan; a dispatcher still running at the deadline is
     stopped the way SIGTERM stops it (in-flight requests finish and are checkpointed).
     Delivery polling beside the dispatch is on, as ``dispatch run`` has it, unless *poll*
@@ -411,6 +425,7 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]
             dispatcher.stop("bench deadline")
 
     async def go() -> dict[str, Any]:
+        wait_for_go(go_signal)
         t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
         w0 = loop_thread()
         requests.clear()
@@ -428,6 +443,8 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]
         if seen:
             cp = seen[0].checkpoint
             extra = {"checkpoint_flushes": cp.flushes, "checkpoint_rows": cp.rows_written}
+            started = seen[0].started_at - time.monotonic() + time.perf_counter()
+            extra["dispatcher_span"] = [started, started + stats.seconds]
         extra["provider_seconds"] = provider_spans(config.database, campaign.name, t0)
         extra["http_requests"] = dict(sorted(requests.items()))
         return {"accepted": stats.accepted, "failed": stats.failed, "unknown": stats.unknown,
@@ -435,7 +452,8 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool) -> dict[str, Any]
                 "pending_left": outcome.pending_left, "stopped": outcome.stopped,
                 "providers_left_out": outcome.skipped_providers,
                 "by_provider": dict(stats.by_provider),
-                "seconds": round(seconds, 3), "dispatcher_seconds": round(stats.seconds, 3),
+                "seconds": round(seconds, 3), "span": [t0, t0 + seconds],
+                "dispatcher_seconds": round(stats.seconds, 3),
                 "cpu_s": round(cpu, 3),
                 "msgs_per_s": round(stats.accepted / seconds, 1),
                 "dispatcher_msgs_per_s": round(stats.accepted / stats.seconds, 1),
@@ -577,10 +595,140 @@ def run_child(folder: Path, role: str, timeout_s: float, *extra: str) -> dict[st
         except subprocess.TimeoutExpired:
             raise SystemExit(f"{role}: killed after {timeout_s + CHILD_GRACE_S:.0f} s") from None
     if out.returncode != 0 or not out.stdout.strip():
-        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
-        raise SystemExit(f"{role} failed (exit {out.returncode}):\n{tail}")
+        raise SystemExit(f"{role} failed (exit {out.returncode}):\n{log_tail(folder, role)}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def wait_for_go(go_signal: bool) -> None:
+    """With ``--wait-go``: say ``ready`` on stdout and wait for a line on stdin, so that the
+    parent can start the timed part of both phases under its own control
+    (:func:`interleaved`)."""
+    if go_signal:
+        print("ready", flush=True)
+        sys.stdin.readline()
+
+
+@dataclasses.dataclass
+class SlicedChild:
+    """A phase run by :func:`interleaved`: when it ran, and the sandbox's CPU meanwhile."""
+
+    role: str
+    process: subprocess.Popen[str]
+    log: Any
+    slices: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    sandbox_cpu_s: float = 0.0
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signum)
+
+    def stop(self) -> None:
+        """SIGSTOP, then wait (a few ms at most) until the kernel has stopped it."""
+        self.signal(signal.SIGSTOP)
+        stat = Path(f"/proc/{self.process.pid}/stat")
+        for _ in range(STOP_CHECKS):
+            try:
+                if stat.read_text().rsplit(")", 1)[1].split()[0] in "TtZX":
+                    return
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            time.sleep(0.0005)
+
+    def active_s(self, start: float, end: float) -> float:
+        """Of the span *start*..*end* (``time.perf_counter``), how long it was let run."""
+        return sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.slices)
+
+
+def interleaved(folder: Path, sandbox: Sandbox, roles: dict[str, list[str]], slice_s: float,
+                timeout_s: float) -> dict[str, dict[str, Any]]:
+    """Both phases at once in turns: each child prepares, then is let run *slice_s* seconds
+    at a time while the other is stopped (SIGSTOP), until each is done. A shared 2-core
+    machine's speed drifts by tens of percent over a minute; in turns of a second both
+    phases run through the same drift, so the ratio measures the dispatcher, not the
+    minute it ran in. The figures count only the time a phase was let run (the seconds of
+    its slices within its own timed span), and the sandbox's CPU is charged to the phase
+    whose turn it was. Bounded: each child by *timeout_s* of its own running, all of it by
+    twice that plus a grace."""
+    children: list[SlicedChild] = []
+    try:
+        for role, extra in roles.items():
+            log = (folder / f"{role}.log").open("w")
+            process = subprocess.Popen(
+                [sys.executable, __file__, "--child", role, "--folder", str(folder),
+                 "--wait-go", *extra],
+                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                start_new_session=True)
+            children.append(SlicedChild(role, process, log))
+        for child in children:
+            stdout, stdin = child.process.stdout, child.process.stdin
+            assert stdout is not None and stdin is not None
+            ready = select.select([stdout], [], [], CHILD_GRACE_S)[0]
+            if not ready or stdout.readline().strip() != "ready":
+                raise SystemExit(f"{child.role} did not get ready:\n{log_tail(folder, child.role)}")
+            child.stop()
+            stdin.write("go\n")
+            stdin.close()
+        deadline = time.perf_counter() + 2 * timeout_s + CHILD_GRACE_S
+        running, turn = list(children), 0
+        while running:
+            child = running[turn % len(running)]
+            alone = len(running) == 1
+            s0, start = sandbox.cpu_s(), time.perf_counter()
+            child.signal(signal.SIGCONT)
+            try:
+                child.process.wait(timeout=max(deadline - start, 0) if alone else slice_s)
+                running.remove(child)
+            except subprocess.TimeoutExpired:
+                if alone:
+                    raise SystemExit(f"{child.role}: not done by the deadline") from None
+                child.stop()
+                turn += 1
+            child.slices.append((start, time.perf_counter()))
+            child.sandbox_cpu_s += sandbox.cpu_s() - s0
+        results = {}
+        for child in children:
+            assert child.process.stdout is not None
+            out = child.process.stdout.read()
+            if child.process.returncode != 0 or not out.strip():
+                raise SystemExit(f"{child.role} failed (exit {child.process.returncode}):\n"
+                                 f"{log_tail(folder, child.role)}")
+            results[child.role] = running_time_only(json.loads(out.strip().splitlines()[-1]),
+                                                    child)
+        print(f"interleaved in turns of {slice_s:g} s: " + ", ".join(
+            f"{c.role} {len(c.slices)} turns" for c in children), flush=True)
+        return results
+    finally:
+        for child in children:
+            if child.process.poll() is None:
+                child.signal(signal.SIGKILL)
+                child.process.wait(timeout=10)
+            child.log.close()
+
+
+def running_time_only(result: dict[str, Any], child: SlicedChild) -> dict[str, Any]:
+    """*result* with its seconds, rates and moments counted in the time the child was let
+    run; the sandbox's CPU is what it used during the child's turns."""
+    t0, t1 = result["span"]
+    accepted = max(result["accepted"], 1)
+    result["wall_seconds"] = result["seconds"]
+    result["seconds"] = round(child.active_s(t0, t1), 3)
+    result["msgs_per_s"] = round(result["accepted"] / result["seconds"], 1)
+    if "dispatcher_span" in result:
+        d0, d1 = result["dispatcher_span"]
+        result["dispatcher_seconds"] = round(child.active_s(d0, d1), 3)
+        result["dispatcher_msgs_per_s"] = round(
+            result["accepted"] / result["dispatcher_seconds"], 1)
+    result["provider_seconds"] = {k: round(child.active_s(t0, t0 + v), 2)
+                                  for k, v in result.get("provider_seconds", {}).items()}
+    result["sandbox_cpu_us_per_msg"] = round(child.sandbox_cpu_s / accepted * 1e6, 1)
+    result["sandbox_cpu_share"] = round(
+        child.sandbox_cpu_s / max(sum(b - a for a, b in child.slices), 1e-9), 2)
+    return result
+
+
+def log_tail(folder: Path, role: str) -> str:
+    return "".join((folder / f"{role}.log").read_text().splitlines(keepends=True)[-30:])
 
 
 def write_config(folder: Path, url: str, concurrency: int) -> None:
@@ -607,22 +755,23 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
                   f"{plan['seconds']:.1f} s (not part of either figure); by provider "
                   + ", ".join(f"{k} {v:,}" for k, v in sorted(plan["by_provider"].items())),
                   flush=True)
-            phases: dict[str, dict[str, Any]] = {}
             order = ("bare", "dispatch") if args.order == "bare-first" else ("dispatch", "bare")
+            roles = {role: phase_arguments(role, args) for role in order}
+            if args.interleave > 0:
+                phases = interleaved(folder, sandbox, roles, args.interleave,
+                                     args.phase_timeout)
+            else:
+                phases = {}
+                for role, extra in roles.items():
+                    s0, t0 = sandbox.cpu_s(), time.perf_counter()
+                    result = run_child(folder, role, args.phase_timeout, *extra)
+                    wall = time.perf_counter() - t0
+                    result["sandbox_cpu_us_per_msg"] = round(
+                        (sandbox.cpu_s() - s0) / max(result["accepted"], 1) * 1e6, 1)
+                    result["sandbox_cpu_share"] = round((sandbox.cpu_s() - s0) / wall, 2)
+                    phases[role] = result
             for role in order:
-                extra = ["--phase-timeout", str(args.phase_timeout)]
-                if args.no_delivery_poll:
-                    extra.append("--no-delivery-poll")
-                if role == "bare":
-                    extra += ["--concurrency", str(args.concurrency), "--batch", str(args.batch)]
-                s0, t0 = sandbox.cpu_s(), time.perf_counter()
-                result = run_child(folder, role, args.phase_timeout, *extra)
-                wall = time.perf_counter() - t0
-                result["sandbox_cpu_us_per_msg"] = round(
-                    (sandbox.cpu_s() - s0) / max(result["accepted"], 1) * 1e6, 1)
-                result["sandbox_cpu_share"] = round((sandbox.cpu_s() - s0) / wall, 2)
-                phases[role] = result
-                print(describe(role, result), flush=True)
+                print(describe(role, phases[role]), flush=True)
             sandbox_rss = sandbox_rss_mb(sandbox.process.pid)
         load_after = load_average()
     bare, dispatch = phases["bare"], phases["dispatch"]
@@ -656,12 +805,21 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "provider_seconds": {k: v.get("provider_seconds") for k, v in phases.items()},
         "loop_us_per_msg_windows": {k: v.get("loop_us_per_msg_windows")
                                     for k, v in phases.items()},
-        "by_provider": plan["by_provider"], "order": args.order,
+        "by_provider": plan["by_provider"], "order": args.order, "interleave_s": args.interleave,
         "delivery_poll": not args.no_delivery_poll,
         "cpu_measured": "run_campaign on a completed plan (store, cached rates, plan check, "
                         "preflight, dispatch); planning excluded",
         "load_average": {"before": load_before, "after": load_after}, "cores": os.cpu_count(),
     }
+
+
+def phase_arguments(role: str, args: argparse.Namespace) -> list[str]:
+    extra = ["--phase-timeout", str(args.phase_timeout)]
+    if args.no_delivery_poll:
+        extra.append("--no-delivery-poll")
+    if role == "bare":
+        extra += ["--concurrency", str(args.concurrency), "--batch", str(args.batch)]
+    return extra
 
 
 def describe(role: str, r: dict[str, Any]) -> str:
@@ -761,7 +919,12 @@ def main() -> int:
     p.add_argument("--no-delivery-poll", action="store_true",
                    help="dispatch without the delivery polling `dispatch run` does beside it")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--interleave", type=float, default=INTERLEAVE_S, metavar="S",
+                   help="run both phases in turns of S seconds (the other stopped), counting "
+                        f"only each one's running time (default {INTERLEAVE_S:g}); 0: one "
+                        "after the other")
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--wait-go", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--transport", help=argparse.SUPPRESS)
@@ -773,9 +936,11 @@ def main() -> int:
         if args.child == "plan":
             result = child_plan(args.folder)
         elif args.child == "bare":
-            result = child_bare(args.folder, args.concurrency, args.phase_timeout, args.batch)
+            result = child_bare(args.folder, args.concurrency, args.phase_timeout, args.batch,
+                                args.wait_go)
         elif args.child == "dispatch":
-            result = child_dispatch(args.folder, args.phase_timeout, not args.no_delivery_poll)
+            result = child_dispatch(args.folder, args.phase_timeout, not args.no_delivery_poll,
+                                    args.wait_go)
         else:
             result = child_transport(args.folder, args.url, args.transport, args.concurrency,
                                      args.requests, args.seconds)

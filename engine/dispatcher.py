@@ -218,7 +218,8 @@ class Dispatcher:
         self._feeding = 0
         self._done = anyio.Event()
         self._tg: TaskGroup | None = None
-        self._started = time.monotonic()
+        self.started_at = time.monotonic()
+        """When the dispatcher was made (``time.monotonic``): its run's seconds count from here."""
         self.counts = {"accepted": 0, "failed": 0, "unknown": 0, "failed_over": 0, "left": 0}
         self.totals: dict[str, int] = {}
         """Messages pending per provider when the run started (for progress displays)."""
@@ -244,7 +245,7 @@ class Dispatcher:
                 lane.send.close()
                 lane.receive.close()
         return RunStats(spent_nanos=self.spent_nanos,
-                        seconds=time.monotonic() - self._started,
+                        seconds=time.monotonic() - self.started_at,
                         by_provider={n: lane.accepted for n, lane in self.lanes.items()},
                         **self.counts)
 
