@@ -86,6 +86,9 @@ from typing import Any, Final
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine import event_loop  # noqa: E402
+from engine.event_loop import LOOPS  # noqa: E402
+
 CAMPAIGN: Final = "bench-throughput"
 PLANNED_DB: Final = "planned.db"
 """A copy of the database as planned, beside it, which the bare phase reads."""
@@ -246,10 +249,9 @@ def load(folder: Path) -> tuple[Any, Any]:
 # --- child: plan ---------------------------------------------------------------------------
 
 
-def child_plan(folder: Path) -> dict[str, Any]:
+def child_plan(folder: Path, loop: str) -> dict[str, Any]:
     """Plan as ``run_campaign`` does (live rates through the sandbox, cached in the store),
     so that the dispatch phase finds the plan complete and the rates fresh."""
-    import anyio
 
     from engine.plan import campaign_providers, plan_campaign
     from engine.rates import rate_sources, route_table_from
@@ -273,7 +275,7 @@ def child_plan(folder: Path) -> dict[str, Any]:
                 "by_provider": {k: g.messages for k, g in c.by_provider.items()},
                 "rates": {s.provider: s.origin for s in sources}}
 
-    return anyio.run(go)
+    return event_loop.run(go, loop=loop)
 
 
 def copy_database(source: Path, target: Path) -> None:
@@ -350,7 +352,7 @@ async def send_all(adapter: Any, messages: Sequence[Any], concurrency: int, batc
 
 
 def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int,
-               go_signal: bool) -> dict[str, Any]:
+               go_signal: bool, loop: str) -> dict[str, Any]:
     import anyio
 
     from engine.gc_policy import rare_cyclic_gc
@@ -395,14 +397,14 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int,
                 "provider_seconds": {k: round(v - t0, 2) for k, v in sorted(ends.items())},
                 "http_requests": dict(sorted(requests.items()))}
 
-    return anyio.run(go)
+    return event_loop.run(go, loop=loop)
 
 
 # --- child: dispatch -----------------------------------------------------------------------
 
 
 def child_dispatch(folder: Path, timeout_s: float, poll: bool,
-                   go_signal: bool) -> dict[str, Any]:
+                   go_signal: bool, loop: str) -> dict[str, Any]:
     """``run_campaign`` on the completed plan; a dispatcher still running at the deadline is
     stopped the way SIGTERM stops it (in-flight requests finish and are checkpointed).
     Delivery polling beside the dispatch is on, as ``dispatch run`` has it, unless *poll*
@@ -463,7 +465,7 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool,
                 **loop_figures(w0, stats.accepted), **window_figures(windows),
                 "peak_rss_mb": peak_rss_mb(), **extra}
 
-    result: dict[str, Any] = anyio.run(go)
+    result: dict[str, Any] = event_loop.run(go, loop=loop)
     writer = resource.getrusage(resource.RUSAGE_CHILDREN)
     writer_us = (writer.ru_utime + writer.ru_stime) / max(result["accepted"], 1) * 1e6
     result["writer_cpu_us_per_msg"] = round(writer_us, 1)
@@ -492,7 +494,7 @@ def provider_spans(database: Path, name: str, t0: float) -> dict[str, float]:
 
 
 def child_transport(folder: Path, url: str, transport_name: str, concurrency: int,
-                    requests: int, seconds: float) -> dict[str, Any]:
+                    requests: int, seconds: float, loop: str) -> dict[str, Any]:
     """Plain SMS & Voice Platform sends through its adapter over one transport."""
     import anyio
     import httpx
@@ -529,7 +531,7 @@ def child_transport(folder: Path, url: str, transport_name: str, concurrency: in
                 "seconds": round(elapsed, 3), "req_per_s": round(done / elapsed, 1),
                 "cpu_us_per_req": round(cpu / max(done, 1) * 1e6, 1)}
 
-    return anyio.run(go)
+    return event_loop.run(go, loop=loop)
 
 
 # --- parent --------------------------------------------------------------------------------
@@ -748,9 +750,9 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
             write_config(folder, sandbox.url, args.concurrency)
             print(f"load average before: {load_before}; sandbox {sandbox.url}, latency "
                   f"{args.latency_ms:g} ms, concurrency {args.concurrency} per provider, "
-                  f"delivery polling {'off' if args.no_delivery_poll else 'on'}, "
+                  f"delivery polling {'off' if args.no_delivery_poll else 'on'}, {args.loop} loop, "
                   f"{os.cpu_count()} cores", flush=True)
-            plan = run_child(folder, "plan", args.phase_timeout)
+            plan = run_child(folder, "plan", args.phase_timeout, "--loop", args.loop)
             print(f"plan: {plan['rows']:,} rows -> {plan['valid']:,} valid in "
                   f"{plan['seconds']:.1f} s (not part of either figure); by provider "
                   + ", ".join(f"{k} {v:,}" for k, v in sorted(plan["by_provider"].items())),
@@ -795,7 +797,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "bare_cpu_us_per_msg": bare["cpu_us_per_msg"],
         "peak_rss_mb": dispatch["peak_rss_mb"], "bare_peak_rss_mb": bare["peak_rss_mb"],
         "latency_ms": args.latency_ms, "concurrency": args.concurrency,
-        "transport": ENGINE_TRANSPORT,
+        "transport": ENGINE_TRANSPORT, "loop": args.loop,
         "dispatch_seconds": dispatch["seconds"],
         "dispatcher_seconds": dispatch["dispatcher_seconds"],
         "bare_seconds": bare["seconds"], "bare_accepted": bare["accepted"],
@@ -814,7 +816,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_arguments(role: str, args: argparse.Namespace) -> list[str]:
-    extra = ["--phase-timeout", str(args.phase_timeout)]
+    extra = ["--phase-timeout", str(args.phase_timeout), "--loop", args.loop]
     if args.no_delivery_poll:
         extra.append("--no-delivery-poll")
     if role == "bare":
@@ -879,7 +881,7 @@ def compare_transports(args: argparse.Namespace) -> dict[str, Any]:
             for concurrency in TRANSPORT_CONCURRENCY:
                 for name in ("httpx", "httpx-aiohttp"):
                     s0 = sandbox.cpu_s()
-                    case = run_child(folder, "transport", args.compare_seconds,
+                    case = run_child(folder, "transport", args.compare_seconds, "--loop", args.loop,
                                      "--url", sandbox.url, "--transport", name,
                                      "--concurrency", str(concurrency),
                                      "--requests", str(args.compare_requests),
@@ -923,6 +925,9 @@ def main() -> int:
                    help="run both phases in turns of S seconds (the other stopped), counting "
                         f"only each one's running time (default {INTERLEAVE_S:g}); 0: one "
                         "after the other")
+    p.add_argument("--loop", choices=LOOPS, default="auto",
+                   help="the event loop of every phase (default: as `dispatch run`, uvloop "
+                        "when installed)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--wait-go", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -934,16 +939,16 @@ def main() -> int:
     if args.child:
         child_logging()
         if args.child == "plan":
-            result = child_plan(args.folder)
+            result = child_plan(args.folder, args.loop)
         elif args.child == "bare":
             result = child_bare(args.folder, args.concurrency, args.phase_timeout, args.batch,
-                                args.wait_go)
+                                args.wait_go, args.loop)
         elif args.child == "dispatch":
             result = child_dispatch(args.folder, args.phase_timeout, not args.no_delivery_poll,
-                                    args.wait_go)
+                                    args.wait_go, args.loop)
         else:
             result = child_transport(args.folder, args.url, args.transport, args.concurrency,
-                                     args.requests, args.seconds)
+                                     args.requests, args.seconds, args.loop)
         print(json.dumps(result))
         return 0
     result = compare_transports(args) if args.compare_transports else repeated(args)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from rich.console import Console
 
-from engine import __version__
+from engine import __version__, event_loop
 from engine.errors import EXIT_ERROR, EXIT_OK, EXIT_STOPPED, ConfigError, DispatchError, redact
 from engine.logs import configure_logging
 
@@ -179,7 +179,7 @@ def _plan(args: argparse.Namespace) -> int:
             routes = route_table_from(sources, providers, config)
             return await plan_campaign(config, campaign, store, workers=workers, routes=routes)
 
-    summary = anyio.run(go)
+    summary = event_loop.run(go)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
@@ -193,7 +193,7 @@ def _check(args: argparse.Namespace) -> int:
     from engine.report import print_readiness
 
     config = load_config(_config_path(args))
-    results = anyio.run(preflight, config.enabled_providers)
+    results = event_loop.run(preflight, config.enabled_providers)
     if args.json:
         print(json.dumps({r.provider: {"ok": r.ok, "problems": list(r.problems),
                                        "balance": str(r.balance) if r.balance is not None
@@ -214,7 +214,7 @@ def _rates_refresh(args: argparse.Namespace) -> int:
         async with Store.open(config.database) as store:
             return await rate_sources(config, config.enabled_providers, store, refresh=True)
 
-    sources = anyio.run(go)
+    sources = event_loop.run(go)
     for s in sources:
         line = f"{s.provider}: {len(s.rows)} rates ({s.origin})"
         print(line + (f": {s.warning}" if s.warning else ""))
@@ -234,7 +234,7 @@ def _rates_show(args: argparse.Namespace) -> int:
         async with Store.open(config.database) as store:
             return await rate_sources(config, providers, store)
 
-    table = route_table_from(anyio.run(go), providers, config)
+    table = route_table_from(event_loop.run(go), providers, config)
     rows = cheapest_by_destination(table, country=args.country)
     if args.json:
         print(json.dumps({"currency": config.routing.currency, "destinations": rows}, indent=2))
@@ -267,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
             if display:
                 display.close()
 
-    outcome = anyio.run(go)
+    outcome = event_loop.run(go)
     print_run(outcome, Console())
     if outcome.stopped:
         config_arg = f" --config {args.config}" if args.config else ""
@@ -300,7 +300,7 @@ def _on_stored_campaign(args: argparse.Namespace,
         async with Store.open(config.database) as store:
             return await work(store, await store.campaign_named(name))
 
-    return config, name, anyio.run(go)
+    return config, name, event_loop.run(go)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -370,7 +370,7 @@ def _webhooks(args: argparse.Namespace) -> int:
                     async for _ in signals:
                         break
 
-    anyio.run(go)
+    event_loop.run(go)
     return EXIT_OK
 
 

@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import sniffio
 import structlog
 
 from engine.errors import SandboxError
+from engine.event_loop import LOOPS, loop_factory
 from engine.sandbox.settings import KINDS, SandboxSettings, default_settings, parse_fault_spec
 
 log = structlog.get_logger("engine.sandbox")
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random fault choice")
     parser.add_argument(
         "--loop",
-        choices=("auto", "asyncio", "uvloop"),
+        choices=LOOPS,
         default="auto",
         help="event loop when serving standalone (auto: uvloop when installed)",
     )
@@ -123,7 +124,11 @@ def serve(settings: SandboxSettings, *, port: int, loop: str = "auto") -> int:
     """
     token = sniffio.current_async_library_cvar.set("asyncio")
     try:
-        with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+        try:
+            factory = loop_factory(loop)
+        except ImportError as exc:
+            raise SandboxError("sandbox: --loop uvloop needs the uvloop package") from exc
+        with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(_serve(settings, port))
     finally:
         sniffio.current_async_library_cvar.reset(token)
@@ -147,19 +152,6 @@ async def _serve(settings: SandboxSettings, port: int) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-
-
-def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when asked for or installed (about twice the throughput), else asyncio's own."""
-    if name == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError as exc:
-        if name == "uvloop":
-            raise SandboxError("sandbox: --loop uvloop needs the uvloop package") from exc
-        return None
-    return uvloop.new_event_loop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
