@@ -33,9 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.generate import generate  # noqa: E402
+from engine import event_loop  # noqa: E402
 from engine.campaign import load_campaign  # noqa: E402
 from engine.config import load_config  # noqa: E402
 from engine.dispatcher import Dispatcher  # noqa: E402
+from engine.event_loop import LOOPS  # noqa: E402
 from engine.plan import plan_campaign  # noqa: E402
 from engine.providers.base import OutboundMessage, Outcome, SendResult  # noqa: E402
 from engine.store import Store  # noqa: E402
@@ -95,10 +97,12 @@ def main() -> int:
     p.add_argument("--sleep-ms", type=float, default=2.0, help="each adapter's answer delay")
     p.add_argument("--concurrency", type=int, help="requests in flight per provider")
     p.add_argument("--profile", type=Path, help="write cProfile stats of the dispatch here")
+    p.add_argument("--loop", choices=LOOPS, default="auto",
+                   help="the event loop (default: as `dispatch run`, uvloop when installed)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="dispatch-overhead-") as tmp:
-        result = anyio.run(measure, Path(tmp), args.messages, args.sleep_ms / 1000,
-                           args.concurrency, args.profile)
+        result = event_loop.run(measure, Path(tmp), args.messages, args.sleep_ms / 1000,
+                                args.concurrency, args.profile, loop=args.loop)
     print(f"{result['messages']:,} messages in {result['seconds']:.2f} s = "
           f"{result['msgs_per_s']:,.0f} msg/s; event-loop thread CPU "
           f"{result['loop_cpu_us_per_msg']:.0f} µs a message")
