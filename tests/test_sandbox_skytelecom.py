@@ -167,6 +167,25 @@ async def test_routes_for_numbers_lists_destination_channels(client: httpx.Async
     assert missing.status_code == 400
 
 
+async def test_sms_logs_pages_end_where_the_matching_rows_end(
+    client: httpx.AsyncClient,
+) -> None:
+    """Pages of the newest rows first, with a search or without: ``has_more`` is false on the
+    page that holds the last match, and a page past it is empty."""
+    for i in range(5):
+        to = "12025550123" if i % 2 else f"44770090012{i}"
+        await client.post("/sms/send", json={"to": to, "message": f"m{i}"})
+
+    async def page(number: int, **params: str) -> tuple[list[str], bool]:
+        answer = (await client.get("/sms/logs", params={"limit": 2, "page": number, **params}))
+        body = answer.json()
+        return [row["message"] for row in body["data"]], body["has_more"]
+
+    assert [await page(n) for n in (1, 2, 3, 4)] == [
+        (["m4", "m3"], True), (["m2", "m1"], True), (["m0"], False), ([], False)]
+    assert [await page(n, search="1202") for n in (1, 2)] == [(["m3", "m1"], False), ([], False)]
+
+
 async def test_sms_logs_search_dates_paging_and_final_status(client: httpx.AsyncClient) -> None:
     """Logs find a message by recipient and date, page, and show it delivered once final."""
     await client.post("/sms/send", json={"to": "12025550123", "message": "one"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -158,21 +159,22 @@ class SkyTelecom:
         end = _date_param(query, "to")
         start_s = _epoch(start) if start else None
         end_s = _epoch(end + timedelta(days=1)) if end else None
-        matching = [
-            m
-            for m in reversed(self._core.books[KIND].ordered)
-            if search in m.recipient
-            and (start_s is None or m.created >= start_s)
-            and (end_s is None or m.created < end_s)
-        ]
+        window = self._core.books[KIND].created_between(start_s, end_s)
         offset = (page - 1) * limit
+        rows = list(
+            itertools.islice(
+                (m for m in reversed(window) if search in m.recipient),
+                offset,
+                offset + limit + 1,
+            )
+        )
         now = time.time()
         return json_response(
             {
-                "data": [_log(m, now) for m in matching[offset : offset + limit]],
+                "data": [_log(m, now) for m in rows[:limit]],
                 "page": page,
                 "limit": limit,
-                "has_more": len(matching) > offset + limit,
+                "has_more": len(rows) > limit,
             }
         )
 

@@ -85,8 +85,7 @@ class Voipex:
         return json_response(
             [
                 _sms(m, _state(m, now))
-                for m in self._core.books[KIND].ordered
-                if start <= m.created < end
+                for m in self._core.books[KIND].created_between(start, end)
             ]
         )
 
