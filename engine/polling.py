@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
 import anyio
@@ -23,8 +24,8 @@ import structlog
 
 from engine.config import ProviderConfig
 from engine.delivery import ONE_ID_PER_REQUEST_KINDS, POLLED_KINDS, to_report
-from engine.delivery_store import DeliveryStore
-from engine.providers.base import Provider
+from engine.delivery_store import AwaitingDelivery, DeliveryStore
+from engine.providers.base import Provider, SentBetween
 
 log = structlog.get_logger()
 
@@ -81,6 +82,15 @@ class RoundResult:
         return sum(self.awaiting.values())
 
 
+def sent_between(rows: Sequence[AwaitingDelivery]) -> SentBetween | None:
+    """When *rows* were accepted, the earliest and the latest; ``None`` when one's time is
+    not known."""
+    times = [r.sent_at for r in rows]
+    if not times or min(times) <= 0:
+        return None
+    return (datetime.fromtimestamp(min(times), UTC), datetime.fromtimestamp(max(times), UTC))
+
+
 async def poll_round(store: DeliveryStore, campaign_id: int, providers: Sequence[ProviderConfig],
                      adapters: Mapping[str, Provider],
                      settings: PollSettings = PollSettings()) -> RoundResult:
@@ -102,7 +112,7 @@ async def poll_round(store: DeliveryStore, campaign_id: int, providers: Sequence
             asked += len(rows)
             wanted = {r.provider_message_id for r in rows}
             try:
-                statuses = await adapter.poll(sorted(wanted))
+                statuses = await adapter.poll(sorted(wanted), sent_between(rows))
             except Exception as exc:
                 log.warning("delivery.poll_failed", provider=p.name, error=type(exc).__name__)
                 break

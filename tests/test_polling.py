@@ -3,6 +3,7 @@ comes. Against the sandbox over real HTTP and a real store."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -11,8 +12,8 @@ import pytest
 from engine.campaign import load_campaign
 from engine.config import load_config
 from engine.delivery import ONE_ID_PER_REQUEST_KINDS, POLLED_KINDS
-from engine.delivery_store import DeliveryStore
-from engine.polling import PollSettings, poll_loop, poll_round
+from engine.delivery_store import AwaitingDelivery, DeliveryStore
+from engine.polling import PollSettings, poll_loop, poll_round, sent_between
 from engine.run import run_campaign
 from engine.sandbox import default_settings, running_sandbox
 from engine.session import open_providers
@@ -67,3 +68,14 @@ async def test_a_round_asks_at_most_ids_per_round_oldest_first_and_a_late_loop_w
                                        session.adapters, late, timeout_s=0.3) is None
             assert await deliveries.awaiting_count(record.id) == result.awaiting
 
+
+
+def test_a_poll_is_told_when_its_messages_were_accepted() -> None:
+    """The earliest and latest acceptance of the rows asked about; nothing when one is not
+    known (a row without a time), so that the provider reads its whole window."""
+    rows = [AwaitingDelivery(3, "c", 1_700_000_020.0), AwaitingDelivery(1, "a", 1_700_000_000.5),
+            AwaitingDelivery(2, "b", 1_700_000_010.0)]
+    assert sent_between(rows) == (datetime.fromtimestamp(1_700_000_000.5, UTC),
+                                  datetime.fromtimestamp(1_700_000_020.0, UTC))
+    assert sent_between([*rows, AwaitingDelivery(4, "d", 0.0)]) is None
+    assert sent_between([]) is None

@@ -16,6 +16,7 @@ from engine.config import ProviderConfig
 from engine.errors import ProviderError
 from engine.providers.base import OutboundMessage, Outcome, Provider, SendResult
 from engine.providers.voipex import (
+    LOOKUP_SKEW_S,
     Voipex,
     iso_time,
     parse_history,
@@ -208,6 +209,38 @@ async def test_poll_reads_the_final_state_from_history(
         (status,) = await provider.poll(ids)
     assert (status.provider_message_id, status.state, status.provider_status) == (
         sent.provider_message_id, state, word)
+
+
+async def test_poll_reads_the_span_the_messages_were_sent_in(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given when the messages were sent, a poll reads that span of history (the history has
+    no paging); what is not there (accepted through a late lookup) is read from the last
+    72 h, as is everything when the span is not given."""
+    async with adapter(sandbox) as provider:
+        sent = await provider.send(MESSAGE)
+        sms_id = sent.provider_message_id
+        assert sms_id is not None
+        at = datetime.now(UTC)
+        windows: list[tuple[datetime, datetime | None]] = []
+        read = provider._history
+
+        async def recorded(start: datetime, end: datetime | None = None) -> Any:
+            windows.append((start, end))
+            return await read(start, end)
+
+        monkeypatch.setattr(provider, "_history", recorded)
+        polls = {
+            "span": await provider.poll([sms_id], (at - timedelta(seconds=1), at)),
+            "elsewhere": await provider.poll([sms_id], (at - timedelta(hours=2),
+                                                        at - timedelta(hours=1))),
+            "no span": await provider.poll([sms_id]),
+        }
+    assert {k: [s.provider_message_id for s in v] for k, v in polls.items()} == {
+        "span": [sms_id], "elsewhere": [sms_id], "no span": [sms_id]}
+    widths = [(end - start) if end else None for start, end in windows]
+    assert [w and round(w.total_seconds() / 3600) for w in widths] == [0, 1, 72, 72]
+    assert widths[0] == timedelta(seconds=1 + 2 * LOOKUP_SKEW_S)
 
 
 async def test_poll_failure_raises_provider_error(sandbox: Sandbox) -> None:

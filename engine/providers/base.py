@@ -88,6 +88,10 @@ class SendResult:
 DeliveryState = Literal["accepted", "delivered", "undelivered", "expired", "unknown"]
 
 
+SentBetween = tuple[datetime, datetime]
+"""The earliest and the latest acceptance of the messages a poll asks about (UTC)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryStatus:
     provider_message_id: str
@@ -174,6 +178,11 @@ class Provider(Protocol):
     @property
     def can_lookup(self) -> bool: ...
 
-    async def poll(self, provider_message_ids: Sequence[str]) -> list[DeliveryStatus]:
-        """Delivery state of sent messages, for providers that are asked, not told."""
+    async def poll(self, provider_message_ids: Sequence[str],
+                   sent_between: SentBetween | None = None) -> list[DeliveryStatus]:
+        """Delivery state of sent messages, for providers that are asked, not told.
+
+        *sent_between*: when the messages asked about were accepted (the earliest and the
+        latest), which a provider that can only be asked for a span of time (Voipex
+        history) uses to ask for less."""
         ...

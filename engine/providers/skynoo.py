@@ -31,6 +31,7 @@ from engine.providers.base import (
     Outcome,
     Readiness,
     SendResult,
+    SentBetween,
     delivery_state,
 )
 from engine.providers.http import HttpAdapter, by_status, failure, json_body
@@ -183,7 +184,8 @@ class Skynoo(HttpAdapter):
     async def lookup(self, message: OutboundMessage, sent_after: datetime) -> SendResult | None:
         return None
 
-    async def poll(self, provider_message_ids: Sequence[str]) -> list[DeliveryStatus]:
+    async def poll(self, provider_message_ids: Sequence[str],
+                   sent_between: SentBetween | None = None) -> list[DeliveryStatus]:
         """States of the ids the provider could tell; the others are left for a later poll."""
         plain: list[str] = []
         by_task: dict[int, list[tuple[str, str]]] = {}

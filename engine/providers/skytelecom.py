@@ -31,6 +31,7 @@ from engine.providers.base import (
     Outcome,
     Readiness,
     SendResult,
+    SentBetween,
     delivery_state,
 )
 from engine.providers.http import HttpAdapter, amount, by_status, charge, failure, json_body
@@ -178,7 +179,8 @@ class SkyTelecom(HttpAdapter):
         return SendResult(Outcome.NOT_PROCESSED, code="lookup_incomplete",
                           detail=f"not found in the newest {LOOKUP_MAX_PAGES} log pages")
 
-    async def poll(self, provider_message_ids: Sequence[str]) -> list[DeliveryStatus]:
+    async def poll(self, provider_message_ids: Sequence[str],
+                   sent_between: SentBetween | None = None) -> list[DeliveryStatus]:
         """States of the ids found in the newest :data:`POLL_MAX_PAGES` log pages.
 
         ``at`` stays ``None``: a log row's date is when the message was sent, not when it

@@ -24,6 +24,7 @@ from engine.providers.base import (
     Outcome,
     Readiness,
     SendResult,
+    SentBetween,
 )
 from engine.providers.http import HttpAdapter, amount, by_status, charge, failure, json_body
 from engine.routing import RateRow
@@ -95,7 +96,8 @@ class SmsVoip(HttpAdapter):
     async def lookup(self, message: OutboundMessage, sent_after: datetime) -> SendResult | None:
         return None
 
-    async def poll(self, provider_message_ids: Sequence[str]) -> list[DeliveryStatus]:
+    async def poll(self, provider_message_ids: Sequence[str],
+                   sent_between: SentBetween | None = None) -> list[DeliveryStatus]:
         return []
 
 

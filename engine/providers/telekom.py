@@ -33,6 +33,7 @@ from engine.providers.base import (
     Outcome,
     Readiness,
     SendResult,
+    SentBetween,
     delivery_state,
 )
 from engine.providers.http import (
@@ -129,7 +130,8 @@ class Telekom(HttpAdapter):
     async def lookup(self, message: OutboundMessage, sent_after: datetime) -> SendResult | None:
         return None
 
-    async def poll(self, provider_message_ids: Sequence[str]) -> list[DeliveryStatus]:
+    async def poll(self, provider_message_ids: Sequence[str],
+                   sent_between: SentBetween | None = None) -> list[DeliveryStatus]:
         """``check_message`` per id, at most ``concurrency`` at once; ids it cannot read are left
         out (the next poll asks again)."""
         limiter = anyio.CapacityLimiter(max(1, self.config.concurrency))

@@ -30,6 +30,7 @@ from engine.providers.base import (
     Outcome,
     Readiness,
     SendResult,
+    SentBetween,
     delivery_state,
 )
 from engine.providers.http import HttpAdapter, by_status, failure, json_body
@@ -132,20 +133,36 @@ class Voipex(HttpAdapter):
         first = min(matches, key=lambda s: s.created_at or datetime.max.replace(tzinfo=UTC))
         return SendResult(Outcome.ACCEPTED, provider_message_id=first.id, code=first.state)
 
-    async def poll(self, provider_message_ids: Sequence[str]) -> list[DeliveryStatus]:
-        """The state of each id found in the last :data:`POLL_WINDOW_S` of history.
+    async def poll(self, provider_message_ids: Sequence[str],
+                   sent_between: SentBetween | None = None) -> list[DeliveryStatus]:
+        """The state of each id found in the history: first in the span *sent_between*
+        (widened by :data:`LOOKUP_SKEW_S` each way), then, for the ids not found there (one
+        accepted through a late lookup), in the last :data:`POLL_WINDOW_S`.
 
-        Ids not found are left out; a failed history read raises :class:`ProviderError`.
+        The history has no paging: a poll reads every SMS of its window, and over 72 h of a
+        busy account that is every message of every campaign. The span of the messages
+        asked about is seconds wide. Ids not found are left out; a failed history read
+        raises :class:`ProviderError`.
         """
-        if not provider_message_ids:
-            return []
-        found = await self._history(datetime.now(UTC) - timedelta(seconds=POLL_WINDOW_S))
-        if isinstance(found, SendResult):
-            raise ProviderError(f"history unavailable: {found.code} {found.detail}".strip(),
-                                provider=self.name)
-        by_id = {s.id: s for s in found if s.direction == "OUT"}
-        return [DeliveryStatus(s.id, delivery_state(s.state), s.state)
-                for i in provider_message_ids if (s := by_id.get(i)) is not None]
+        wanted = list(provider_message_ids)
+        found: list[DeliveryStatus] = []
+        now = datetime.now(UTC)
+        skew = timedelta(seconds=LOOKUP_SKEW_S)
+        windows = [(now - timedelta(seconds=POLL_WINDOW_S), now + skew)]
+        if sent_between is not None:
+            windows.insert(0, (_aware(sent_between[0]) - skew, _aware(sent_between[1]) + skew))
+        for start, end in windows:
+            if not wanted:
+                break
+            history = await self._history(start, end)
+            if isinstance(history, SendResult):
+                raise ProviderError(f"history unavailable: {history.code} {history.detail}"
+                                    .strip(), provider=self.name)
+            by_id = {s.id: s for s in history if s.direction == "OUT"}
+            found += [DeliveryStatus(s.id, delivery_state(s.state), s.state)
+                      for i in wanted if (s := by_id.get(i)) is not None]
+            wanted = [i for i in wanted if i not in by_id]
+        return found
 
     async def _check_sender(self) -> str | None:
         """What keeps this account from sending, if anything; caches the numbers."""
@@ -171,12 +188,15 @@ class Voipex(HttpAdapter):
             return f"sender {sender} is not one of the account's numbers: {owned}"
         return None
 
-    async def _history(self, start: datetime) -> list[Sms] | SendResult:
-        """Every SMS from *start* (at most 6 months back) until a little past now."""
+    async def _history(self, start: datetime,
+                       end: datetime | None = None) -> list[Sms] | SendResult:
+        """Every SMS from *start* (at most 6 months back) until *end* (default: a little
+        past now)."""
         now = datetime.now(UTC)
         start = max(start, now - timedelta(seconds=HISTORY_KEPT_S))
-        params = {"startTime": iso_time(start),
-                  "endTime": iso_time(now + timedelta(seconds=LOOKUP_SKEW_S))}
+        if end is None:
+            end = now + timedelta(seconds=LOOKUP_SKEW_S)
+        params = {"startTime": iso_time(start), "endTime": iso_time(end)}
         try:
             response = await self.client.get(SMS_PATH, params=params)
         except httpx.HTTPError as exc:
