@@ -3,6 +3,8 @@ comes. Against the sandbox over real HTTP and a real store."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -79,3 +81,37 @@ def test_a_poll_is_told_when_its_messages_were_accepted() -> None:
                                   datetime.fromtimestamp(1_700_000_020.0, UTC))
     assert sent_between([*rows, AwaitingDelivery(4, "d", 0.0)]) is None
     assert sent_between([]) is None
+
+
+async def test_expiry_gives_up_old_messages_and_finding_none_waits_for_no_writer(
+        tmp_path: Path) -> None:
+    """Messages accepted before the cut with no final report become delivery ``unknown``
+    (``unknown_delivery``), once; a search that finds none returns at once even while
+    another connection (the run's checkpoint writer) holds the write lock."""
+    db = tmp_path / "d.db"
+    async with Store.open(db) as store:
+        record = await store.open_campaign(name="c", fingerprint="f", path=Path("c.toml"),
+                                           currency="EUR", plans=[])
+        now = time.time()
+        async with store.transaction() as tx:
+            await tx.executemany(
+                "INSERT INTO messages (campaign_id, line, phone, state, provider, "
+                "provider_message_id, cost_nanos, segments, updated_at) "
+                "VALUES (?, ?, '+421900000000', 'accepted', 'telekom', ?, 1000, 1, ?)",
+                [(record.id, 1, "old", now - 7200), (record.id, 2, "new", now - 5)])
+        deliveries = DeliveryStore(store)
+        writer = sqlite3.connect(db, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        try:
+            with anyio.fail_after(5):
+                assert await deliveries.expire(record.id, sent_before=now - 8000) == 0
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        assert await deliveries.expire(record.id, sent_before=now - 3600) == 1
+        assert await deliveries.expire(record.id, sent_before=now - 3600) == 0
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT provider_message_id, state, delivery_state, delivery_reason "
+                            "FROM messages ORDER BY line").fetchall()
+    assert rows == [("old", "accepted", "unknown", "unknown_delivery"),
+                    ("new", "accepted", None, None)]
