@@ -951,9 +951,16 @@ def main() -> int:
                                      args.requests, args.seconds, args.loop)
         print(json.dumps(result))
         return 0
+    signal.signal(signal.SIGTERM, stop_on_term)
     result = compare_transports(args) if args.compare_transports else repeated(args)
     print(json.dumps(result))
     return 0
+
+
+def stop_on_term(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so that the sandbox and the phases (stopped ones too,
+    each in a session of its own) are ended on the way out."""
+    raise SystemExit(128 + signum)
 
 
 def repeated(args: argparse.Namespace) -> dict[str, Any]:
