@@ -650,8 +650,8 @@ def interleaved(folder: Path, sandbox: Sandbox, roles: dict[str, list[str]], sli
     phases run through the same drift, so the ratio measures the dispatcher, not the
     minute it ran in. The figures count only the time a phase was let run (the seconds of
     its slices within its own timed span), and the sandbox's CPU is charged to the phase
-    whose turn it was. Bounded: each child by *timeout_s* of its own running, all of it by
-    twice that plus a grace."""
+    whose turn it was. Bounded: each child stops itself *timeout_s* after it started
+    (stopped time included), and the whole by twice that plus a grace."""
     children: list[SlicedChild] = []
     try:
         for role, extra in roles.items():
