@@ -135,9 +135,14 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name: state first."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def proc_cpu_s(pid: int) -> float:
     """CPU seconds of another process (the sandbox), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -585,15 +590,18 @@ class Sandbox:
         return proc_cpu_s(self.process.pid)
 
 
+def child_command(folder: Path, role: str, *extra: str) -> list[str]:
+    return [sys.executable, __file__, "--child", role, "--folder", str(folder), *extra]
+
+
 def run_child(folder: Path, role: str, timeout_s: float, *extra: str) -> dict[str, Any]:
     """Run this file as ``--child ROLE``; its last stdout line is its JSON answer."""
     log = folder / f"{role}.log"
     with log.open("w") as err:
         try:
             out = subprocess.run(
-                [sys.executable, __file__, "--child", role, "--folder", str(folder), *extra],
-                cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
-                timeout=timeout_s + CHILD_GRACE_S, check=False)
+                child_command(folder, role, *extra), cwd=ROOT, stdout=subprocess.PIPE,
+                stderr=err, text=True, timeout=timeout_s + CHILD_GRACE_S, check=False)
         except subprocess.TimeoutExpired:
             raise SystemExit(f"{role}: killed after {timeout_s + CHILD_GRACE_S:.0f} s") from None
     if out.returncode != 0 or not out.stdout.strip():
@@ -628,10 +636,9 @@ class SlicedChild:
     def stop(self) -> None:
         """SIGSTOP, then wait (a few ms at most) until the kernel has stopped it."""
         self.signal(signal.SIGSTOP)
-        stat = Path(f"/proc/{self.process.pid}/stat")
         for _ in range(STOP_CHECKS):
             try:
-                if stat.read_text().rsplit(")", 1)[1].split()[0] in "TtZX":
+                if proc_stat(self.process.pid)[0] in "TtZX":
                     return
             except (FileNotFoundError, ProcessLookupError):
                 return
@@ -657,9 +664,8 @@ def interleaved(folder: Path, sandbox: Sandbox, roles: dict[str, list[str]], sli
         for role, extra in roles.items():
             log = (folder / f"{role}.log").open("w")
             process = subprocess.Popen(
-                [sys.executable, __file__, "--child", role, "--folder", str(folder),
-                 "--wait-go", *extra],
-                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                child_command(folder, role, "--wait-go", *extra), cwd=ROOT,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                 start_new_session=True)
             children.append(SlicedChild(role, process, log))
         for child in children:
