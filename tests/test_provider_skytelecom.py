@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -18,6 +21,8 @@ from engine.errors import ProviderError
 from engine.providers.base import DeliveryStatus, OutboundMessage, Outcome, Provider
 from engine.providers.http import _remembered_amount, charge
 from engine.providers.skytelecom import (
+    POLL_MAX_PAGES,
+    SEND_PATH,
     LogPage,
     SkyTelecom,
     parse_logs,
@@ -26,7 +31,7 @@ from engine.providers.skytelecom import (
     sender_problems,
 )
 from engine.routing import RateRow
-from engine.sandbox import Faults, ProviderAccount, Sandbox, running_sandbox
+from engine.sandbox import Faults, ProviderAccount, Sandbox, core, running_sandbox
 from engine.sandbox.prices import load_prices
 
 pytestmark = pytest.mark.anyio
@@ -332,6 +337,69 @@ async def test_poll_reads_undelivered_from_the_logs(sandbox: Sandbox) -> None:
 
         await eventually(final)
     assert [(s.state, s.provider_status) for s in statuses] == [("undelivered", "failed")]
+
+
+FILLERS_PER_SEND = 50
+FILLER_SENDS = 40
+
+
+async def history(provider: SkyTelecom, monkeypatch: pytest.MonkeyPatch,
+                  ) -> tuple[str, datetime, list[str]]:
+    """2,000 log rows a minute apart in groups of 50, yesterday at noon (one day, which is
+    all the logs' filter can tell apart), with MESSAGE sent among them: 1,450 rows are newer.
+    Its id, its log date, and the URLs of the requests the provider is sent afterwards."""
+    clock = (time.time() // 86400 - 1) * 86400 + 12 * 3600
+    monkeypatch.setattr(core, "time", SimpleNamespace(time=lambda: clock))
+    numbers = ",".join(f"1202555{n:04d}" for n in range(FILLERS_PER_SEND))
+    sent: str | None = None
+    for group in range(FILLER_SENDS):
+        clock += 60
+        answered = await provider.client.post(SEND_PATH, json={"to": numbers, "message": "fill"})
+        assert answered.status_code == 200, answered.text
+        if group == 10:
+            result = await provider.send(MESSAGE)
+            sent = result.provider_message_id
+    assert sent is not None
+    at = datetime.fromtimestamp(clock - 29 * 60, UTC)
+    requested: list[str] = []
+
+    async def note(request: httpx.Request) -> None:
+        requested.append(str(request.url))
+
+    provider.client.event_hooks["request"].append(note)
+    return sent, at, requested
+
+
+async def test_poll_finds_the_span_of_an_old_message_by_the_logs_dates(
+        sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message 1,450 rows down the logs is found through the span it was sent in, in about
+    2 log2(pages) requests: the pages are searched by their dates, not read from the newest.
+    Without a span only the newest pages are read, and it is not found."""
+    async with adapter(sandbox) as provider:
+        sent, at, requested = await history(provider, monkeypatch)
+        statuses = await provider.poll([sent, "999999999"], (at, at))
+        assert [(s.provider_message_id, s.state) for s in statuses] == [(sent, "delivered")]
+        pages = FILLERS_PER_SEND * FILLER_SENDS // 100 + 1
+        assert len(requested) <= 2 * math.ceil(math.log2(pages)) + 2
+        assert all(f"from={at.date()}" in url and "page=" in url for url in requested)
+        requested.clear()
+        assert await provider.poll([sent]) == []
+        assert len(requested) == POLL_MAX_PAGES
+
+
+async def test_poll_of_a_span_without_the_ids_stops_past_the_span(
+        sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids not in the logs: reading ends at the first page older than the span, and a span
+    newer than every row ends the search with nothing read."""
+    async with adapter(sandbox) as provider:
+        _, at, requested = await history(provider, monkeypatch)
+        assert await provider.poll(["1", "2"], (at, at)) == []
+        searched = len(requested)
+        assert searched <= 2 * math.ceil(math.log2(21)) + 3
+        requested.clear()
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert await provider.poll(["1"], (later, later)) == []
+        assert len(requested) == 1
 
 
 def answer(status: int, content: bytes, headers: dict[str, str] | None = None) -> httpx.Response:

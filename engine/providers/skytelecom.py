@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
@@ -49,7 +49,15 @@ LOOKUP_MAX_PAGES: Final = 5
 """A lookup searches one recipient since one day: more than 500 rows means a search too
 broad to settle anything, and the lookup reports itself failed rather than "not found"."""
 POLL_MAX_PAGES: Final = 10
-"""``poll`` reads at most the newest 1000 log rows; older ids are left unreported."""
+"""Without a span, ``poll`` reads at most the newest 1000 log rows."""
+POLL_SPAN_MAX_PAGES: Final = 30
+"""With a span, ``poll`` reads at most 3000 rows from where the span begins: a round asks
+about 500 messages, and the span holds every other message sent beside them."""
+POLL_SEARCH_MAX_PAGE: Final = 2**20
+"""The search for a span's first page gives up past this page (100M rows)."""
+POLL_SKEW_S: Final = 5.0
+"""How far outside the span our clock saw the messages accepted their log dates may lie:
+the provider's clock and ours, and the whole seconds the logs write."""
 DETAIL_MAX_CHARS: Final = 300
 
 ACCOUNT_CODES: Final = frozenset({"unauthorized", "account_suspended", "insufficient_balance"})
@@ -81,6 +89,16 @@ class LogEntry:
 class LogPage:
     entries: tuple[LogEntry, ...]
     has_more: bool
+
+    @property
+    def oldest(self) -> datetime | None:
+        """The date of the last dated row: rows come newest first."""
+        return next((e.date for e in reversed(self.entries) if e.date is not None), None)
+
+    def newer_than(self, moment: datetime) -> bool:
+        """Every dated row is after *moment* (and one is dated)."""
+        oldest = self.oldest
+        return oldest is not None and oldest > moment
 
 
 class SkyTelecom(HttpAdapter):
@@ -181,29 +199,85 @@ class SkyTelecom(HttpAdapter):
 
     async def poll(self, provider_message_ids: Sequence[str],
                    sent_between: SentBetween | None = None) -> list[DeliveryStatus]:
-        """States of the ids found in the newest :data:`POLL_MAX_PAGES` log pages.
+        """States of the ids found in the SMS logs.
+
+        With *sent_between*, the log pages of that span, widened by :data:`POLL_SKEW_S` each
+        way: logs come newest first and filter by whole days only, so the page where the span
+        ends is found by its dates (:meth:`_page_reaching`), and reading goes on to older
+        pages until one passes the span's start, every id is found, or
+        :data:`POLL_SPAN_MAX_PAGES` are read. Without, the newest :data:`POLL_MAX_PAGES`
+        pages. Rows logged while reading push the others to later pages: a row may be read
+        twice, never skipped.
 
         ``at`` stays ``None``: a log row's date is when the message was sent, not when it
         reached its state. A failing page ends the poll with what was found so far.
         """
         wanted = set(provider_message_ids)
         found: list[DeliveryStatus] = []
-        for number in range(1, POLL_MAX_PAGES + 1):
-            if not wanted:
+        if not wanted:
+            return found
+        since: datetime | None = None
+        if sent_between is None:
+            params: dict[str, str] = {}
+            budget = POLL_MAX_PAGES
+            start = await self._numbered_page(params, 1)
+        else:
+            skew = timedelta(seconds=POLL_SKEW_S)
+            since, until = _utc(sent_between[0]) - skew, _utc(sent_between[1]) + skew
+            params = {"from": since.date().isoformat(), "to": until.date().isoformat()}
+            budget = POLL_SPAN_MAX_PAGES
+            start = await self._page_reaching(params, until)
+        for read in range(1, budget + 1):
+            if isinstance(start, SendResult):
+                log.warning("provider.poll_failed", provider=self.name,
+                            outcome=start.outcome.value, code=start.code)
                 break
-            page = await self._log_page({}, number)
-            if isinstance(page, SendResult):
-                log.warning("provider.poll_failed", provider=self.name, outcome=page.outcome.value,
-                            code=page.code)
-                break
+            number, page = start
             for entry in page.entries:
                 if entry.id in wanted:
                     wanted.discard(entry.id)
                     found.append(DeliveryStatus(entry.id, delivery_state(entry.status),
                                                 entry.status))
-            if not page.has_more:
+            oldest = page.oldest
+            passed = since is not None and oldest is not None and oldest < since
+            if not wanted or not page.has_more or passed or read == budget:
                 break
+            start = await self._numbered_page(params, number + 1)
         return found
+
+    async def _page_reaching(self, params: Mapping[str, str],
+                             until: datetime) -> tuple[int, LogPage] | SendResult:
+        """The first log page with a row dated at or before *until*, or the empty page past
+        the last: the page number doubles until one is reached, then the pages between are
+        halved. About 2 log2(pages) requests, where reading from the newest would be all."""
+        low, high = 0, 1
+        pages: dict[int, LogPage] = {}
+        while True:
+            page = await self._log_page(params, high)
+            if isinstance(page, SendResult):
+                return page
+            pages[high] = page
+            if not page.newer_than(until):
+                break
+            if not page.has_more:
+                return high + 1, LogPage((), has_more=False)
+            if high >= POLL_SEARCH_MAX_PAGE:
+                return SendResult(Outcome.NOT_PROCESSED, code="logs_too_long",
+                                  detail=f"no log row before {until} in {high} pages")
+            low, high = high, high * 2
+        while high - low > 1:
+            middle = (low + high) // 2
+            page = await self._log_page(params, middle)
+            if isinstance(page, SendResult):
+                return page
+            pages[middle] = page
+            low, high = (middle, high) if page.newer_than(until) else (low, middle)
+        return high, pages[high]
+
+    async def _numbered_page(self, params: Mapping[str, str],
+                             number: int) -> tuple[int, LogPage] | SendResult:
+        page = await self._log_page(params, number)
+        return page if isinstance(page, SendResult) else (number, page)
 
     async def _log_page(self, params: Mapping[str, str], number: int) -> LogPage | SendResult:
         query = {**params, "limit": str(LOGS_PAGE_SIZE), "page": str(number)}

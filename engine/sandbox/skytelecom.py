@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -161,13 +162,10 @@ class SkyTelecom:
         end_s = _epoch(end + timedelta(days=1)) if end else None
         window = self._core.books[KIND].created_between(start_s, end_s)
         offset = (page - 1) * limit
-        rows = list(
-            itertools.islice(
-                (m for m in reversed(window) if search in m.recipient),
-                offset,
-                offset + limit + 1,
-            )
-        )
+        newest_first: Iterable[SentMessage] = reversed(window)
+        if search:
+            newest_first = (m for m in newest_first if search in m.recipient)
+        rows = list(itertools.islice(newest_first, offset, offset + limit + 1))
         now = time.time()
         return json_response(
             {
