@@ -387,6 +387,18 @@ async def test_poll_finds_the_span_of_an_old_message_by_the_logs_dates(
         assert len(requested) == POLL_MAX_PAGES
 
 
+async def test_poll_reads_newer_pages_for_a_provider_clock_ahead_of_ours(
+        sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logged 3 s after the span our clock saw it accepted in (the provider's clock ahead):
+    not on the pages of the span (from 16 on), found on the newer page before them."""
+    async with adapter(sandbox) as provider:
+        sent, at, requested = await history(provider, monkeypatch)
+        early = at - timedelta(seconds=3)
+        statuses = await provider.poll([sent], (early, early))
+        assert [s.provider_message_id for s in statuses] == [sent]
+        assert requested[-1].endswith("page=15") and len(requested) <= 10
+
+
 async def test_poll_of_a_span_without_the_ids_stops_past_the_span(
         sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ids not in the logs: reading ends at the first page older than the span, and a span

@@ -12,7 +12,7 @@ logs, and delivery states are polled from those logs.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -51,13 +51,14 @@ broad to settle anything, and the lookup reports itself failed rather than "not 
 POLL_MAX_PAGES: Final = 10
 """Without a span, ``poll`` reads at most the newest 1000 log rows."""
 POLL_SPAN_MAX_PAGES: Final = 30
-"""With a span, ``poll`` reads at most 3000 rows from where the span begins: a round asks
+"""With a span, ``poll`` reads at most 3000 rows from where the span ends: a round asks
 about 500 messages, and the span holds every other message sent beside them."""
 POLL_SEARCH_MAX_PAGE: Final = 2**20
 """The search for a span's first page gives up past this page (100M rows)."""
 POLL_SKEW_S: Final = 5.0
-"""How far outside the span our clock saw the messages accepted their log dates may lie:
-the provider's clock and ours, and the whole seconds the logs write."""
+"""How far outside the span in which our clock saw the messages accepted their log dates
+may lie: the provider's clock against ours, and a request's time on the way. Only read for
+ids not found in the span itself."""
 DETAIL_MAX_CHARS: Final = 300
 
 ACCOUNT_CODES: Final = frozenset({"unauthorized", "account_suspended", "insufficient_balance"})
@@ -99,6 +100,10 @@ class LogPage:
         """Every dated row is after *moment* (and one is dated)."""
         oldest = self.oldest
         return oldest is not None and oldest > moment
+
+    def has_row_before(self, moment: datetime) -> bool:
+        oldest = self.oldest
+        return oldest is not None and oldest < moment
 
 
 class SkyTelecom(HttpAdapter):
@@ -201,13 +206,14 @@ class SkyTelecom(HttpAdapter):
                    sent_between: SentBetween | None = None) -> list[DeliveryStatus]:
         """States of the ids found in the SMS logs.
 
-        With *sent_between*, the log pages of that span, widened by :data:`POLL_SKEW_S` each
-        way: logs come newest first and filter by whole days only, so the page where the span
-        ends is found by its dates (:meth:`_page_reaching`), and reading goes on to older
-        pages until one passes the span's start, every id is found, or
-        :data:`POLL_SPAN_MAX_PAGES` are read. Without, the newest :data:`POLL_MAX_PAGES`
-        pages. Rows logged while reading push the others to later pages: a row may be read
-        twice, never skipped.
+        With *sent_between*, the log pages of that span. Logs come newest first and filter
+        by whole days only, so the page where the span ends is found by its dates
+        (:meth:`_page_reaching`); pages are read from there to older ones until one passes
+        the span's start less :data:`POLL_SKEW_S`, then, for ids still not found, to newer
+        ones up to its end plus the skew; at most :data:`POLL_SPAN_MAX_PAGES` in all, ending
+        as soon as every id is found. A log row's date is never after our acceptance of it
+        on the same clock, so the newer side is read only for a provider's clock ahead of
+        ours. Without a span, the newest :data:`POLL_MAX_PAGES` pages.
 
         ``at`` stays ``None``: a log row's date is when the message was sent, not when it
         reached its state. A failing page ends the poll with what was found so far.
@@ -216,34 +222,52 @@ class SkyTelecom(HttpAdapter):
         found: list[DeliveryStatus] = []
         if not wanted:
             return found
-        since: datetime | None = None
         if sent_between is None:
-            params: dict[str, str] = {}
-            budget = POLL_MAX_PAGES
-            start = await self._numbered_page(params, 1)
-        else:
-            skew = timedelta(seconds=POLL_SKEW_S)
-            since, until = _utc(sent_between[0]) - skew, _utc(sent_between[1]) + skew
-            params = {"from": since.date().isoformat(), "to": until.date().isoformat()}
-            budget = POLL_SPAN_MAX_PAGES
-            start = await self._page_reaching(params, until)
-        for read in range(1, budget + 1):
-            if isinstance(start, SendResult):
+            first = await self._numbered_page({}, 1)
+            await self._collect({}, first, 1, POLL_MAX_PAGES, wanted, found, _never)
+            return found
+        skew = timedelta(seconds=POLL_SKEW_S)
+        since, end = _utc(sent_between[0]) - skew, _utc(sent_between[1])
+        latest = end + skew
+        params = {"from": since.date().isoformat(), "to": latest.date().isoformat()}
+        start = await self._page_reaching(params, end)
+        read = await self._collect(params, start, 1, POLL_SPAN_MAX_PAGES, wanted, found,
+                                   lambda page: page.has_row_before(since))
+        if isinstance(start, SendResult) or read is None or start[0] == 1:
+            return found
+        if wanted and read < POLL_SPAN_MAX_PAGES:
+            newer = await self._numbered_page(params, start[0] - 1)
+            await self._collect(params, newer, -1, POLL_SPAN_MAX_PAGES - read, wanted, found,
+                                lambda page: page.newer_than(latest))
+        return found
+
+    async def _collect(self, params: Mapping[str, str], first: tuple[int, LogPage] | SendResult,
+                       step: int, budget: int, wanted: set[str], found: list[DeliveryStatus],
+                       beyond: Callable[[LogPage], bool]) -> int | None:
+        """Read log pages from *first*, *step* apart (1: to older rows, -1: to newer), moving
+        the states of *wanted* ids to *found*, until every id is found, a page is *beyond*
+        the span, there is no next page, or *budget* pages are read; how many were (``None``:
+        one failed, which is logged). Rows logged meanwhile push the others to later pages:
+        going to older ones a row may be read twice, going to newer ones one may be missed
+        (and found in the next round)."""
+        read = 0
+        while True:
+            if isinstance(first, SendResult):
                 log.warning("provider.poll_failed", provider=self.name,
-                            outcome=start.outcome.value, code=start.code)
-                break
-            number, page = start
+                            outcome=first.outcome.value, code=first.code)
+                return None
+            number, page = first
+            read += 1
             for entry in page.entries:
                 if entry.id in wanted:
                     wanted.discard(entry.id)
                     found.append(DeliveryStatus(entry.id, delivery_state(entry.status),
                                                 entry.status))
-            oldest = page.oldest
-            passed = since is not None and oldest is not None and oldest < since
-            if not wanted or not page.has_more or passed or read == budget:
-                break
-            start = await self._numbered_page(params, number + 1)
-        return found
+            following = number + step
+            if (not wanted or beyond(page) or read >= budget or following < 1
+                    or (step > 0 and not page.has_more)):
+                return read
+            first = await self._numbered_page(params, following)
 
     async def _page_reaching(self, params: Mapping[str, str],
                              until: datetime) -> tuple[int, LogPage] | SendResult:
@@ -432,6 +456,10 @@ def _log_date(value: object) -> datetime | None:
         return _utc(datetime.fromisoformat(value.strip().removesuffix("UTC").strip()))
     except ValueError:
         return None
+
+
+def _never(page: LogPage) -> bool:
+    return False
 
 
 def _utc(moment: datetime) -> datetime:
