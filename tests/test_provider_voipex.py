@@ -17,6 +17,7 @@ from engine.errors import ProviderError
 from engine.providers.base import OutboundMessage, Outcome, Provider, SendResult
 from engine.providers.voipex import (
     LOOKUP_SKEW_S,
+    POLL_MARGIN_S,
     Voipex,
     iso_time,
     parse_history,
@@ -215,8 +216,9 @@ async def test_poll_reads_the_span_the_messages_were_sent_in(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Given when the messages were sent, a poll reads that span of history (the history has
-    no paging); what is not there (accepted through a late lookup) is read from the last
-    72 h, as is everything when the span is not given."""
+    no paging), widened by seconds; what is not there is read from it widened by the clock
+    skew, then from the last 72 h (accepted through a late lookup), as is everything when
+    the span is not given."""
     async with adapter(sandbox) as provider:
         sent = await provider.send(MESSAGE)
         sms_id = sent.provider_message_id
@@ -239,8 +241,9 @@ async def test_poll_reads_the_span_the_messages_were_sent_in(
     assert {k: [s.provider_message_id for s in v] for k, v in polls.items()} == {
         "span": [sms_id], "elsewhere": [sms_id], "no span": [sms_id]}
     widths = [(end - start) if end else None for start, end in windows]
-    assert [w and round(w.total_seconds() / 3600) for w in widths] == [0, 1, 72, 72]
-    assert widths[0] == timedelta(seconds=1 + 2 * LOOKUP_SKEW_S)
+    assert [w and round(w.total_seconds() / 3600) for w in widths] == [0, 1, 1, 72, 72]
+    assert widths[0] == timedelta(seconds=1 + 2 * POLL_MARGIN_S)
+    assert widths[2] == timedelta(hours=1, seconds=2 * LOOKUP_SKEW_S)
 
 
 async def test_poll_failure_raises_provider_error(sandbox: Sandbox) -> None:
