@@ -6,6 +6,7 @@ stays a module of one job; the two share the database, its schema and its connec
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -181,6 +182,8 @@ class DeliveryStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._none_before: dict[int, float] = {}
+        """By campaign: no message awaiting a report was accepted before this time."""
 
     async def record_reports(self, reports: Sequence[DeliveryReport]) -> ApplyResult:
         """Store *reports* (a repeated one changes nothing) and apply every stored report
@@ -207,11 +210,19 @@ class DeliveryStore:
         return [AwaitingDelivery(int(line), str(pmid), float(t)) for line, pmid, t in rows]
 
     async def awaiting_count(self, campaign_id: int) -> dict[str, int]:
-        rows = await self.store._rows(
+        """Accepted messages without a final delivery state, by provider: the accepted, from
+        the state index alone, less those given up (``messages_unknown_delivery``). Asked
+        in one pass over every accepted row, each read for its reason, it took 0.2 s a
+        100k messages each poll round."""
+        accepted = await self.store._rows(
             "SELECT provider, count(*) FROM messages WHERE campaign_id = ? AND state = "
-            f"'accepted' AND coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}' "
-            "GROUP BY provider", (campaign_id,))
-        return {str(p): int(n) for p, n in rows}
+            "'accepted' GROUP BY provider", (campaign_id,))
+        given_up = dict(await self.store._rows(
+            "SELECT provider, count(*) FROM messages INDEXED BY messages_unknown_delivery "
+            f"WHERE campaign_id = ? AND delivery_reason = '{UNKNOWN_DELIVERY}' "
+            "AND state = 'accepted' GROUP BY provider", (campaign_id,)))
+        counts = {str(p): int(n) - int(given_up.get(p, 0)) for p, n in accepted}
+        return {p: n for p, n in counts.items() if n}
 
     async def expire(self, campaign_id: int, *, sent_before: float) -> int:
         """Accepted messages sent before *sent_before* with no final report: delivery
@@ -220,16 +231,26 @@ class DeliveryStore:
 
         Looked for without the write lock first, and nearly always not found: the search
         passes every accepted message of the campaign, and beside a run the checkpoint
-        writer, which every send waits for, would wait for it too."""
+        writer, which every send waits for, would wait for it too. The search finds when the
+        oldest awaiting message was accepted, and until *sent_before* passes that, later
+        calls know there is nothing to expire without searching: messages accepted meanwhile
+        are newer."""
+        if sent_before <= self._none_before.get(campaign_id, 0.0):
+            return 0
         where = ("WHERE campaign_id = ? AND state = 'accepted' AND updated_at < ? AND "
                  f"coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}'")
-        params = (campaign_id, sent_before)
-        if await self.store._scalar(f"SELECT 1 FROM messages {where} LIMIT 1", params) is None:
+        oldest = await self.store._scalar(
+            "SELECT min(updated_at) FROM messages WHERE campaign_id = ? AND state = 'accepted' "
+            f"AND coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}'", (campaign_id,))
+        if oldest is None or oldest >= sent_before:
+            self._none_before[campaign_id] = time.time() if oldest is None else float(oldest)
             return 0
+        self._none_before.pop(campaign_id, None)
         with anyio.CancelScope(shield=True):
             async with self.store.transaction() as db:
                 cur = await db.execute("UPDATE messages SET delivery_state = 'unknown', "
-                                       f"delivery_reason = '{UNKNOWN_DELIVERY}' {where}", params)
+                                       f"delivery_reason = '{UNKNOWN_DELIVERY}' {where}",
+                                       (campaign_id, sent_before))
                 changed = int(cur.rowcount)
         return changed
 

@@ -115,3 +115,42 @@ async def test_expiry_gives_up_old_messages_and_finding_none_waits_for_no_writer
                             "FROM messages ORDER BY line").fetchall()
     assert rows == [("old", "accepted", "unknown", "unknown_delivery"),
                     ("new", "accepted", None, None)]
+
+
+async def test_expiry_searches_again_only_once_the_oldest_awaiting_message_may_be_due(
+        tmp_path: Path) -> None:
+    """A search that finds nothing due remembers when the oldest message awaiting a report
+    was accepted, and reads nothing until the cut passes it; with none awaiting it remembers
+    the search's time, so a message accepted later is still given up when due. What awaits
+    a report, by provider, leaves the given-up out."""
+    async with Store.open(tmp_path / "d.db") as store:
+        record = await store.open_campaign(name="c", fingerprint="f", path=Path("c.toml"),
+                                           currency="EUR", plans=[])
+        deliveries = DeliveryStore(store)
+
+        async def accept(line: int, at: float) -> None:
+            async with store.transaction() as tx:
+                await tx.execute(
+                    "INSERT INTO messages (campaign_id, line, phone, state, provider, "
+                    "provider_message_id, cost_nanos, segments, updated_at) "
+                    "VALUES (?, ?, '+421900000000', 'accepted', 'telekom', ?, 1000, 1, ?)",
+                    (record.id, line, f"m{line}", at))
+
+        now = time.time()
+        await accept(1, now - 7200)
+        statements: list[str] = []
+        await store.db.set_trace_callback(statements.append)
+        assert await deliveries.expire(record.id, sent_before=now - 8000) == 0
+        assert len(statements) == 1
+        assert await deliveries.expire(record.id, sent_before=now - 7300) == 0
+        assert len(statements) == 1
+        await store.db.set_trace_callback(None)
+        assert await deliveries.awaiting_count(record.id) == {"telekom": 1}
+        assert await deliveries.expire(record.id, sent_before=now - 3600) == 1
+        assert await deliveries.awaiting_count(record.id) == {}
+
+        assert await deliveries.expire(record.id, sent_before=time.time()) == 0
+        await accept(2, time.time())
+        assert await deliveries.awaiting_count(record.id) == {"telekom": 1}
+        assert await deliveries.expire(record.id, sent_before=time.time() + 60) == 1
+        assert await deliveries.awaiting_count(record.id) == {}

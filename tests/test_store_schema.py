@@ -31,7 +31,8 @@ async def test_a_version_3_database_gets_the_state_and_provider_index(tmp_path: 
     assert "messages_state" in indexes(db)
     async with Store.open(db):
         pass
-    assert indexes(db) == {"messages_by_state", "messages_provider_id"}
+    assert indexes(db) == {"messages_by_state", "messages_provider_id",
+                           "messages_unknown_delivery"}
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
             str(SCHEMA_VERSION),)
