@@ -275,13 +275,12 @@ class SkyTelecom(HttpAdapter):
         the last: the page number doubles until one is reached, then the pages between are
         halved. About 2 log2(pages) requests, where reading from the newest would be all."""
         low, high = 0, 1
-        pages: dict[int, LogPage] = {}
         while True:
             page = await self._log_page(params, high)
             if isinstance(page, SendResult):
                 return page
-            pages[high] = page
             if not page.newer_than(until):
+                reached = page
                 break
             if not page.has_more:
                 return high + 1, LogPage((), has_more=False)
@@ -294,9 +293,11 @@ class SkyTelecom(HttpAdapter):
             page = await self._log_page(params, middle)
             if isinstance(page, SendResult):
                 return page
-            pages[middle] = page
-            low, high = (middle, high) if page.newer_than(until) else (low, middle)
-        return high, pages[high]
+            if page.newer_than(until):
+                low = middle
+            else:
+                high, reached = middle, page
+        return high, reached
 
     async def _numbered_page(self, params: Mapping[str, str],
                              number: int) -> tuple[int, LogPage] | SendResult:
