@@ -234,14 +234,14 @@ class DeliveryStore:
         writer, which every send waits for, would wait for it too. The search finds when the
         oldest awaiting message was accepted, and until *sent_before* passes that, later
         calls know there is nothing to expire without searching: messages accepted meanwhile
-        are newer."""
+        are newer (or, not yet checkpointed, older by the checkpoint's 100 ms at most, and
+        given up that much later)."""
         if sent_before <= self._none_before.get(campaign_id, 0.0):
             return 0
-        where = ("WHERE campaign_id = ? AND state = 'accepted' AND updated_at < ? AND "
-                 f"coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}'")
+        awaiting = ("campaign_id = ? AND state = 'accepted' AND "
+                    f"coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}'")
         oldest = await self.store._scalar(
-            "SELECT min(updated_at) FROM messages WHERE campaign_id = ? AND state = 'accepted' "
-            f"AND coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}'", (campaign_id,))
+            f"SELECT min(updated_at) FROM messages WHERE {awaiting}", (campaign_id,))
         if oldest is None or oldest >= sent_before:
             self._none_before[campaign_id] = time.time() if oldest is None else float(oldest)
             return 0
@@ -249,7 +249,8 @@ class DeliveryStore:
         with anyio.CancelScope(shield=True):
             async with self.store.transaction() as db:
                 cur = await db.execute("UPDATE messages SET delivery_state = 'unknown', "
-                                       f"delivery_reason = '{UNKNOWN_DELIVERY}' {where}",
+                                       f"delivery_reason = '{UNKNOWN_DELIVERY}' WHERE "
+                                       f"{awaiting} AND updated_at < ?",
                                        (campaign_id, sent_before))
                 changed = int(cur.rowcount)
         return changed
