@@ -20,7 +20,7 @@ from engine.run import run_campaign
 from engine.sandbox import default_settings, running_sandbox
 from engine.session import open_providers
 from engine.store import Store
-from tests.helpers import ROOT
+from tests.helpers import ROOT, write_campaign
 from tests.run_fixtures import run_config
 
 pytestmark = pytest.mark.anyio
@@ -154,3 +154,29 @@ async def test_expiry_searches_again_only_once_the_oldest_awaiting_message_may_b
         assert await deliveries.awaiting_count(record.id) == {"telekom": 1}
         assert await deliveries.expire(record.id, sent_before=time.time() + 60) == 1
         assert await deliveries.awaiting_count(record.id) == {}
+
+
+async def test_every_report_of_a_sky_telecom_campaign_longer_than_its_newest_log_pages(
+        tmp_path: Path) -> None:
+    """1,500 messages through Sky Telecom alone, polled after the run (``dispatch dlr``):
+    every report is found, the oldest 500 too, which lie under 1,000 newer rows of the logs
+    (polling read only the newest 1,000 rows, and left those to be given up after 72 h)."""
+    csv = "phone,name\n" + "".join(f"+447400{n:06d},Ann\n" for n in range(1500))
+    campaign = load_campaign(write_campaign(tmp_path, csv, region="GB"))
+    async with running_sandbox(default_settings(delivery_delay_s=0.0, seed=5)) as sandbox:
+        config = load_config(run_config(tmp_path, sandbox.url, providers=("skytelecom",),
+                                        concurrency=16))
+        outcome = await run_campaign(config, campaign, poll_delivery=False)
+        assert outcome.stats.accepted == 1500
+        async with Store.open(config.database) as store, \
+                open_providers(config.providers) as session:
+            record = await store.campaign(campaign.name)
+            assert record is not None
+            with anyio.fail_after(60):
+                last = await poll_loop(DeliveryStore(store), record.id, config.providers,
+                                       session.adapters, PollSettings(first_interval_s=0.2),
+                                       until_final=True, timeout_s=20)
+    assert last is not None and last.left == 0
+    with sqlite3.connect(config.database) as conn:
+        states = dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state"))
+    assert states == {"delivered": 1500}
