@@ -18,6 +18,9 @@ from engine.store import Store
 FINAL_DELIVERY_STATES: Final = ("delivered", "undelivered", "expired")
 UNKNOWN_DELIVERY: Final = "unknown_delivery"
 """``delivery_reason`` of an accepted message whose report never came before the expiry."""
+AWAITING_REPORT: Final = ("state = 'accepted' AND "
+                          f"coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}'")
+"""The condition on ``messages`` of a sent message whose delivery report is still to come."""
 UNMATCHED_PER_PASS: Final = 20_000
 """Stored reports without a message yet, newest first, that one apply pass tries again."""
 
@@ -203,9 +206,8 @@ class DeliveryStore:
         """Accepted messages of *provider* without a final delivery state, in line order."""
         rows = await self.store.page(
             "line, provider_message_id, coalesce(updated_at, 0)",
-            "FROM messages WHERE campaign_id = ? AND state = 'accepted' AND provider = ? "
-            "AND line > ? AND provider_message_id IS NOT NULL "
-            f"AND coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}' ORDER BY line LIMIT ?",
+            f"FROM messages WHERE campaign_id = ? AND {AWAITING_REPORT} AND provider = ? "
+            "AND line > ? AND provider_message_id IS NOT NULL ORDER BY line LIMIT ?",
             (campaign_id, provider, after_line, limit))
         return [AwaitingDelivery(int(line), str(pmid), float(t)) for line, pmid, t in rows]
 
@@ -238,10 +240,9 @@ class DeliveryStore:
         given up that much later)."""
         if sent_before <= self._none_before.get(campaign_id, 0.0):
             return 0
-        awaiting = ("campaign_id = ? AND state = 'accepted' AND "
-                    f"coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}'")
         oldest = await self.store._scalar(
-            f"SELECT min(updated_at) FROM messages WHERE {awaiting}", (campaign_id,))
+            f"SELECT min(updated_at) FROM messages WHERE campaign_id = ? AND {AWAITING_REPORT}",
+            (campaign_id,))
         if oldest is None or oldest >= sent_before:
             self._none_before[campaign_id] = time.time() if oldest is None else float(oldest)
             return 0
@@ -250,7 +251,8 @@ class DeliveryStore:
             async with self.store.transaction() as db:
                 cur = await db.execute("UPDATE messages SET delivery_state = 'unknown', "
                                        f"delivery_reason = '{UNKNOWN_DELIVERY}' WHERE "
-                                       f"{awaiting} AND updated_at < ?",
+                                       f"campaign_id = ? AND {AWAITING_REPORT} "
+                                       "AND updated_at < ?",
                                        (campaign_id, sent_before))
                 changed = int(cur.rowcount)
         return changed

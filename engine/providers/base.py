@@ -183,6 +183,6 @@ class Provider(Protocol):
         """Delivery state of sent messages, for providers that are asked, not told.
 
         *sent_between*: when the messages asked about were accepted (the earliest and the
-        latest), which a provider that can only be asked for a span of time (Voipex
-        history) uses to ask for less."""
+        latest), which a provider whose records are read by time (Voipex history, Sky
+        Telecom logs) uses to read only that span."""
         ...
