@@ -36,11 +36,11 @@ from bench.generate import generate  # noqa: E402
 from engine import event_loop  # noqa: E402
 from engine.campaign import load_campaign  # noqa: E402
 from engine.config import load_config  # noqa: E402
-from engine.dispatcher import Dispatcher  # noqa: E402
 from engine.event_loop import LOOPS  # noqa: E402
-from engine.plan import plan_campaign  # noqa: E402
+from engine.plan.planner import plan_campaign  # noqa: E402
 from engine.providers.base import OutboundMessage, Outcome, SendResult  # noqa: E402
-from engine.store import Store  # noqa: E402
+from engine.send.dispatcher import Dispatcher  # noqa: E402
+from engine.store.sqlite.store import Store  # noqa: E402
 from tests.helpers import write_config  # noqa: E402
 
 

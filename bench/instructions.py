@@ -97,11 +97,11 @@ def plan_child(folder: Path, pieces: int, write: bool) -> None:
     from engine.campaign import load_campaign
     from engine.config import load_config
     from engine.gc_policy import set_rare
-    from engine.plan import bind_message, campaign_providers, plan_context, route_table
-    from engine.plan_rows import plan_piece
-    from engine.plan_writer import PlanWriter
-    from engine.recipients import RecipientsFile
-    from engine.store import SCHEMA
+    from engine.plan.planner import bind_message, campaign_providers, plan_context, route_table
+    from engine.plan.recipients import RecipientsFile
+    from engine.plan.rows import plan_piece
+    from engine.store.sqlite.plan_writer import PlanWriter
+    from engine.store.sqlite.store import SCHEMA
 
     config = load_config(folder / "config.toml")
     campaign = load_campaign(folder / "campaign.toml")

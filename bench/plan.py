@@ -46,8 +46,8 @@ def one_run(rows: int, workers: int, folder: Path) -> dict[str, object]:
 
     from engine.campaign import load_campaign
     from engine.config import load_config
-    from engine.plan import plan_campaign
-    from engine.store import Store
+    from engine.plan.planner import plan_campaign
+    from engine.store.sqlite.store import Store
 
     for old in folder.glob("plan.db*"):
         old.unlink()
@@ -83,8 +83,8 @@ def stage_costs(rows: int) -> dict[str, float]:
     from engine.campaign import load_campaign
     from engine.config import load_config
     from engine.phone import normalise
-    from engine.plan import campaign_providers, route_table
-    from engine.recipients import RecipientsFile
+    from engine.plan.planner import campaign_providers, route_table
+    from engine.plan.recipients import RecipientsFile
     from engine.segments import measure
 
     with tempfile.TemporaryDirectory() as tmp:

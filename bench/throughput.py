@@ -17,7 +17,7 @@ What runs, each in a process of its own so that its CPU time and peak RSS are it
    SQLite file the way ``dispatch run`` plans (live rates from the sandbox, cached in the
    store). Timed, but not part of either figure below.
 3. bare: the same messages (read from the plan) sent by the engine's own adapters, opened
-   by ``engine.session.open_providers`` (the same transport, pool size and rate-limit
+   by ``engine.send.session.open_providers`` (the same transport, pool size and rate-limit
    wrapper, rate limits off), with ``concurrency`` tasks per provider calling
    ``adapter.send`` back to back (``send_batch`` with up to ``--batch`` messages for a bulk
    provider, Skynoo: the dispatcher forms its own, smaller batches, which shows in the HTTP
@@ -258,10 +258,10 @@ def child_plan(folder: Path, loop: str) -> dict[str, Any]:
     """Plan as ``run_campaign`` does (live rates through the sandbox, cached in the store),
     so that the dispatch phase finds the plan complete and the rates fresh."""
 
-    from engine.plan import campaign_providers, plan_campaign
+    from engine.plan.planner import campaign_providers, plan_campaign
     from engine.rates import rate_sources, route_table_from
-    from engine.session import open_providers
-    from engine.store import Store
+    from engine.send.session import open_providers
+    from engine.store.sqlite.store import Store
 
     config, campaign = load(folder)
 
@@ -307,8 +307,8 @@ async def planned_messages(config: Any, campaign: Any) -> dict[str, list[Any]]:
     from the copy of the plan taken before either phase ran, so the order does not matter."""
     from types import SimpleNamespace
 
-    from engine.dispatcher import Dispatcher, Job
-    from engine.store import Store
+    from engine.send.dispatcher import Dispatcher, Job
+    from engine.store.sqlite.store import Store
 
     out: dict[str, list[Any]] = {}
     async with Store.open(config.database.with_name(PLANNED_DB)) as store:
@@ -361,8 +361,8 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int,
     import anyio
 
     from engine.gc_policy import rare_cyclic_gc
-    from engine.plan import campaign_providers
-    from engine.session import open_providers
+    from engine.plan.planner import campaign_providers
+    from engine.send.session import open_providers
 
     config, campaign = load(folder)
     providers = campaign_providers(config, campaign)
@@ -416,8 +416,8 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool,
     is false."""
     import anyio
 
-    from engine.dispatcher import Dispatcher
     from engine.run import run_campaign
+    from engine.send.dispatcher import Dispatcher
 
     config, campaign = load(folder)
     preload()

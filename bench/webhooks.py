@@ -56,7 +56,7 @@ def provider_of(n: int) -> str:
 
 async def seed(db: Path, count: int) -> None:
     sys.path.insert(0, str(ROOT))
-    from engine.store import Store
+    from engine.store.sqlite.store import Store
 
     async with Store.open(db) as store:
         record = await store.open_campaign(name="bench", fingerprint="f", path=db,

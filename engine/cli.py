@@ -24,7 +24,7 @@ from engine.logs import configure_logging
 
 if TYPE_CHECKING:
     from engine.config import Config
-    from engine.store import CampaignRecord, Store
+    from engine.store.sqlite.store import CampaignRecord, Store
 
 DEFAULT_CONFIG = "config.toml"
 T = TypeVar("T")
@@ -163,10 +163,10 @@ def _known_secrets(args: argparse.Namespace) -> tuple[str, ...]:
 def _plan(args: argparse.Namespace) -> int:
     from engine.campaign import load_campaign
     from engine.config import load_config
-    from engine.plan import campaign_providers, plan_campaign, planning_workers
+    from engine.plan.planner import campaign_providers, plan_campaign, planning_workers
     from engine.rates import rate_sources, route_table_from
     from engine.report import print_plan
-    from engine.store import Store
+    from engine.store.sqlite.store import Store
 
     config = load_config(_config_path(args))
     campaign = load_campaign(args.campaign)
@@ -189,8 +189,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from engine.preflight import preflight
     from engine.report import print_readiness
+    from engine.send.preflight import preflight
 
     config = load_config(_config_path(args))
     results = event_loop.run(preflight, config.enabled_providers)
@@ -206,7 +206,7 @@ def _check(args: argparse.Namespace) -> int:
 def _rates_refresh(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.rates import rate_sources
-    from engine.store import Store
+    from engine.store.sqlite.store import Store
 
     config = load_config(_config_path(args))
 
@@ -225,7 +225,7 @@ def _rates_show(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.rates import cheapest_by_destination, rate_sources, route_table_from
     from engine.report import print_rates
-    from engine.store import Store
+    from engine.store.sqlite.store import Store
 
     config = load_config(_config_path(args))
     providers = config.enabled_providers
@@ -246,7 +246,7 @@ def _rates_show(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from engine.campaign import load_campaign
     from engine.config import load_config
-    from engine.plan import planning_workers
+    from engine.plan.planner import planning_workers
     from engine.progress import TerminalProgress
     from engine.report import print_run
     from engine.run import run_campaign
@@ -291,7 +291,7 @@ def _on_stored_campaign(args: argparse.Namespace,
                         ) -> tuple[Config, str, T]:
     """Load the config, find the campaign in its store, and run *work* on them."""
     from engine.config import load_config
-    from engine.store import Store
+    from engine.store.sqlite.store import Store
 
     config = load_config(_config_path(args))
     name = _campaign_name(args.campaign)
@@ -304,8 +304,8 @@ def _on_stored_campaign(args: argparse.Namespace,
 
 
 def _status(args: argparse.Namespace) -> int:
-    from engine.delivery_store import DeliveryStore
     from engine.report import delivery_json, print_delivery, print_status, status_json
+    from engine.store.sqlite.delivery_store import DeliveryStore
 
     async def counts_of(store: Store, record: CampaignRecord) -> Any:
         return (await store.state_counts(record.id),
@@ -324,8 +324,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from engine.delivery_store import DeliveryStore
     from engine.report import with_delivery, write_report
+    from engine.store.sqlite.delivery_store import DeliveryStore
 
     async def export(store: Store, record: CampaignRecord) -> int:
         out = args.csv.open("w", newline="", encoding="utf-8") if args.csv else sys.stdout
@@ -344,10 +344,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _webhooks(args: argparse.Namespace) -> int:
-    from engine.delivery import endpoints
-    from engine.delivery_store import DeliveryStore
-    from engine.store import Store
-    from engine.webhooks import describe, running_receiver
+    from engine.delivery.reports import endpoints
+    from engine.delivery.webhooks import describe, running_receiver
+    from engine.store.sqlite.delivery_store import DeliveryStore
+    from engine.store.sqlite.store import Store
 
     config = load_config_for(args)
 
@@ -376,10 +376,10 @@ def _webhooks(args: argparse.Namespace) -> int:
 
 def _dlr(args: argparse.Namespace) -> int:
     from engine.campaign import load_campaign
-    from engine.delivery_store import DeliveryStore
-    from engine.plan import campaign_providers
-    from engine.polling import poll_round
-    from engine.session import open_providers
+    from engine.delivery.polling import poll_round
+    from engine.plan.planner import campaign_providers
+    from engine.send.session import open_providers
+    from engine.store.sqlite.delivery_store import DeliveryStore
 
     config = load_config_for(args)
     path = Path(args.campaign)

@@ -7,7 +7,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from engine.dispatcher import Dispatcher
+from engine.send.dispatcher import Dispatcher
 
 
 class TerminalProgress:

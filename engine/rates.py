@@ -21,8 +21,8 @@ import structlog
 from engine.config import Config, ProviderConfig
 from engine.errors import ProviderError
 from engine.routing import RateRow, RouteTable, load_rate_csv
-from engine.session import Session, open_providers
-from engine.store import Store
+from engine.send.session import Session, open_providers
+from engine.store.sqlite.store import Store
 
 log = structlog.get_logger()
 

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from engine.delivery_store import DeliveryGroup, DeliverySummary
-from engine.plan import PlanSummary
+from engine.plan.planner import PlanSummary
+from engine.plan.tally import Group
 from engine.providers.base import Readiness
 from engine.routing import nanos_to_decimal
-from engine.store import SPENDING_STATES
-from engine.tally import Group
+from engine.store.sqlite.delivery_store import DeliveryGroup, DeliverySummary
+from engine.store.sqlite.store import SPENDING_STATES
 
 if TYPE_CHECKING:
     from engine.run import RunOutcome

@@ -19,17 +19,17 @@ import structlog
 
 from engine.campaign import Campaign
 from engine.config import Config
-from engine.delivery import endpoints
-from engine.delivery_store import DeliveryStore
-from engine.dispatcher import Dispatcher, RunStats
+from engine.delivery.polling import DURING_DISPATCH, PollSettings, poll_loop
+from engine.delivery.reports import endpoints
+from engine.delivery.webhooks import describe, running_receiver
 from engine.gc_policy import rare_cyclic_gc
-from engine.plan import PlanSummary, campaign_providers, plan_campaign
-from engine.polling import DURING_DISPATCH, PollSettings, poll_loop
-from engine.preflight import preflight
+from engine.plan.planner import PlanSummary, campaign_providers, plan_campaign
 from engine.rates import rate_sources, route_table_from
-from engine.session import open_providers
-from engine.store import Store
-from engine.webhooks import describe, running_receiver
+from engine.send.dispatcher import Dispatcher, RunStats
+from engine.send.preflight import preflight
+from engine.send.session import open_providers
+from engine.store.sqlite.delivery_store import DeliveryStore
+from engine.store.sqlite.store import Store
 
 log = structlog.get_logger()
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from engine.campaign import load_campaign
-from engine.checkpoint_process import CheckpointProcess
 from engine.config import load_config
 from engine.errors import StoreError
-from engine.plan import plan_campaign
-from engine.store import Store
+from engine.plan.planner import plan_campaign
+from engine.store.sqlite.checkpoint_process import CheckpointProcess
+from engine.store.sqlite.store import Store
 from tests.helpers import alive, write_campaign, write_config
 
 pytestmark = pytest.mark.anyio

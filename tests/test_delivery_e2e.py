@@ -12,13 +12,13 @@ import pytest
 
 from engine.campaign import load_campaign
 from engine.config import load_config
-from engine.delivery import callback_urls, endpoints
-from engine.delivery_store import DeliveryStore
-from engine.polling import PollSettings
+from engine.delivery.polling import PollSettings
+from engine.delivery.reports import callback_urls, endpoints
 from engine.run import run_campaign
 from engine.sandbox import Faults, default_settings, running_sandbox
 from engine.sandbox.settings import DEFAULT_CREDENTIALS
-from engine.store import Store
+from engine.store.sqlite.delivery_store import DeliveryStore
+from engine.store.sqlite.store import Store
 from tests.helpers import ROOT
 from tests.run_fixtures import KINDS, run_config
 

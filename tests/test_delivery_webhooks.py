@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from engine.config import ProviderConfig
-from engine.delivery import endpoints, parse_telekom, parse_voipex, verify_signature
-from engine.delivery_store import DeliveryReport, DeliveryStore
+from engine.delivery.reports import endpoints, parse_telekom, parse_voipex, verify_signature
+from engine.delivery.webhooks import Receiver, describe, running_receiver
 from engine.sandbox import signature
-from engine.store import Store
-from engine.webhooks import Receiver, describe, running_receiver
+from engine.store.sqlite.delivery_store import DeliveryReport, DeliveryStore
+from engine.store.sqlite.store import Store
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ import pytest
 from bench.generate import generate
 from engine.campaign import load_campaign
 from engine.config import load_config
-from engine.plan import (
+from engine.plan.planner import (
     MAX_AUTO_WORKERS,
     PARALLEL_FROM_BYTES,
     WORKER_PIECE_BYTES,
@@ -27,11 +27,11 @@ from engine.plan import (
     planning_workers,
     route_table,
 )
-from engine.plan_rows import plan_chunk
-from engine.plan_workers import Turns
-from engine.plan_writer import PlanWriter
-from engine.recipients import RecipientsFile
-from engine.store import Store
+from engine.plan.recipients import RecipientsFile
+from engine.plan.rows import plan_chunk
+from engine.plan.workers import Turns
+from engine.store.sqlite.plan_writer import PlanWriter
+from engine.store.sqlite.store import Store
 from tests.helpers import ROOT, children_of, dispatch, wait_gone, write_campaign, write_config
 
 REJECTS = {"invalid_number", "missing_variable", "too_long", "no_route", "empty_message",

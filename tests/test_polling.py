@@ -13,13 +13,13 @@ import pytest
 
 from engine.campaign import load_campaign
 from engine.config import load_config
-from engine.delivery import ONE_ID_PER_REQUEST_KINDS, POLLED_KINDS
-from engine.delivery_store import AwaitingDelivery, DeliveryStore
-from engine.polling import PollSettings, poll_loop, poll_round, sent_between
+from engine.delivery.polling import PollSettings, poll_loop, poll_round, sent_between
+from engine.delivery.reports import ONE_ID_PER_REQUEST_KINDS, POLLED_KINDS
 from engine.run import run_campaign
 from engine.sandbox import default_settings, running_sandbox
-from engine.session import open_providers
-from engine.store import Store
+from engine.send.session import open_providers
+from engine.store.sqlite.delivery_store import AwaitingDelivery, DeliveryStore
+from engine.store.sqlite.store import Store
 from tests.helpers import ROOT, write_campaign
 from tests.run_fixtures import run_config
 

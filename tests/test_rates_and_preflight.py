@@ -15,7 +15,7 @@ import pytest
 from engine.config import load_config
 from engine.rates import rate_sources
 from engine.routing import RateRow
-from engine.store import Store
+from engine.store.sqlite.store import Store
 from tests.helpers import ROOT, dispatch, write_campaign, write_config
 
 PRICES = ROOT / "engine/sandbox/data/prices.csv"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import engine.recipients
+import engine.plan.recipients
 from engine.errors import CampaignError
-from engine.recipients import (
+from engine.plan.recipients import (
     FileSpan,
     RawRow,
     RecipientsFile,
@@ -156,7 +156,7 @@ def test_byte_spans_give_the_text_chunks_rows(tmp_path: Path, data: bytes, targe
     rows the text reader gives: the same lines, fields and problems, none twice. (Only the
     first 24 bytes of rows are looked at for lone ``\r`` line ends, so that one later in a
     file is counted as the text reader counts it.)"""
-    monkeypatch.setattr(engine.recipients, "CHUNK_BYTES", 24)
+    monkeypatch.setattr(engine.plan.recipients, "CHUNK_BYTES", 24)
     expected = rows_of(tmp_path / "r.csv", data)
     with RecipientsFile(tmp_path / "r.csv", "phone") as rf:
         spans = rf.spans(target)
@@ -169,7 +169,7 @@ def test_a_forced_byte_piece_still_ends_at_a_line_end(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An unclosed quote is carried only so far. The piece then forced out ends at a line
     end, never inside a ``\r\n``, so every row after it is whole and keeps its line."""
-    monkeypatch.setattr(engine.recipients, "MAX_CARRY_BYTES", 40)
+    monkeypatch.setattr(engine.plan.recipients, "MAX_CARRY_BYTES", 40)
     data = (b'phone,name\n+421912345678,"open\n' + b"+421912345679,Bob\r\n" * 6
             + b"+421912345670,Cy\n")
     (tmp_path / "r.csv").write_bytes(data)

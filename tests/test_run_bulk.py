@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import engine.session
+import engine.send.session
 from tests.helpers import write_campaign
 from tests.run_fixtures import run_and_read_texts
 
@@ -32,8 +32,8 @@ async def test_personalised_campaign_uses_skynoo_batches_with_template_data(
     """40 Indian numbers (Skynoo is cheapest there) with a name each: batch/create carries
     the template and every number's own name, and each recipient gets exactly their text."""
     paths: Counter[str] = Counter()
-    real = engine.session.provider_transport
-    monkeypatch.setattr(engine.session, "provider_transport",
+    real = engine.send.session.provider_transport
+    monkeypatch.setattr(engine.send.session, "provider_transport",
                         lambda c, limiter: Counting(real(c, limiter), paths))
     rows = "".join(f"+91812345{i:04d},Name{i}\n" for i in range(40))
     campaign_path = write_campaign(tmp_path, "phone,name\n" + rows,

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import engine.seen
+import engine.plan.seen
 from bench.generate import generate
 from engine.campaign import load_campaign
 from engine.config import load_config
-from engine.plan import plan_campaign
-from engine.seen import SeenNumbers, filter_bytes
-from engine.store import Store
+from engine.plan.planner import plan_campaign
+from engine.plan.seen import SeenNumbers, filter_bytes
+from engine.store.sqlite.store import Store
 from tests.helpers import write_config
 
 numbers = st.lists(st.integers(10**6, 10**15 - 1).map(lambda n: f"+{n}"), max_size=300)
@@ -56,7 +56,7 @@ async def test_dedupe_is_exact_when_nearly_every_number_is_a_false_candidate(
         (tmp_path / folder).mkdir()
         config = load_config(write_config(tmp_path / folder))
         if folder == "tiny":
-            monkeypatch.setattr(engine.seen, "filter_bytes", lambda _: 1)
+            monkeypatch.setattr(engine.plan.seen, "filter_bytes", lambda _: 1)
         async with Store.open(config.database) as store:
             summary = await plan_campaign(config, campaign, store)
         results.append((states(config.database), summary.counts))

@@ -11,10 +11,10 @@ import anyio
 import pytest
 
 from engine.campaign import load_campaign
-from engine.checkpoint_writer import CheckpointWriter
 from engine.config import load_config
-from engine.plan import plan_campaign
-from engine.store import OUTGOING_COLUMNS, Store
+from engine.plan.planner import plan_campaign
+from engine.store.sqlite.checkpoint_writer import CheckpointWriter
+from engine.store.sqlite.store import OUTGOING_COLUMNS, Store
 from tests.helpers import write_campaign, write_config
 
 pytestmark = pytest.mark.anyio

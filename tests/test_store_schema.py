@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.delivery_store import DeliveryStore
-from engine.store import SCHEMA, SCHEMA_VERSION, Store
+from engine.store.sqlite.delivery_store import DeliveryStore
+from engine.store.sqlite.store import SCHEMA, SCHEMA_VERSION, Store
 
 OLD_INDEX = "CREATE INDEX IF NOT EXISTS messages_state ON messages (campaign_id, state);"
 

@@ -23,9 +23,9 @@ import anyio
 import structlog
 
 from engine.config import ProviderConfig
-from engine.delivery import ONE_ID_PER_REQUEST_KINDS, POLLED_KINDS, to_report
-from engine.delivery_store import AwaitingDelivery, DeliveryStore
+from engine.delivery.reports import ONE_ID_PER_REQUEST_KINDS, POLLED_KINDS, to_report
 from engine.providers.base import Provider, SentBetween
+from engine.store.sqlite.delivery_store import AwaitingDelivery, DeliveryStore
 
 log = structlog.get_logger()
 

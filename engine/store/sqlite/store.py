@@ -6,7 +6,7 @@ killed at any instant leaves either the whole batch or none of it.
 
 Deduplication happens when a plan completes (:meth:`Store.finish_plan`): every valid row
 whose number appeared on an earlier valid line becomes ``skipped`` / ``duplicate``, naming
-that line. Only the numbers :mod:`engine.seen` flagged while planning are looked at. A
+that line. Only the numbers :mod:`engine.plan.seen` flagged while planning are looked at. A
 unique index checked on every insert would be the same rule, but random-order index inserts
 made a 1M-row plan four times slower; the dispatcher only starts on a completed plan, so it
 never sees a duplicate.
@@ -27,11 +27,11 @@ from typing import Any, Final, NamedTuple
 import aiosqlite
 import anyio
 
-from engine.checkpoint_writer import PRAGMAS
 from engine.errors import CampaignError, StoreError
-from engine.plan_writer import PLAN_TEMP_STORE
+from engine.plan.tally import PlanCounts, Tally
 from engine.routing import RatePlan, RateRow
-from engine.tally import PlanCounts, Tally
+from engine.store.sqlite.checkpoint_writer import PRAGMAS
+from engine.store.sqlite.plan_writer import PLAN_TEMP_STORE
 
 SCHEMA_VERSION: Final = 4
 
@@ -346,7 +346,7 @@ class Store:
         move the duplicates in *tally*, if given, from valid to skipped.
 
         *maybe_duplicates* must hold every number that occurs on more than one valid line
-        (:class:`engine.seen.SeenNumbers` gives a few more); only their rows are read.
+        (:class:`engine.plan.seen.SeenNumbers` gives a few more); only their rows are read.
         """
         duplicates: list[tuple[Any, ...]] = []
         async with self.transaction() as db:

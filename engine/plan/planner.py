@@ -1,7 +1,7 @@
 """Planning: every CSV row becomes one stored message, valid, rejected or skipped.
 
-What a row becomes is :mod:`engine.plan_rows`; this module plans a campaign's file, in this
-process or in worker processes (:mod:`engine.plan_workers`), and completes the plan.
+What a row becomes is :mod:`engine.plan.rows`; this module plans a campaign's file, in this
+process or in worker processes (:mod:`engine.plan.workers`), and completes the plan.
 Duplicates are resolved by line once every piece is written, so "first valid occurrence
 wins" whatever order the pieces are written in. A killed plan resumes after the last piece
 of the run of committed pieces from the first.
@@ -29,14 +29,14 @@ from engine.campaign import Campaign
 from engine.config import Config, ProviderConfig
 from engine.errors import CampaignError, ConfigError
 from engine.gc_policy import rare_cyclic_gc
-from engine.plan_rows import PlanContext, Written, add_numbers, plan_piece
-from engine.plan_workers import Turns, worker_init, worker_plan
-from engine.plan_writer import PlanWriter
-from engine.recipients import CHUNK_BYTES, Piece, RecipientsFile, TextChunk, load_opt_out
+from engine.plan.recipients import CHUNK_BYTES, Piece, RecipientsFile, TextChunk, load_opt_out
+from engine.plan.rows import PlanContext, Written, add_numbers, plan_piece
+from engine.plan.seen import SeenNumbers, create_bits_file
+from engine.plan.tally import Group, PlanCounts, Tally
+from engine.plan.workers import Turns, worker_init, worker_plan
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
-from engine.seen import SeenNumbers, create_bits_file
-from engine.store import CampaignRecord, Store
-from engine.tally import Group, PlanCounts, Tally
+from engine.store.sqlite.plan_writer import PlanWriter
+from engine.store.sqlite.store import CampaignRecord, Store
 from engine.template import BoundTemplate
 
 log = structlog.get_logger()

@@ -14,7 +14,7 @@ import structlog
 
 from engine.config import ProviderConfig
 from engine.providers.base import Readiness
-from engine.session import Session, open_providers
+from engine.send.session import Session, open_providers
 
 log = structlog.get_logger()
 

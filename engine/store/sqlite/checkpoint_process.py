@@ -8,7 +8,7 @@ no GIL to share. The run sends each group commit down a pipe and waits for one b
 
 Frames on the pipe: parent to child, a 4-byte big-endian length and a ``marshal``-ed
 ``(sending, updates)`` pair (the arguments of
-:meth:`engine.checkpoint_writer.CheckpointWriter.write`); child to parent, ``0`` when
+:meth:`engine.store.sqlite.checkpoint_writer.CheckpointWriter.write`); child to parent, ``0`` when
 committed, or ``1``, a 4-byte length and a UTF-8 error message. The child answers ``0``
 once when its connection is open. It runs in a session of its own, so that a terminal's
 Ctrl-C or a signal to the run's process group reaches the run alone, which finishes its
@@ -30,8 +30,8 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from engine.checkpoint_writer import OK
 from engine.errors import StoreError
+from engine.store.sqlite.checkpoint_writer import OK
 
 EXIT_WAIT_S: Final = 10.0
 """How long closing waits for the child to finish its last commit before killing it."""
@@ -54,7 +54,7 @@ class CheckpointProcess:
                                             if p)
         try:
             self._process = await anyio.open_process(
-                [sys.executable, "-m", "engine.checkpoint_writer", str(self.path),
+                [sys.executable, "-m", "engine.store.sqlite.checkpoint_writer", str(self.path),
                  str(self.campaign_id)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env,
                 start_new_session=True)

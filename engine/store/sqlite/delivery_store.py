@@ -1,7 +1,8 @@
 """The store's delivery half: delivery reports, their matching to messages, and the figures.
 
-Kept beside :mod:`engine.store` (which holds the campaign and message queries) so that each
-stays a module of one job; the two share the database, its schema and its connection.
+Kept beside :mod:`engine.store.sqlite.store` (which holds the campaign and message queries)
+so that each stays a module of one job; the two share the database, its schema and its
+connection.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Final
 
 import anyio
 
-from engine.store import Store
+from engine.store.sqlite.store import Store
 
 FINAL_DELIVERY_STATES: Final = ("delivered", "undelivered", "expired")
 UNKNOWN_DELIVERY: Final = "unknown_delivery"

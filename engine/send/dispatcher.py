@@ -41,9 +41,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from engine.campaign import Campaign
-from engine.checkpoint import Checkpointer
 from engine.config import ProviderConfig, RoutingConfig
-from engine.plan_writer import VARIABLE_SEPARATOR
 from engine.providers.base import (
     NO_VARIABLES,
     OutboundMessage,
@@ -52,7 +50,9 @@ from engine.providers.base import (
     SendResult,
 )
 from engine.routing import to_nanos
-from engine.store import CampaignRecord, Outgoing, RatePlanRoute, Store
+from engine.store.sqlite.checkpoint import Checkpointer
+from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR
+from engine.store.sqlite.store import CampaignRecord, Outgoing, RatePlanRoute, Store
 from engine.template import Template
 
 log = structlog.get_logger()
@@ -109,7 +109,7 @@ class Job:
     @classmethod
     def of(cls, row: Outgoing, template: Template) -> Job:
         """The job of a stored message; its text is rendered from its variables unless the
-        planner stored it (:func:`engine.plan.plan_rows`)."""
+        planner stored it (:func:`engine.plan.planner.plan_rows`)."""
         values = row.variables.split(VARIABLE_SEPARATOR) if row.variables else []
         text = row.text if row.text is not None else template.join(values)
         return cls(row.line, row.phone, text, row.encoding, row.segments, row.provider,

@@ -14,7 +14,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Final
 
-from engine.checkpoint_writer import PRAGMAS, immediate_transaction
+from engine.store.sqlite.checkpoint_writer import PRAGMAS, immediate_transaction
 
 VARIABLE_SEPARATOR: Final = "\x1f"
 """Between a valid row's placeholder values in ``messages.variables`` (bulk APIs with
@@ -95,7 +95,7 @@ class PlanWriter:
     for the GIL between that thread and this one, which made writes several times slower
     than SQLite itself. A batch here is one transaction with the campaign's resume point.
     Planning worker processes each have one and write one at a time
-    (:mod:`engine.plan_workers`).
+    (:mod:`engine.plan.workers`).
     """
 
     def __init__(self, path: Path, campaign_id: int) -> None:

@@ -3,8 +3,8 @@
 Every provider word becomes one of ``accepted``, ``delivered``, ``undelivered`` (with the
 provider's reason), ``expired`` or ``unknown`` through :func:`engine.providers.base.
 delivery_state`; the provider's own word is kept beside it. The receiver lives in
-:mod:`engine.webhooks`, the poller in :mod:`engine.polling`; both end in
-:class:`engine.store.DeliveryStore`.
+:mod:`engine.delivery.webhooks`, the poller in :mod:`engine.delivery.polling`; both end in
+:class:`engine.store.sqlite.store.DeliveryStore`.
 
 Where reports go (one receiver for every provider that pushes them):
 
@@ -34,9 +34,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from engine.config import ProviderConfig
-from engine.delivery_store import DeliveryReport
 from engine.providers.base import DeliveryStatus, delivery_state
 from engine.providers.voipex import parse_webhook
+from engine.store.sqlite.delivery_store import DeliveryReport
 
 WEBHOOK_KINDS: Final = ("smsvoip", "telekom", "voipex")
 SIGNED_KINDS: Final = frozenset({"smsvoip"})

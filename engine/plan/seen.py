@@ -5,8 +5,8 @@ skipped as a duplicate of that line. A set of every number would grow the planne
 with the file, and sorting every stored row by number when the plan completes cost ~2.5 s a
 million rows. This filter, in constant memory, says "certainly new" for almost every number;
 the few it calls "maybe seen" (every real duplicate, plus a few false positives) are
-resolved exactly by :meth:`engine.store.Store.finish_plan`, which reads only the rows with
-those numbers.
+resolved exactly by :meth:`~engine.store.sqlite.store.Store.finish_plan`, which reads only
+the rows with those numbers.
 
 A number that occurs twice is flagged whatever order the numbers are added in, so a resumed
 plan rebuilds the filter from the rows already stored, and planning processes that write in

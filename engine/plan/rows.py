@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from engine.phone import normalise
-from engine.plan_writer import VARIABLE_SEPARATOR
-from engine.recipients import RawRow, TextChunk, parse_chunk
+from engine.plan.recipients import RawRow, TextChunk, parse_chunk
+from engine.plan.seen import SeenNumbers
+from engine.plan.tally import Tally
 from engine.routing import RouteTable
-from engine.seen import SeenNumbers
 from engine.segments import measure
-from engine.tally import Tally
+from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR
 from engine.template import BoundTemplate
 
 BLANK_CHARS: Final = " \t\r\n\x0b\x0c\u00a0\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"

@@ -1,11 +1,11 @@
 """The webhook receiver: one HTTP server on 127.0.0.1 for every provider that pushes reports.
 
-It reuses the sandbox's small HTTP/1.1 server (:mod:`engine.sandbox.wire`, ``httptools``
-on an asyncio ``Protocol``): a request is checked and parsed synchronously, its report
-queued, and one writer task stores queued reports in batches (one transaction each,
-:meth:`engine.store.DeliveryStore.record_reports`). A ``200`` is sent only once the batch
-holding the request's report is committed (group commit), so an answered report is never
-lost; a provider retries anything else.
+It reuses the sandbox's small HTTP/1.1 server (:mod:`engine.sandbox.wire`, ``httptools`` on
+an asyncio ``Protocol``): a request is checked and parsed synchronously, its report queued,
+and one writer task stores queued reports in batches (one transaction each,
+:meth:`~engine.store.sqlite.delivery_store.DeliveryStore.record_reports`). A ``200`` is sent
+only once the batch holding the request's report is committed (group commit), so an answered
+report is never lost; a provider retries anything else.
 
 Answers: ``200`` stored (or a well-formed callback that is not a delivery report);
 ``401`` bad, missing, replayed-with-stale-``t`` or forged signature, or a wrong path token;
@@ -27,10 +27,17 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from engine.delivery import PARSERS, BadReport, Endpoint, callback_urls, to_report, verify_signature
-from engine.delivery_store import DeliveryReport, DeliveryStore
+from engine.delivery.reports import (
+    PARSERS,
+    BadReport,
+    Endpoint,
+    callback_urls,
+    to_report,
+    verify_signature,
+)
 from engine.errors import ConfigError
 from engine.sandbox.wire import HttpProtocol, Request, Response, json_response
+from engine.store.sqlite.delivery_store import DeliveryReport, DeliveryStore
 
 log = structlog.get_logger()
 

@@ -6,7 +6,7 @@ that arrive while one transaction commits share the next one (group commit), so 
 an fsync is spread over all messages in flight. Outcomes need not wait: they are written at
 least every ``CHECKPOINT_FLUSH_MS``, and a process killed before that leaves those messages
 ``sending``, which the next run settles. The transactions are committed by a process of
-their own (:mod:`engine.checkpoint_process`).
+their own (:mod:`engine.store.sqlite.checkpoint_process`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import anyio
 
-from engine.checkpoint_process import CheckpointProcess
-from engine.store import Store
+from engine.store.sqlite.checkpoint_process import CheckpointProcess
+from engine.store.sqlite.store import Store
 
 CHECKPOINT_FLUSH_MS: Final = 100
 MAX_UPDATES_PER_FLUSH: Final = 5000

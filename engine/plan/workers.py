@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from engine.gc_policy import set_rare
-from engine.plan_rows import PlanContext, Written, add_numbers, plan_piece
-from engine.plan_writer import PlanWriter
-from engine.recipients import Piece, piece_text
-from engine.seen import SeenNumbers
+from engine.plan.recipients import Piece, piece_text
+from engine.plan.rows import PlanContext, Written, add_numbers, plan_piece
+from engine.plan.seen import SeenNumbers
+from engine.store.sqlite.plan_writer import PlanWriter
 
 NOT_WRITTEN: Final = -1
 PARENT_CHECK_S: Final = 0.5

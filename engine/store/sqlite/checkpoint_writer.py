@@ -1,8 +1,9 @@
 """The run's checkpoint transactions, and the process that commits them.
 
-This module is what the checkpoint process imports (``python -m engine.checkpoint_writer DB
-CAMPAIGN_ID``): the standard library only, so that it starts in tens of milliseconds. The
-run's end of the pipe, and the frames on it, are :mod:`engine.checkpoint_process`.
+This module is what the checkpoint process imports (``python -m
+engine.store.sqlite.checkpoint_writer DB CAMPAIGN_ID``): the standard library only, so that
+it starts in tens of milliseconds. The run's end of the pipe, and the frames on it, are
+:mod:`engine.store.sqlite.checkpoint_process`.
 """
 
 from __future__ import annotations
