@@ -35,7 +35,7 @@ from engine.store.sqlite.checkpoint_writer import OK
 
 EXIT_WAIT_S: Final = 10.0
 """How long closing waits for the child to finish its last commit before killing it."""
-PACKAGE_ROOT: Final = str(Path(__file__).resolve().parent.parent)
+PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[3])
 """On the child's ``PYTHONPATH``: it imports this ``engine``, installed or not."""
 
 
