@@ -6,6 +6,7 @@
     ├── ConfigError               exit 2: config.toml is wrong; nothing was sent
     │   └── CampaignError         exit 2: the campaign file or its CSV header is wrong
     ├── StoreError                the SQLite store is unusable or from another campaign
+    ├── CampaignBusy              exit 3: another live process is sending this campaign
     ├── ProviderError             a provider adapter could not do what was asked
     └── SandboxError              the built-in simulator could not start or serve
 
@@ -74,6 +75,23 @@ class ProviderError(DispatchError):
         self.provider = provider
         self.problem = problem
         super().__init__(f"provider {provider}: {problem}")
+
+
+class CampaignBusy(DispatchError):
+    """Another live process is sending the campaign: names it, and how to wait or stop it."""
+
+    exit_code = EXIT_STOPPED
+
+    def __init__(self, campaign: str, *, pid: int, host: str, since: str,
+                 heartbeat_age_s: float, elsewhere: bool) -> None:
+        self.campaign = campaign
+        self.pid = pid
+        self.host = host
+        stop = f"kill {pid} on {host}" if elsewhere else f"kill {pid}"
+        super().__init__(
+            f"campaign {campaign} is being sent by pid {pid} on host {host} since {since} "
+            f"(heartbeat {heartbeat_age_s:.0f} s ago); wait for it to finish, or stop it "
+            f"({stop}) and run again")
 
 
 class SandboxError(DispatchError):

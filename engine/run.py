@@ -28,6 +28,7 @@ from engine.rates import rate_sources, route_table_from
 from engine.send.dispatcher import Dispatcher, RunStats
 from engine.send.preflight import preflight
 from engine.send.session import open_providers
+from engine.send.worker import campaign_worker
 from engine.store.sqlite.delivery_store import DeliveryStore
 from engine.store.sqlite.store import Store
 
@@ -56,9 +57,14 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
     *webhooks_port*, receive reports on 127.0.0.1 there, the built-in sandbox posting to it),
     then keep polling up to *delivery_wait_s* for messages still without a final state.
     *polling* paces both; by default beside the dispatch polling is :data:`DURING_DISPATCH`
-    (late and small) and after it :class:`PollSettings`' defaults."""
+    (late and small) and after it :class:`PollSettings`' defaults.
+
+    The run is the campaign's one worker (:mod:`engine.send.worker`) from before it plans or
+    asks any provider anything: another live run of it raises
+    :class:`~engine.errors.CampaignBusy`."""
     providers = campaign_providers(config, campaign)
     async with Store.open(config.database) as store, AsyncExitStack() as stack:
+        worker = await stack.enter_async_context(campaign_worker(store, campaign.name))
         deliveries = DeliveryStore(store)
         callbacks: dict[str, str] = {}
         if webhooks_port is not None:
@@ -83,6 +89,7 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
         with rare_cyclic_gc():
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, dispatcher)
+                tg.start_soon(worker.watch, dispatcher.stop)
                 tg.start_soon(_report_progress, dispatcher, on_progress)
                 if poll_delivery or webhooks_port is not None or delivery_wait_s > 0:
                     tg.start_soon(poll_loop, deliveries, record.id, providers, session.adapters,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from decimal import Decimal
@@ -33,7 +33,7 @@ from engine.routing import RatePlan, RateRow
 from engine.store.sqlite.checkpoint_writer import PRAGMAS
 from engine.store.sqlite.plan_writer import PLAN_TEMP_STORE
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -109,6 +109,19 @@ CREATE TABLE IF NOT EXISTS delivery_reports (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS delivery_reports_unapplied ON delivery_reports (received_at)
     WHERE applied = 0;
+-- Every process sending a campaign (engine.send.worker). By the campaign's name, so that a
+-- run holds it before its plan creates the campaign's row; for now one a campaign.
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    campaign TEXT NOT NULL,
+    host TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_started INTEGER,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS workers_one_per_campaign ON workers (campaign);
 """
 MIGRATIONS: Final = {
     2: ("ALTER TABLE messages ADD COLUMN delivery_state TEXT",
@@ -116,6 +129,7 @@ MIGRATIONS: Final = {
         "ALTER TABLE messages ADD COLUMN delivered_at REAL",
         "ALTER TABLE messages ADD COLUMN delivery_reason TEXT"),
     3: ("DROP INDEX IF EXISTS messages_state",),
+    4: (),  # the workers table, which SCHEMA creates
 }
 """Statements taking a database of the key's schema version to the next one; run before
 :data:`SCHEMA`, whose indexes may name the columns they add."""
@@ -212,6 +226,33 @@ class RatePlanRoute:
     price_nanos: int
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A process sending a campaign: who and where it is (its host's name and boot id, its
+    pid and that process's start time in clock ticks after boot, ``None`` where unknown),
+    and when it started and last said it was alive (epoch seconds)."""
+
+    id: str
+    campaign: str
+    host: str
+    boot_id: str
+    pid: int
+    pid_started: int | None
+    started_at: float
+    heartbeat_at: float
+
+
+WORKER_COLUMNS: Final = ("id, campaign, host, boot_id, pid, pid_started, started_at, "
+                         "heartbeat_at")
+_HEARTBEAT: Final = "UPDATE workers SET heartbeat_at = ? WHERE id = ?"
+
+
+def worker_heartbeat(conn: sqlite3.Connection, worker_id: str, now: float) -> bool:
+    """Record that worker *worker_id* is alive at *now*, on a synchronous connection (the
+    heartbeat's thread); False if its row is gone: another worker took the campaign over."""
+    return conn.execute(_HEARTBEAT, (now, worker_id)).rowcount == 1
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
@@ -235,7 +276,9 @@ class Store:
 
     async def _prepare(self) -> None:
         try:
-            for pragma in PRAGMAS:
+            # The wait first: on a new file, switching to WAL waits for another process
+            # creating it too (two runs started together) instead of failing at once.
+            for pragma in sorted(PRAGMAS, key=lambda p: "busy_timeout" not in p):
                 await self.db.execute(pragma)
             await self.db.executescript(SCHEMA.split(";", 1)[0] + ";")
             version = await self._scalar("SELECT value FROM meta WHERE key='schema'")
@@ -243,8 +286,8 @@ class Store:
                 await self._migrate(int(version))
                 version = str(SCHEMA_VERSION)
             await self.db.executescript(SCHEMA)
-            if version is None:
-                await self.db.execute("INSERT INTO meta VALUES ('schema', ?)",
+            if version is None:  # OR IGNORE: another process may be creating it too
+                await self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
                                       (str(SCHEMA_VERSION),))
             elif int(version) != SCHEMA_VERSION:
                 raise StoreError(f"schema version {version}, this engine needs "
@@ -253,8 +296,10 @@ class Store:
             raise StoreError(f"not a usable dispatch database: {exc}", path=self.path) from None
 
     async def _migrate(self, version: int) -> None:
-        """Bring a database of an older schema *version* up to :data:`SCHEMA_VERSION`."""
+        """Bring a database of an older schema *version* up to :data:`SCHEMA_VERSION`; a
+        process that opened it at the same time may have done it first."""
         async with self.transaction() as db:
+            version = int(await self._scalar("SELECT value FROM meta WHERE key='schema'"))
             while version in MIGRATIONS:
                 for statement in MIGRATIONS[version]:
                     await db.execute(statement)
@@ -318,17 +363,50 @@ class Store:
         async with self.transaction() as db:
             cur = await db.execute(
                 "INSERT INTO campaigns (name, fingerprint, path, currency, created_at) "
-                "VALUES (?, ?, ?, ?, ?)", (name, fingerprint, str(path), currency, time.time()))
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, fingerprint, str(path), currency, time.time()))
+            created = cur.rowcount == 1
             campaign_id = cur.lastrowid
             assert campaign_id is not None
             await db.executemany(
                 "INSERT INTO rate_plans (campaign_id, id, prefix, routes) VALUES (?, ?, ?, ?)",
                 [(campaign_id, p.id, p.prefix, json.dumps(
                     [[r.provider, r.route, r.prefix, str(r.price), r.currency, r.price_nanos]
-                     for r in p.routes])) for p in plans])
+                     for r in p.routes])) for p in plans] if created else [])
+        if not created:  # another process (a `dispatch plan` beside a run) was first
+            return await self.open_campaign(name=name, fingerprint=fingerprint, path=path,
+                                            currency=currency, plans=plans)
         record = await self.campaign(name)
         assert record is not None
         return record
+
+    async def register_worker(self, me: WorkerRecord,
+                              live: Callable[[WorkerRecord], bool]) -> WorkerRecord | None:
+        """Register *me* as the worker of its campaign, in one ``BEGIN IMMEDIATE``
+        transaction: None if it now is, or the worker that holds the campaign, for which
+        *live* said True (any row it says False of is removed first)."""
+        async with self.transaction() as db:
+            for row in await self._rows(f"SELECT {WORKER_COLUMNS} FROM workers "
+                                        "WHERE campaign = ?", (me.campaign,)):
+                holder = WorkerRecord(*row)
+                if live(holder):
+                    return holder
+                await db.execute("DELETE FROM workers WHERE id = ?", (holder.id,))
+            await db.execute(
+                f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (me.id, me.campaign, me.host, me.boot_id, me.pid, me.pid_started,
+                 me.started_at, me.heartbeat_at))
+        return None
+
+    async def release_worker(self, worker_id: str) -> None:
+        """Remove worker *worker_id*'s row: its campaign is free."""
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    async def workers(self, campaign: str) -> list[WorkerRecord]:
+        """The workers registered for *campaign*, live or not."""
+        return [WorkerRecord(*row) for row in await self._rows(
+            f"SELECT {WORKER_COLUMNS} FROM workers WHERE campaign = ?", (campaign,))]
 
     async def planned_numbers(self, campaign_id: int,
                               page: int = 50_000) -> AsyncIterator[list[str]]:

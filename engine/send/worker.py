@@ -1,0 +1,184 @@
+"""One sender a campaign: a `dispatch run` registers as the campaign's worker in the store, and
+refuses to run while another live process is the worker.
+
+A worker is a row (:class:`~engine.store.sqlite.store.WorkerRecord`): its host, pid and
+heartbeat. A holder is live while it is alive: on this host (same name and boot id), while
+its pid exists and is the same process (its start time, against pid reuse) and not a
+zombie, whatever its heartbeat says, so that a SIGKILLed run never blocks a resume here and
+a stopped or busy one is never run over; on another host, while its heartbeat is younger
+than :data:`WORKER_LEASE_S`. The heartbeat is written from a thread of its own, so that it
+keeps beating while the event loop is busy (planning in this process holds it for
+seconds). A row whose holder is not live is removed by the next run, which takes over.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import structlog
+
+from engine.errors import CampaignBusy
+from engine.store.sqlite.checkpoint_writer import PRAGMAS
+from engine.store.sqlite.store import Store, WorkerRecord, worker_heartbeat
+
+log = structlog.get_logger()
+
+WORKER_LEASE_S: Final = 15.0
+"""A worker on another host whose heartbeat is older than this is taken to be dead."""
+WORKER_HEARTBEAT_S: Final = 3.0
+"""How often a worker writes its heartbeat: several beats fit in a lease."""
+BOOT_ID: Final = Path("/proc/sys/kernel/random/boot_id")
+PROC: Final = Path("/proc")
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """Where this process runs: two processes are on one host if both are equal."""
+
+    name: str
+    boot_id: str
+
+    @classmethod
+    def here(cls) -> Host:
+        try:
+            boot_id = BOOT_ID.read_text(encoding="ascii").strip()
+        except OSError:
+            boot_id = ""
+        return cls(socket.gethostname(), boot_id)
+
+
+def process_started(pid: int) -> int | None:
+    """When process *pid* started, in clock ticks after boot (``/proc/PID/stat``); None where
+    that cannot be read."""
+    try:
+        return int(_stat_fields(pid)[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """``/proc/PID/stat`` from its third field (the state) on: the command name before it
+    may hold spaces and parentheses."""
+    return (PROC / str(pid) / "stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+
+
+def process_alive(pid: int, started: int | None) -> bool:
+    """Process *pid* of this host exists, is not a zombie, and (if *started* is known and
+    ``/proc`` can tell) is the one that started then, not a later one given the same pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, another user's
+    try:
+        fields = _stat_fields(pid)
+    except (OSError, IndexError):
+        return True
+    if fields[0] in ("Z", "X"):
+        return False
+    return started is None or fields[19] == str(started)
+
+
+def is_live(holder: WorkerRecord, *, here: Host, now: float) -> bool:
+    """The lease rule: may *holder* still be sending its campaign?"""
+    if holder.host == here.name and holder.boot_id == here.boot_id:
+        return process_alive(holder.pid, holder.pid_started)
+    return now - holder.heartbeat_at < WORKER_LEASE_S
+
+
+def busy_error(holder: WorkerRecord, *, here: Host, now: float) -> CampaignBusy:
+    same_day = time.localtime(holder.started_at)[:3] == time.localtime(now)[:3]
+    since = time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S",
+                          time.localtime(holder.started_at))
+    return CampaignBusy(holder.campaign, pid=holder.pid, host=holder.host, since=since,
+                        heartbeat_age_s=max(0.0, now - holder.heartbeat_at),
+                        elsewhere=holder.host != here.name or holder.boot_id != here.boot_id)
+
+
+class Worker:
+    """This process as its campaign's worker: its row, and the thread that heartbeats it
+    (made on the event loop's thread).
+
+    :attr:`lost` is set if its row disappears (another host's run found the heartbeat
+    lapsed and took over): the run must stop sending."""
+
+    def __init__(self, record: WorkerRecord, db: Path) -> None:
+        self.record = record
+        self.lost = anyio.Event()
+        self._token = anyio.lowlevel.current_token()
+        self._db = db
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="worker-heartbeat",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the heartbeat; returns once its thread has."""
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        with closing(sqlite3.connect(self._db, isolation_level=None,
+                                     check_same_thread=False)) as conn:
+            for pragma in PRAGMAS:
+                conn.execute(pragma)
+            while not self._stop.wait(WORKER_HEARTBEAT_S):
+                try:
+                    alive = worker_heartbeat(conn, self.record.id, time.time())
+                except sqlite3.Error as exc:
+                    log.warning("worker.heartbeat_failed", error=str(exc))
+                    continue
+                if not alive:
+                    log.error("worker.lease_lost", campaign=self.record.campaign)
+                    anyio.from_thread.run_sync(self.lost.set, token=self._token)
+                    return
+
+    async def watch(self, on_lost: Callable[[str], object]) -> None:
+        """Call *on_lost* with a reason once the lease is lost (a task of the run's group)."""
+        await self.lost.wait()
+        on_lost("another process took the campaign over")
+
+
+@asynccontextmanager
+async def campaign_worker(store: Store, campaign: str) -> AsyncIterator[Worker]:
+    """Be *campaign*'s one worker while the block runs, heartbeating; its row is removed on
+    the way out, however the block ends (a killed process's row is left, and taken over by
+    the lease rule).
+
+    :raises CampaignBusy: another live process is the campaign's worker.
+    """
+    here = Host.here()
+    now = time.time()
+    pid = os.getpid()
+    me = WorkerRecord(id=uuid.uuid4().hex, campaign=campaign, host=here.name,
+                      boot_id=here.boot_id, pid=pid, pid_started=process_started(pid),
+                      started_at=now, heartbeat_at=now)
+    holder = await store.register_worker(me, lambda h: is_live(h, here=here, now=time.time()))
+    if holder is not None:
+        raise busy_error(holder, here=here, now=time.time())
+    log.info("worker.registered", campaign=campaign, worker=me.id)
+    worker = Worker(me, store.path)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(worker.stop)
+            await store.release_worker(me.id)
+        log.info("worker.released", campaign=campaign, worker=me.id)
