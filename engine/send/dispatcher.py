@@ -50,9 +50,10 @@ from engine.providers.base import (
     SendResult,
 )
 from engine.routing import to_nanos
+from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute, Settlement
 from engine.store.sqlite.checkpoint import Checkpointer
 from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR
-from engine.store.sqlite.store import CampaignRecord, Outgoing, RatePlanRoute, Store
+from engine.store.sqlite.store import Store
 from engine.template import Template
 
 log = structlog.get_logger()
@@ -511,7 +512,7 @@ class Dispatcher:
         self.spent_nanos += actual if actual is not None else job.cost_nanos
         lane.accepted += 1
         self.counts["accepted"] += 1
-        self.checkpoint.update((
+        self.checkpoint.update(Settlement(
             "accepted", None, None, job.provider, job.route, job.price_nanos, job.cost_nanos,
             result.provider_message_id, actual, job.attempts, time.time(), job.line))
         self._finish(lane, job)
@@ -521,7 +522,7 @@ class Dispatcher:
         if state == "unknown":
             self.spent_nanos += job.cost_nanos
         self.counts[state] += 1
-        self.checkpoint.update((
+        self.checkpoint.update(Settlement(
             state, reason, (detail or (result.detail if result else ""))[:300] or None,
             job.provider, job.route, job.price_nanos, job.cost_nanos, None, None, job.attempts,
             time.time(), job.line))
@@ -533,7 +534,7 @@ class Dispatcher:
         self.counts["left"] += 1
         if job.marked:
             state = "unknown" if job.unsure else "pending"
-            self.checkpoint.update((
+            self.checkpoint.update(Settlement(
                 state, "interrupted" if job.unsure else None, None, job.provider, job.route,
                 job.price_nanos, job.cost_nanos, None, None, job.attempts, time.time(),
                 job.line))
@@ -584,7 +585,7 @@ class Dispatcher:
             job.provider, job.route = route.provider, route.route
             job.price_nanos = route.price_nanos
             job.cost_nanos = route.price_nanos * job.segments
-            self.checkpoint.update((
+            self.checkpoint.update(Settlement(
                 "pending", None, f"failed over: {why}"[:300], job.provider, job.route,
                 job.price_nanos, job.cost_nanos, None, None, job.attempts, time.time(),
                 job.line))

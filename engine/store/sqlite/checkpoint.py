@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 import anyio
 
+from engine.store.records import Settlement
 from engine.store.sqlite.checkpoint_process import CheckpointProcess
 from engine.store.sqlite.store import Store
 
@@ -29,7 +30,7 @@ class Checkpointer:
         self._writer = CheckpointProcess(store.path, campaign_id)
         self._lock = anyio.Lock()
         self._sending: list[tuple[float, int]] = []
-        self._updates: list[tuple[Any, ...]] = []
+        self._updates: list[Settlement] = []
         self._wake = anyio.Event()
         self._committed = anyio.Event()
         self._closed = False
@@ -44,8 +45,8 @@ class Checkpointer:
         self._wake.set()
         await committed.wait()
 
-    def update(self, row: tuple[Any, ...]) -> None:
-        """Queue one outcome (``checkpoint_writer.UPDATE_COLUMNS`` + line) for the next flush."""
+    def update(self, row: Settlement) -> None:
+        """Queue one settlement for the next flush."""
         self._updates.append(row)
         if len(self._updates) >= MAX_UPDATES_PER_FLUSH:
             self._wake.set()

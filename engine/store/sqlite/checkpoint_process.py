@@ -71,7 +71,7 @@ class CheckpointProcess:
         if self._process is None:
             await self.start()
         assert self._process is not None and self._process.stdin is not None
-        frame = marshal.dumps((list(sending), list(updates)))
+        frame = marshal.dumps((list(sending), [tuple(u) for u in updates]))  # no NamedTuple
         try:
             await self._process.stdin.send(len(frame).to_bytes(4, "big") + frame)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):

@@ -16,15 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
+from engine.store.records import SETTLEMENT_COLUMNS
+
 PRAGMAS: Final = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
                   "PRAGMA busy_timeout=10000", "PRAGMA cache_size=-8192")
 
-UPDATE_COLUMNS: Final = ("state", "reason", "detail", "provider", "route", "price_nanos",
-                         "cost_nanos", "provider_message_id", "actual_cost_nanos", "attempts",
-                         "updated_at")
-"""The order of an outcome tuple for :meth:`CheckpointWriter.write`, followed by the line."""
-
-_UPDATE: Final = (f"UPDATE messages SET {', '.join(c + ' = ?' for c in UPDATE_COLUMNS)} "
+_UPDATE: Final = (f"UPDATE messages SET {', '.join(c + ' = ?' for c in SETTLEMENT_COLUMNS)} "
                   "WHERE campaign_id = ? AND line = ?")
 _SENDING: Final = ("UPDATE messages SET state = 'sending', attempts = attempts + 1, "
                    "updated_at = ? WHERE campaign_id = ? AND line = ?")
@@ -62,7 +59,8 @@ class CheckpointWriter:
 
     def write(self, sending: Sequence[tuple[float, int]],
               updates: Sequence[tuple[Any, ...]]) -> None:
-        """Outcomes (``UPDATE_COLUMNS`` + line), then messages about to be sent.
+        """Settlements (:class:`~engine.store.records.Settlement` as plain tuples), then messages
+        about to be sent.
 
         In that order because a line can have both in one transaction only when it was
         failed over (written ``pending`` on its new route) and its new lane then marked it:

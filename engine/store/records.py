@@ -1,0 +1,82 @@
+"""The records that cross the store's boundary, whatever the backend.
+
+A record made once per message is a ``NamedTuple`` (a frozen dataclass of this size costs
+about three times as much to make, see ``bench/dispatcher_overhead.py``); the others are
+frozen dataclasses. This module imports nothing but the standard library: the checkpoint
+writer's process imports it and starts in tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Outgoing(NamedTuple):
+    """A stored message as the dispatcher needs it to send it."""
+
+    line: int
+    phone: str
+    text: str | None
+    """``None`` where the text is rendered again from *variables* (the planner stores it
+    only where a value holds the separator)."""
+    encoding: str
+    segments: int
+    provider: str
+    route: str
+    price_nanos: int
+    cost_nanos: int
+    plan_id: int
+    attempts: int
+    state: str
+    provider_message_id: str | None
+    updated_at: float | None
+    variables: str | None
+
+
+class Settlement(NamedTuple):
+    """What a worker writes for a message it holds once an attempt is over, or once it moves
+    it: its new state and route, what the provider said, and what it cost.
+
+    ``state`` is ``accepted``, ``failed`` or ``unknown`` (settled), ``pending`` (left for a
+    later run, or failed over to a new route) or ``unknown`` with reason ``interrupted``.
+    """
+
+    state: str
+    reason: str | None
+    detail: str | None
+    provider: str
+    route: str
+    price_nanos: int
+    cost_nanos: int
+    provider_message_id: str | None
+    actual_cost_nanos: int | None
+    attempts: int
+    updated_at: float
+    line: int
+
+
+SETTLEMENT_COLUMNS: tuple[str, ...] = Settlement._fields[:-1]
+"""The columns a :class:`Settlement` writes, in its order; its last field, the line, says
+which row."""
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecord:
+    """A campaign as the store knows it."""
+
+    id: int
+    name: str
+    fingerprint: str
+    currency: str
+    planned_through: int
+    plan_complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RatePlanRoute:
+    """One route of a rate plan, cheapest first in its plan: where a message fails over to."""
+
+    provider: str
+    route: str
+    price_nanos: int
