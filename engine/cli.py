@@ -165,7 +165,7 @@ def _plan(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.plan.planner import campaign_providers, plan_campaign, planning_workers
     from engine.rates import rate_sources, route_table_from
-    from engine.report import print_plan
+    from engine.report import print_plan, print_rate_sources
     from engine.store.sqlite.store import Store
 
     config = load_config(_config_path(args))
@@ -177,30 +177,38 @@ def _plan(args: argparse.Namespace) -> int:
         async with Store.open(config.database) as store:
             sources = await rate_sources(config, providers, store)
             routes = route_table_from(sources, providers, config)
-            return await plan_campaign(config, campaign, store, workers=workers, routes=routes)
+            return sources, await plan_campaign(config, campaign, store, workers=workers,
+                                                routes=routes)
 
-    summary = event_loop.run(go)
+    sources, summary = event_loop.run(go)
     if args.json:
-        print(json.dumps(summary.to_json(), indent=2))
+        print(json.dumps({**summary.to_json(),
+                          "rates": {s.provider: s.to_json() for s in sources}}, indent=2))
     else:
-        print_plan(summary, Console())
+        console = Console()
+        print_plan(summary, console)
+        print_rate_sources(sources, console)
     return EXIT_STOPPED if summary.over_budget else EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from engine.report import print_readiness
-    from engine.send.preflight import preflight
+    from engine.report import print_rate_checks, print_readiness
+    from engine.send.preflight import preflight_all
 
     config = load_config(_config_path(args))
-    results = event_loop.run(preflight, config.enabled_providers)
+    results, rates = event_loop.run(preflight_all, config, config.enabled_providers)
     if args.json:
+        checked = {c.provider: c.to_json() for c in rates}
         print(json.dumps({r.provider: {"ok": r.ok, "problems": list(r.problems),
                                        "balance": str(r.balance) if r.balance is not None
-                                       else None} for r in results}, indent=2))
+                                       else None, "rates": checked[r.provider]}
+                          for r in results}, indent=2))
     else:
-        print_readiness(results, Console())
-    return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
+        console = Console()
+        print_readiness(results, console)
+        print_rate_checks(rates, console)
+    return EXIT_OK if all(r.ok for r in results) and all(c.ok for c in rates) else EXIT_ERROR
 
 
 def _rates_refresh(args: argparse.Namespace) -> int:
@@ -217,8 +225,9 @@ def _rates_refresh(args: argparse.Namespace) -> int:
     sources = event_loop.run(go)
     for s in sources:
         line = f"{s.provider}: {len(s.rows)} rates ({s.origin})"
-        print(line + (f": {s.warning}" if s.warning else ""))
-    return EXIT_OK if all(s.origin in ("live", "static") for s in sources) else EXIT_ERROR
+        print(line + (f": {s.warning or s.problem}" if s.warning or s.problem else ""))
+    return EXIT_OK if all(s.origin in ("live", "static") and not s.problem
+                          for s in sources) else EXIT_ERROR
 
 
 def _rates_show(args: argparse.Namespace) -> int:
@@ -248,7 +257,7 @@ def _run(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.plan.planner import planning_workers
     from engine.progress import TerminalProgress
-    from engine.report import print_run
+    from engine.report import print_rate_sources, print_run
     from engine.run import run_campaign
 
     config = load_config(_config_path(args))
@@ -269,6 +278,7 @@ def _run(args: argparse.Namespace) -> int:
 
     outcome = event_loop.run(go)
     print_run(outcome, Console())
+    print_rate_sources(outcome.rates, Console(), problems_only=True)
     if outcome.stopped:
         config_arg = f" --config {args.config}" if args.config else ""
         print(f"stopped ({outcome.stopped}); resume with: dispatch run {args.campaign}"

@@ -19,7 +19,9 @@ from engine.store.sqlite.delivery_store import DeliveryGroup, DeliverySummary
 from engine.store.sqlite.store import SPENDING_STATES
 
 if TYPE_CHECKING:
+    from engine.rates import RateSource
     from engine.run import RunOutcome
+    from engine.send.preflight import RatesCheck
 
 
 
@@ -63,6 +65,31 @@ def print_readiness(results: Sequence[Readiness], console: Console) -> None:
                       f"{r.balance} {r.currency or ''}".strip() if r.balance is not None else "",
                       "; ".join(r.problems))
     console.print(table)
+
+
+def print_rate_sources(sources: Sequence[RateSource], console: Console, *,
+                       problems_only: bool = False) -> None:
+    """Which source prices each provider (live, cache and its age, static file, none); a
+    failed rates preflight stands out in bold red with the provider and the reason, then
+    what prices the provider instead. *problems_only*: the failures alone."""
+    if not problems_only:
+        console.print("Rates", style="bold", markup=False)
+    for s in sources:
+        if s.problem:
+            console.print(f"{s.provider}: rates: {s.problem}", style="bold red", markup=False,
+                          soft_wrap=True)
+            console.print(f"  {s.provider} priced from: {s.describe()}", markup=False,
+                          soft_wrap=True)
+        elif not problems_only:
+            console.print(f"  {s.provider}: {s.describe()}", markup=False, soft_wrap=True)
+
+
+def print_rate_checks(checks: Sequence[RatesCheck], console: Console) -> None:
+    """The rates preflight of each provider; a failed one in bold red, as loud as a login."""
+    console.print("Rates", style="bold", markup=False)
+    for c in checks:
+        console.print(c.line if not c.ok else f"  {c.line}", style=None if c.ok else "bold red",
+                      markup=False, soft_wrap=True)
 
 
 def print_rates(rows: Sequence[dict[str, Any]], currency: str, console: Console) -> None:

@@ -24,7 +24,7 @@ from engine.delivery.reports import endpoints
 from engine.delivery.webhooks import describe, running_receiver
 from engine.gc_policy import rare_cyclic_gc
 from engine.plan.planner import PlanSummary, campaign_providers, plan_campaign
-from engine.rates import rate_sources, route_table_from
+from engine.rates import RateSource, rate_sources, route_table_from
 from engine.send.dispatcher import Dispatcher, RunStats
 from engine.send.preflight import preflight
 from engine.send.session import open_providers
@@ -44,6 +44,8 @@ class RunOutcome:
     stopped: str | None
     pending_left: int
     skipped_providers: dict[str, str]
+    rates: tuple[RateSource, ...] = ()
+    """Where each provider's prices came from; a failed rates preflight in ``problem``."""
 
 
 Progress = Callable[[Dispatcher], None]
@@ -107,7 +109,7 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
         log.info("run.finished", campaign=campaign.name, accepted=stats.accepted,
                  failed=stats.failed, unknown=stats.unknown, pending=pending,
                  seconds=round(stats.seconds, 1), stopped=stopped)
-        return RunOutcome(plan, stats, stopped, pending, down)
+        return RunOutcome(plan, stats, stopped, pending, down, tuple(sources))
 
 
 async def _stop_on_signal(dispatcher: Dispatcher) -> None:

@@ -335,14 +335,14 @@ def test_accepted_send_keeps_the_provider_id() -> None:
 
 
 def test_history_skips_bad_records_and_classifies_bad_answers() -> None:
-    """Records without a string id are skipped; a non-list 200 or a 5xx is a failure."""
+    """Records without a string id are skipped; a 200 holding no list or a 5xx is a failure."""
     rows = b'[{"id": "a", "to": "+420607608609", "createdAt": "2026-01-12T20:15:00.123Z"},' \
            b' {"id": 3}, "junk"]'
     records = parse_history(answer(200, rows))
     assert isinstance(records, list)
     (sms,) = records
     assert sms.id == "a" and sms.created_at == datetime(2026, 1, 12, 20, 15, 0, 123000, UTC)
-    for status, body in ((200, b'{"items": []}'), (500, b"")):
+    for status, body in ((200, b'{"page": 1}'), (500, b"")):
         failed = parse_history(answer(status, body))
         assert isinstance(failed, SendResult) and failed.outcome is Outcome.UNKNOWN
 

@@ -6,21 +6,28 @@ import csv
 import json
 import socket
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
 import pytest
+from aiohttp import web
 
 from engine.config import load_config
 from engine.rates import rate_sources
 from engine.routing import RateRow
+from engine.sandbox import default_settings, running_sandbox
 from engine.store.sqlite.store import Store
 from tests.helpers import ROOT, dispatch, write_campaign, write_config
+from tests.run_fixtures import run_config
 
 PRICES = ROOT / "engine/sandbox/data/prices.csv"
 ORDER = ["skytelecom", "smsvoip", "voipex", "telekom", "skynoo"]
 FX = {"EUR": Decimal(1), "USD": Decimal("0.92")}
+WIDE = {"COLUMNS": "400"}
 
 
 def expected_cheapest() -> dict[str, str]:
@@ -123,3 +130,67 @@ def test_no_secret_appears_in_any_log_line_or_error(tmp_path: Path) -> None:
     assert "refused" in output
     for value in secrets.values():
         assert value not in output
+
+
+@pytest.mark.anyio
+async def test_plan_prices_smsvoip_live_when_the_sandbox_answers_another_reading(
+        tmp_path: Path) -> None:
+    """/rates as {"data": {"rates": [camelCase, string prices]}}: plan still uses it live."""
+    settings = default_settings(smsvoip_rates_shape="nested_camel")
+    campaign = write_campaign(tmp_path, "phone,name\n+447400123456,Ann\n")
+    async with running_sandbox(settings) as sandbox:
+        config = run_config(tmp_path, sandbox.url, providers=("smsvoip", "telekom"))
+        result = await anyio.to_thread.run_sync(
+            lambda: dispatch("plan", str(campaign), "--json", "--config", str(config)))
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["rates"]["smsvoip"]["origin"] == "live"
+    assert plan["rates"]["smsvoip"]["problem"] is None
+    assert plan["rates"]["telekom"]["origin"] == "static"
+    assert plan["by_provider"]["smsvoip"]["cost"] == "0.03"
+
+
+@asynccontextmanager
+async def rates_server(body: object) -> AsyncIterator[str]:
+    """An SMS & Voice Platform on 127.0.0.1 whose ping works and whose /rates answers *body*."""
+    async def rates(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    async def ping(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/smsvoip/api/v1/rates", rates)
+    app.router.add_get("/smsvoip/api/v1/ping", ping)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.anyio
+async def test_unusable_live_rates_fail_check_and_show_in_plan(tmp_path: Path) -> None:
+    """Rates with nothing usable: check fails naming provider and reason; plan shows it too
+    and says what prices the provider instead."""
+    junk = {"rates": [{"iso": "GB", "foo": 1}, {"iso": "DE", "foo": 2}]}
+    campaign = write_campaign(tmp_path, "phone,name\n+447400123456,Ann\n")
+    why = "smsvoip: rates: 0 usable of 2 entries (no price in entry 1: keys iso, foo; "
+    async with rates_server(junk) as url:
+        config = run_config(tmp_path, url, providers=("smsvoip",))
+        check = await anyio.to_thread.run_sync(
+            lambda: dispatch("check", "--config", str(config)))
+        checked = await anyio.to_thread.run_sync(
+            lambda: dispatch("check", "--json", "--config", str(config)))
+        plan = await anyio.to_thread.run_sync(
+            lambda: dispatch("plan", str(campaign), "--config", str(config), env=WIDE))
+    assert check.returncode == 1
+    assert why in check.stdout
+    report = json.loads(checked.stdout)["smsvoip"]
+    assert (report["ok"], report["rates"]["ok"]) == (True, False)
+    assert plan.returncode == 0, plan.stderr
+    assert why in plan.stdout
+    assert "smsvoip priced from: static file" in plan.stdout

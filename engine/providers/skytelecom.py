@@ -25,6 +25,7 @@ import structlog
 from engine.config import ProviderConfig
 from engine.countries import calling_code, region_of
 from engine.errors import ProviderError, redact
+from engine.providers import readings
 from engine.providers.base import (
     DeliveryStatus,
     OutboundMessage,
@@ -35,6 +36,7 @@ from engine.providers.base import (
     delivery_state,
 )
 from engine.providers.http import HttpAdapter, amount, by_status, charge, failure, json_body
+from engine.providers.readings import RateReading, describe_keys, loads_exact, price_of
 from engine.routing import RateRow
 
 log = structlog.get_logger()
@@ -139,17 +141,23 @@ class SkyTelecom(HttpAdapter):
         return [await self.send(m) for m in messages]
 
     async def fetch_rates(self) -> list[RateRow]:
+        return list((await self.read_rates()).rows)
+
+    async def read_rates(self) -> RateReading:
+        """``available-routes?expand=gamma`` read by :func:`read_gamma`; ``ProviderError``
+        when no answer, a status other than 200, or neither GAMMA listing in it."""
         try:
             response = await self.client.get(ROUTES_PATH, params={"expand": "gamma"})
         except httpx.HTTPError as exc:
             detail = failure(exc, secrets=self.config.secrets).detail
             raise ProviderError(f"rates unavailable: {detail}", provider=self.name) from None
-        data = json_body(response)
-        if response.status_code != 200 or not isinstance(data, dict) or not isinstance(
-                data.get("gamma_by_country"), dict):
+        data = loads_exact(response.content)
+        if response.status_code != 200 or not isinstance(data, dict) or not (
+                isinstance(data.get("gamma_by_country"), dict)
+                or isinstance(data.get("gamma_options"), list)):
             raise ProviderError(f"rates unavailable: HTTP {response.status_code} without a "
                                 "gamma_by_country object", provider=self.name)
-        return parse_rates(self.name, data, currency=self.config.currency)
+        return read_gamma(self.name, data, currency=self.config.currency)
 
     async def check(self) -> Readiness:
         """An authenticated ``GET available-routes`` and the sender rule of :func:`sender_problems`.
@@ -366,32 +374,58 @@ def parse_send(response: httpx.Response, *, currency: str) -> SendResult:
 
 
 def parse_rates(provider: str, data: Mapping[str, Any], *, currency: str) -> list[RateRow]:
-    """``gamma_by_country`` (English country name to channels) as one prefix row per channel.
+    """The rows of :func:`read_gamma`."""
+    return list(read_gamma(provider, data, currency=currency).rows)
+
+
+def read_gamma(provider: str, data: Mapping[str, Any], *, currency: str) -> RateReading:
+    """``gamma_by_country`` (English country name to channels) as one prefix row per channel,
+    or, where the answer has no such object, ``gamma_options`` (channels naming their
+    ``country``), as the document shows both; every channel not read is named.
 
     A country becomes its calling code. Where several countries share one (+1: US, CA and
     the Caribbean), only the code's main country is kept: its price cannot be told apart
-    from the others' by prefix alone.
+    from the others' by prefix alone. The document's "Other" bucket is ignored: it is no
+    one country.
     """
-    rows: list[RateRow] = []
     by_country = data.get("gamma_by_country")
-    for name, channels in (by_country.items() if isinstance(by_country, dict) else ()):
-        iso = region_of(str(name))
+    if not isinstance(by_country, dict):
+        by_country = {}
+        for channel in data.get("gamma_options") or ():
+            name = channel.get("country") if isinstance(channel, dict) else None
+            by_country.setdefault(str(name) if name else "", []).append(channel)
+    rows: list[RateRow] = []
+    unusable: list[str] = []
+    ignored: list[str] = []
+    entries = 0
+    for name, channels in by_country.items():
+        listed = channels if isinstance(channels, list) else [channels]
+        entries += len(listed)
+        iso = region_of(str(name)) if name else None
         code = calling_code(iso) if iso else None
         if code is None or not isinstance(channels, list):
             log.warning("rates.row_skipped", provider=provider, country=str(name),
                         reason="unknown country")
+            if str(name).strip().lower() in readings.SKY_NOT_A_COUNTRY:
+                ignored += [f"{name}: no one country"] * len(listed)
+            else:
+                unusable += [f"unknown country {str(name)[:40]!r}"] * len(listed)
             continue
-        if phonenumbers.region_code_for_country_code(int(code)) != iso:
+        main = phonenumbers.region_code_for_country_code(int(code))
+        if main != iso:
+            ignored += [f"{iso} shares +{code} with {main}"] * len(listed)
             continue
-        for channel in channels:
+        for number, channel in enumerate(listed, start=1):
             option = channel.get("option_id") if isinstance(channel, dict) else None
-            price = amount(channel.get("price")) if isinstance(channel, dict) else None
+            price = price_of(channel.get("price")) if isinstance(channel, dict) else None
             if not isinstance(option, str) or not option or price is None:
                 log.warning("rates.row_skipped", provider=provider, country=str(name),
                             reason="channel without option_id or price")
+                what = "no price" if isinstance(option, str) and option else "no option_id"
+                unusable.append(f"{what} in {name} channel {number}: {describe_keys(channel)}")
                 continue
             rows.append(RateRow(provider, option, code, price, currency))
-    return rows
+    return RateReading(provider, tuple(rows), entries, tuple(unusable), tuple(ignored))
 
 
 def parse_logs(response: httpx.Response) -> LogPage | SendResult:

@@ -7,7 +7,7 @@ twice. It has no status or log endpoint; delivery comes by signed webhook only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -16,8 +16,9 @@ import phonenumbers
 import structlog
 
 from engine.config import ProviderConfig
-from engine.countries import calling_code
+from engine.countries import calling_code, region_of
 from engine.errors import ProviderError
+from engine.providers import readings
 from engine.providers.base import (
     DeliveryStatus,
     OutboundMessage,
@@ -26,7 +27,16 @@ from engine.providers.base import (
     SendResult,
     SentBetween,
 )
-from engine.providers.http import HttpAdapter, amount, by_status, charge, failure, json_body
+from engine.providers.http import HttpAdapter, by_status, charge, failure, json_body
+from engine.providers.readings import (
+    RateReading,
+    describe_keys,
+    entries_of,
+    folded,
+    loads_exact,
+    pick,
+    price_of,
+)
 from engine.routing import RateRow
 
 log = structlog.get_logger()
@@ -71,16 +81,21 @@ class SmsVoip(HttpAdapter):
         return [await self.send(m) for m in messages]
 
     async def fetch_rates(self) -> list[RateRow]:
+        return list((await self.read_rates()).rows)
+
+    async def read_rates(self) -> RateReading:
+        """``GET /rates`` read by :func:`parse_rates`; ``ProviderError`` when no answer, a
+        status other than 200, or no list of rates in it."""
         try:
             response = await self.client.get(RATES_PATH)
         except httpx.HTTPError as exc:
-            raise ProviderError(f"rates unavailable: {failure(exc).detail}",
-                                provider=self.name) from None
-        data = json_body(response)
-        if response.status_code != 200 or not isinstance(data, dict):
+            detail = failure(exc, secrets=self.config.secrets).detail
+            raise ProviderError(f"rates unavailable: {detail}", provider=self.name) from None
+        if response.status_code != 200:
             raise ProviderError(f"rates unavailable: HTTP {response.status_code}",
                                 provider=self.name)
-        return parse_rates(self.name, data)
+        return parse_rates(self.name, loads_exact(response.content),
+                           currency=self.config.currency)
 
     async def check(self) -> Readiness:
         try:
@@ -126,26 +141,79 @@ def parse_send(response: httpx.Response) -> SendResult:
     return result
 
 
-def parse_rates(provider: str, data: dict[str, Any]) -> list[RateRow]:
-    """``{"rates": [{"iso_code", "sms", "currency", "route"}...]}`` as prefix rows.
+def parse_rates(provider: str, data: object, *, currency: str = "") -> RateReading:
+    """``/rates`` in any of the readings :mod:`engine.providers.readings` lists for document
+    001, one calling-code row per usable entry; every other entry is named in the reading.
 
-    A country becomes its calling code. Where several countries share one (+1: US, CA and
-    the Caribbean), only the code's main country is kept: its price cannot be told apart
-    from the others' by prefix alone.
+    A country is its ISO code, else its English name, else a calling code. Where several
+    countries share a calling code (+1: US, CA and the Caribbean), only the code's main
+    country is kept (the others are *ignored*): its price cannot be told apart from the
+    others' by prefix alone. An entry's currency is its own, else the answer's, else
+    *currency* (the account's). Raises ``ProviderError`` when the answer holds no list.
     """
+    entries = entries_of(data, readings.SMSVOIP_RATE_LISTS)
+    if entries is None:
+        raise ProviderError("rates unavailable: no list of rates in the answer "
+                            f"({describe_keys(data)})", provider=provider)
+    envelope = folded(data) if isinstance(data, Mapping) else {}
+    fallback = _currency(pick(envelope, readings.SMSVOIP_CURRENCY)) or currency.upper()
     rows: list[RateRow] = []
-    for entry in data.get("rates") or ():
-        if not isinstance(entry, dict):
+    unusable: list[str] = []
+    ignored: list[str] = []
+    for number, raw in enumerate(entries, start=1):
+        if not isinstance(raw, Mapping):
+            unusable.append(f"entry {number} is {describe_keys(raw)}")
             continue
-        iso = str(entry.get("iso_code", "")).upper()
-        code = calling_code(iso)
-        price = amount(entry.get("sms"))
-        currency = str(entry.get("currency", "")).upper()
-        if code is None or price is None or len(currency) != 3:
-            log.warning("rates.row_skipped", provider=provider, iso_code=iso)
+        entry = folded(raw)
+        where = _destination(entry)
+        if isinstance(where, str):
+            unusable.append(f"{where} in entry {number}: {describe_keys(raw)}")
             continue
-        if phonenumbers.region_code_for_country_code(int(code)) != iso:
+        region, code = where
+        sms = pick(entry, readings.SMSVOIP_SMS_PRICE)
+        price = price_of(sms)
+        inner = folded(sms) if isinstance(sms, Mapping) else {}
+        money = (_currency(pick(entry, readings.SMSVOIP_CURRENCY))
+                 or _currency(pick(inner, readings.SMSVOIP_CURRENCY)) or fallback)
+        if price is None:
+            unusable.append(f"no price in entry {number}: {describe_keys(raw)}")
             continue
-        rows.append(RateRow(provider, str(entry.get("route") or ""), code, price, currency))
-    return rows
+        if not money:
+            unusable.append(f"no currency in entry {number}: {describe_keys(raw)}")
+            continue
+        main = phonenumbers.region_code_for_country_code(int(code))
+        if main != region:
+            ignored.append(f"{region} shares +{code} with {main}")
+            continue
+        route = pick(entry, readings.SMSVOIP_ROUTE)
+        rows.append(RateRow(provider, str(route) if isinstance(route, str | int) else "",
+                            code, price, money))
+    return RateReading(provider, tuple(rows), len(entries), tuple(unusable), tuple(ignored))
 
+
+def _destination(entry: Mapping[str, Any]) -> tuple[str, str] | str:
+    """``(region, calling code)`` of a folded rate entry, or what is wrong with it."""
+    for names in (readings.SMSVOIP_ISO, readings.SMSVOIP_COUNTRY, readings.SMSVOIP_PREFIX):
+        value = pick(entry, names)
+        if value is None:
+            continue
+        text = str(value).strip() if isinstance(value, str | int) else ""
+        if text.lstrip("+").isdigit():
+            main = phonenumbers.region_code_for_country_code(int(text.lstrip("+")))
+            if main == phonenumbers.UNKNOWN_REGION:
+                return f"unknown calling code {text!r}"
+            return main, text.lstrip("+")
+        region = region_of(text) if text else None
+        code = calling_code(region) if region else None
+        if region is None or code is None:
+            return f"unknown country {str(value)[:40]!r}"
+        return region, code
+    return "no country"
+
+
+def _currency(value: object) -> str:
+    """A three-letter currency code, upper-cased; ``""`` for anything else."""
+    if not isinstance(value, str):
+        return ""
+    text = value.strip().upper()
+    return text if len(text) == 3 and text.isalpha() else ""

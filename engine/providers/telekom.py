@@ -27,6 +27,7 @@ import structlog
 
 from engine.config import ProviderConfig
 from engine.errors import redact
+from engine.providers import readings
 from engine.providers.base import (
     DeliveryStatus,
     OutboundMessage,
@@ -274,12 +275,17 @@ def parse_check(message_id: str, response: httpx.Response, *, tz: tzinfo = UTC,
     answer = _answer(response, secrets)
     if isinstance(answer, SendResult):
         return answer
+    nested = answer.get(readings.TELEKOM_CHECK_NESTED)
+    if not isinstance(answer.get("code"), str) and isinstance(nested, dict):
+        answer = nested  # the XML example's <message> nesting, written as JSON
+    word = answer.get("status")
     code = answer.get("code")
     if not isinstance(code, str) or not code:
+        code = word.upper() if isinstance(word, str) and word else None
+    if code is None:
         return SendResult(Outcome.UNKNOWN, code=str(response.status_code),
                           detail="status answer without a code")
     state = delivery_state(code)
-    word = answer.get("status")
     reason = word if isinstance(word, str) and state in ("undelivered", "expired") else ""
     return DeliveryStatus(message_id, state, code, reason=reason,
                           at=_timestamp(answer.get("deliveryDateTime"), tz))
@@ -351,7 +357,12 @@ def _detail(description: str, secrets: tuple[str, ...]) -> str:
 
 
 def _timestamp(value: object, tz: tzinfo) -> datetime | None:
-    """``deliveryDateTime`` (``YYYY-MM-DD HH:MM:SS``, empty until delivered) as an aware time."""
+    """``deliveryDateTime`` (``YYYY-MM-DD HH:MM:SS`` or ISO-8601, empty until delivered; the
+    document says "timestamp format", so epoch seconds too) as an aware time."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return datetime.fromtimestamp(value, UTC)
     if not isinstance(value, str) or not value.strip():
         return None
     try:

@@ -24,6 +24,7 @@ import structlog
 
 from engine.config import ProviderConfig
 from engine.errors import ProviderError, redact
+from engine.providers import readings
 from engine.providers.base import (
     DeliveryStatus,
     OutboundMessage,
@@ -34,6 +35,7 @@ from engine.providers.base import (
     delivery_state,
 )
 from engine.providers.http import HttpAdapter, by_status, failure, json_body
+from engine.providers.readings import entries_of, folded, pick
 from engine.routing import RateRow
 
 log = structlog.get_logger()
@@ -267,18 +269,46 @@ def parse_allowed_numbers(response: httpx.Response) -> tuple[str, ...] | None:
 
 
 def parse_history(response: httpx.Response) -> list[Sms] | SendResult:
-    """The SMS records of ``GET /SMS``, or the classified failure; bad records are skipped."""
+    """The SMS records of ``GET /SMS``, or the classified failure; bad records are skipped.
+
+    The document gives the history no shape: the records are read in any of the readings
+    :mod:`engine.providers.readings` lists for document 002 (:func:`parse_history_record`).
+    """
     if not 200 <= response.status_code < 300:
         return classify_refusal(response)
-    data = json_body(response)
-    if not isinstance(data, list):
+    data = entries_of(json_body(response), readings.VOIPEX_HISTORY_LISTS)
+    if data is None:
         return SendResult(Outcome.UNKNOWN, code=str(response.status_code),
-                          detail="history answer is not a JSON list")
-    records = [parse_sms(item) for item in data]
+                          detail="history answer holds no list of SMS")
+    records = [parse_history_record(item) for item in data]
     if None in records:
         log.warning("provider.history_records_skipped", kind="voipex",
                     count=records.count(None))
     return [r for r in records if r is not None]
+
+
+def parse_history_record(record: object) -> Sms | None:
+    """One history record: the webhook's fields or their variants (``status`` for
+    ``state``, ``created_at`` for ``createdAt``, ``OUTBOUND`` for ``OUT``); ``None``
+    without a string id (a send answers one, and ids are matched as sent)."""
+    if not isinstance(record, Mapping):
+        return None
+    entry = folded(record)
+    sms_id = pick(entry, readings.VOIPEX_ID)
+    if not isinstance(sms_id, str):
+        return None
+    direction = _text(pick(entry, readings.VOIPEX_DIRECTION)).lower()
+    return Sms(id=sms_id, sender=_text(pick(entry, readings.VOIPEX_FROM)),
+               to=_text(pick(entry, readings.VOIPEX_TO)),
+               text=_text(pick(entry, readings.VOIPEX_TEXT)),
+               direction="OUT" if direction in readings.VOIPEX_OUT_WORDS else
+               "IN" if direction in readings.VOIPEX_IN_WORDS else direction.upper(),
+               state=_text(pick(entry, readings.VOIPEX_STATE)),
+               created_at=parse_time(pick(entry, readings.VOIPEX_CREATED)))
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def parse_sms(record: object) -> Sms | None:

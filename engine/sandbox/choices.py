@@ -117,6 +117,13 @@ SMSVOIP_IDEMPOTENCY_KEY_MAX: Final = 255
 # string; a per-request ``callback_url`` overrides the account's.
 # 001: silent on the /rates shape: ``{"rates": [{"country", "iso_code", "prefix", "sms",
 # "voice": null, "currency", "route"}]}``; it needs no key ("optional for public rates").
+# ``SandboxSettings.smsvoip_rates_shape`` makes it answer another reading as faithful to the
+# document, so that tests reach the adapter's tolerant reader (engine/providers/readings.py)
+# over HTTP: ``nested_camel`` ``{"data": {"rates": [{"country", "isoCode", "smsPrice":
+# "0.0300", "voicePrice": null, "currencyCode", "routeLabel"}]}}`` (prices as strings);
+# ``bare_list`` ``[{"country", "iso", "price", "currency", "label"}]``; ``keyed_by_iso``
+# ``{"rates": {"GB": {"country", "sms": {"price", "currency"}, "route_label"}}}``.
+SMSVOIP_RATES_SHAPES: Final = ("rates", "nested_camel", "bare_list", "keyed_by_iso")
 # 001: silent on a message status endpoint: none is emulated (delivery reports only).
 # 001: silent on the signed string: ``v1`` is hex HMAC-SHA256 of ``f"{t}.{body}"`` with the
 # webhook secret, ``t`` the unix time of the attempt.

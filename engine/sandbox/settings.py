@@ -16,6 +16,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from engine.errors import SandboxError
+from engine.sandbox.choices import SMSVOIP_RATES_SHAPES
 
 KINDS: Final = ("skytelecom", "smsvoip", "voipex", "telekom", "skynoo")
 
@@ -77,6 +78,8 @@ class SandboxSettings:
     delivery_delay_s: float = 1.0
     session_ttl_s: float = 900.0
     seed: int = 0
+    smsvoip_rates_shape: str = SMSVOIP_RATES_SHAPES[0]
+    """Which reading of document 001's ``/rates`` the sandbox answers (see choices.py)."""
 
 
 def default_settings(**overrides: Any) -> SandboxSettings:
@@ -112,6 +115,9 @@ def validate(settings: SandboxSettings) -> None:
         validate_faults(kind, account.faults)
     if settings.delivery_delay_s < 0 or settings.session_ttl_s <= 0:
         raise SandboxError("sandbox: delivery_delay_s must be >= 0 and session_ttl_s > 0")
+    if settings.smsvoip_rates_shape not in SMSVOIP_RATES_SHAPES:
+        raise SandboxError(f"sandbox: smsvoip_rates_shape must be one of "
+                           f"{', '.join(SMSVOIP_RATES_SHAPES)}")
 
 
 def validate_faults(kind: str, faults: Faults) -> None:

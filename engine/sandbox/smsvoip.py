@@ -126,6 +126,33 @@ class SmsVoip:
         )
 
     def _rates(self, request: Request) -> Response:
+        rows = self._core.prices.for_provider(KIND)
+        shape = self._core.settings.smsvoip_rates_shape
+        if shape == "nested_camel":
+            return json_response({"data": {"rates": [
+                {
+                    "country": row.country_name,
+                    "isoCode": row.country,
+                    "smsPrice": str(row.price),
+                    "voicePrice": None,
+                    "currencyCode": row.currency,
+                    "routeLabel": row.route,
+                }
+                for row in rows
+            ]}})
+        if shape == "bare_list":
+            return json_response([
+                {"country": row.country_name, "iso": row.country, "price": money(row.price),
+                 "currency": row.currency, "label": row.route}
+                for row in rows
+            ])
+        if shape == "keyed_by_iso":
+            return json_response({"rates": {
+                row.country: {"country": row.country_name,
+                              "sms": {"price": str(row.price), "currency": row.currency},
+                              "route_label": row.route}
+                for row in rows
+            }})
         rates = [
             {
                 "country": row.country_name,
@@ -136,7 +163,7 @@ class SmsVoip:
                 "currency": row.currency,
                 "route": row.route,
             }
-            for row in self._core.prices.for_provider(KIND)
+            for row in rows
         ]
         return json_response({"rates": rates})
 
