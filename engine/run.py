@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Final
@@ -18,23 +18,33 @@ import anyio
 import structlog
 
 from engine.campaign import Campaign
-from engine.config import Config
+from engine.config import Config, ProviderConfig
 from engine.delivery.polling import DURING_DISPATCH, PollSettings, poll_loop
 from engine.delivery.reports import endpoints
 from engine.delivery.webhooks import describe, running_receiver
 from engine.gc_policy import rare_cyclic_gc
 from engine.plan.planner import PlanSummary, campaign_providers, plan_campaign
+from engine.providers.base import Provider
 from engine.rates import RateSource, rate_sources, route_table_from
+from engine.sandbox.state import state_path_for
 from engine.send.dispatcher import Dispatcher, RunStats
 from engine.send.preflight import preflight
 from engine.send.session import open_providers
 from engine.send.worker import campaign_worker
-from engine.store.sqlite.delivery_store import DeliveryStore
+from engine.store.sqlite.delivery_store import DeliveryGroup, DeliveryStore
 from engine.store.sqlite.store import Store
 
 log = structlog.get_logger()
 
 PROGRESS_LOG_EVERY_S: Final = 5.0
+SANDBOX_REPORT_WAIT_S: Final = 5.0
+"""After sending through the built-in sandbox (which decides each message 1 s after it was
+billed), how long a run waits at most for the reports still due, so that its summary shows
+nearly all of them; ``--dlr-wait`` replaces it, ``--no-dlr`` skips it."""
+SANDBOX_REPORT_POLLING: Final = PollSettings(first_interval_s=1.0, max_interval_s=1.0,
+                                             one_by_one_ids_per_round=50,
+                                             first_round_at_once=False)
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,8 @@ class RunOutcome:
     skipped_providers: dict[str, str]
     rates: tuple[RateSource, ...] = ()
     """Where each provider's prices came from; a failed rates preflight in ``problem``."""
+    delivery: DeliveryGroup | None = None
+    """The campaign's delivery outcomes known when the run ended."""
 
 
 Progress = Callable[[Dispatcher], None]
@@ -58,6 +70,10 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
     """Plan, preflight and dispatch; poll delivery beside the dispatch (unless told not to; with
     *webhooks_port*, receive reports on 127.0.0.1 there, the built-in sandbox posting to it),
     then keep polling up to *delivery_wait_s* for messages still without a final state.
+    Providers on the built-in sandbox post their reports to a receiver on an ephemeral
+    127.0.0.1 port without *webhooks_port*, keep their state beside the database (so that a
+    later ``dispatch dlr`` finds the messages), and the run waits up to
+    :data:`SANDBOX_REPORT_WAIT_S` for the reports still due.
     *polling* paces both; by default beside the dispatch polling is :data:`DURING_DISPATCH`
     (late and small) and after it :class:`PollSettings`' defaults.
 
@@ -69,12 +85,18 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
         worker = await stack.enter_async_context(campaign_worker(store, campaign.name))
         deliveries = DeliveryStore(store)
         callbacks: dict[str, str] = {}
+        sandboxed = [p for p in providers if p.uses_sandbox]
         if webhooks_port is not None:
             found = endpoints(providers, await deliveries.webhook_key())
             receiver = await stack.enter_async_context(
                 running_receiver(deliveries, found, port=webhooks_port))
             callbacks = describe(receiver)
-        session = await stack.enter_async_context(open_providers(providers, callbacks=callbacks))
+        elif sandboxed and (found := endpoints(sandboxed, await deliveries.webhook_key())):
+            receiver = await stack.enter_async_context(running_receiver(deliveries, found))
+            callbacks = describe(receiver)
+        session = await stack.enter_async_context(open_providers(
+            providers, callbacks=callbacks,
+            sandbox_state=state_path_for(config.database) if sandboxed else None))
         sources = await rate_sources(config, providers, store, session=session)
         routes = route_table_from(sources, providers, config)
         plan = await plan_campaign(config, campaign, store, workers=workers, routes=routes)
@@ -102,6 +124,8 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
             await poll_loop(deliveries, record.id, providers, session.adapters,
                             polling or PollSettings(),
                             until_final=True, timeout_s=delivery_wait_s)
+        elif sandboxed and poll_delivery and dispatcher.stopping != "interrupted":
+            await _await_reports(deliveries, record.id, providers, session.adapters)
         if on_progress is not None:
             on_progress(dispatcher)
         pending = sum((await store.pending_by_provider(record.id)).values())
@@ -109,7 +133,26 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
         log.info("run.finished", campaign=campaign.name, accepted=stats.accepted,
                  failed=stats.failed, unknown=stats.unknown, pending=pending,
                  seconds=round(stats.seconds, 1), stopped=stopped)
-        return RunOutcome(plan, stats, stopped, pending, down, tuple(sources))
+        delivery = (await deliveries.summary(record.id)).total
+        return RunOutcome(plan, stats, stopped, pending, down, tuple(sources), delivery)
+
+
+async def _await_reports(deliveries: DeliveryStore, campaign_id: int,
+                         providers: Sequence[ProviderConfig],
+                         adapters: Mapping[str, Provider]) -> None:
+    """Up to :data:`SANDBOX_REPORT_WAIT_S` for the reports still due (webhooks arrive, the
+    others are polled each second); SIGINT/SIGTERM end the wait."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_cancel_on_signal, tg.cancel_scope)
+        await poll_loop(deliveries, campaign_id, providers, adapters, SANDBOX_REPORT_POLLING,
+                        until_final=True, timeout_s=SANDBOX_REPORT_WAIT_S)
+        tg.cancel_scope.cancel()
+
+
+async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
 
 
 async def _stop_on_signal(dispatcher: Dispatcher) -> None:

@@ -29,6 +29,13 @@ MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 
 # All: silent on the timing of delivery. Every message reaches its final state
 # ``delivery_delay_s`` after it was billed; before that it is in its "sent" state.
+# All: silent on how many messages fail. A share of them (the ``undelivered_share`` fault,
+# 0 unless set) ends in the provider's failure word: 000 ``failed``, 001 ``undelivered``,
+# 002 ``FAILED``, 003 ``UNDELIVERABLE``, 004 ``UNDELIVERED`` with errorCode ``E66``. Which
+# ones is decided per message (a hash of seed, provider, recipient and text), not by the
+# order sends arrive in. The sandbox that ``dispatch`` starts for ``base_url = "sandbox"``
+# fails this share by default, so that every report shows both outcomes:
+BUILTIN_UNDELIVERED_SHARE: Final = 0.04
 # All (README): ``Retry-After`` on a 429 is written in whole seconds when whole, else as a
 # decimal (``0.05``), so that tests can use millisecond faults.
 RETRY_AFTER_DECIMALS: Final = 3

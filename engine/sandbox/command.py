@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ledger", type=Path, help="append every billed message to this JSONL file"
     )
     parser.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep billed messages, ids and the wallet in this SQLite file across restarts",
+    )
+    parser.add_argument(
         "--delivery-delay",
         type=float,
         default=1.0,
@@ -78,6 +84,7 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
     """Settings from parsed :func:`add_arguments` options; bad values raise SandboxError."""
     base = default_settings(
         ledger_path=args.ledger,
+        state_path=getattr(args, "state", None),
         delivery_delay_s=args.delivery_delay,
         session_ttl_s=args.session_ttl,
         seed=args.seed,
@@ -97,6 +104,7 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
     return default_settings(
         accounts=accounts,
         ledger_path=args.ledger,
+        state_path=getattr(args, "state", None),
         delivery_delay_s=args.delivery_delay,
         session_ttl_s=args.session_ttl,
         seed=args.seed,

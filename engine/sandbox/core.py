@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import random
+import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Protocol
 
@@ -15,6 +15,7 @@ from engine.sandbox.messages import IdSource, MessageBook, SentMessage
 from engine.sandbox.prices import PriceRow, PriceTable
 from engine.sandbox.reports import Reporter, ReportMaker
 from engine.sandbox.settings import ProviderAccount, SandboxSettings
+from engine.sandbox.state import Loaded, SandboxState
 from engine.sandbox.wire import Request, Response
 
 
@@ -82,12 +83,24 @@ class Core:
         self.books = {kind: MessageBook() for kind in self.accounts}
         self.violations: list[Violation] = []
         self.suspended: set[str] = set()
-        self._fate = {
-            kind: random.Random(f"{settings.seed}:{kind}:delivery") for kind in self.accounts
-        }
+        self.state: SandboxState | None = None
 
     def account(self, kind: str) -> ProviderAccount:
         return self.accounts[kind]
+
+    def restore(self, state: SandboxState, loaded: Loaded) -> None:
+        """Continue from a state file: its messages, id counter and wallets; what is billed
+        from now on is written to it. Call before the provider modules are built."""
+        self.state = state
+        self.ids = IdSource(loaded.id_start)
+        for kind, messages in loaded.messages.items():
+            book = self.books.get(kind)
+            if book is not None:
+                for message in messages:
+                    book.add(message)
+        for kind, balance in loaded.wallets.items():
+            if kind in self.accounts:
+                self.accounts[kind] = replace(self.accounts[kind], wallet=balance)
 
     def bill(
         self, kind: str, items: Sequence[Billing], report: ReportMaker | None = None
@@ -96,7 +109,7 @@ class Core:
         now = time.time()
         final_at = now + self.settings.delivery_delay_s
         share = self.faults[kind].faults.undelivered_share
-        fate = self._fate[kind]
+        seed = self.settings.seed
         book = self.books[kind]
         sent: list[SentMessage] = []
         entries: list[LedgerEntry] = []
@@ -113,7 +126,7 @@ class Core:
                 currency=item.price.currency,
                 created=now,
                 final_at=final_at,
-                delivered=not (share > 0.0 and fate.random() < share),
+                delivered=share <= 0.0 or fate(seed, kind, item.recipient, item.text) >= share,
                 callback_url=item.callback_url,
                 channel=item.channel,
                 task_id=item.task_id,
@@ -136,8 +149,18 @@ class Core:
                 )
             )
         self.ledger.record(entries)
+        if self.state is not None:
+            self.state.record(kind, sent)
         if report is not None:
             for message in sent:
                 if message.callback_url is not None:
                     self.reporter.schedule(message, report)
         return sent
+
+
+def fate(seed: int, kind: str, recipient: str, text: str) -> float:
+    """A number in [0, 1) that is the same for the same message (provider, recipient, text)
+    in every run and process: a message fails when it is below the undelivered share, so
+    which ones fail does not depend on the order the sends arrive in."""
+    digest = hashlib.blake2b(f"{seed}:{kind}:{recipient}:{text}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest()) / 2**64

@@ -73,14 +73,19 @@ def _created(message: SentMessage) -> float:
     return message.created
 
 
+def id_start() -> int:
+    """Where a sandbox started now counts its numeric ids from (a restart starts elsewhere)."""
+    return (int(time.time()) % 100_000) * 10_000 + 1
+
+
 class IdSource:
-    """Message ids in each provider's documented form; a restarted sandbox starts elsewhere."""
+    """Message ids in each provider's documented form, numbers counting up from *start*
+    (default :func:`id_start`; a state file gives a start past every id handed out)."""
 
     __slots__ = ("_counter", "_run")
 
-    def __init__(self) -> None:
-        start = (int(time.time()) % 100_000) * 10_000 + 1
-        self._counter = itertools.count(start)
+    def __init__(self, start: int | None = None) -> None:
+        self._counter = itertools.count(id_start() if start is None else start)
         self._run = uuid.uuid4().hex[:8]
 
     def number(self) -> int:

@@ -54,9 +54,11 @@ ReportMaker = Callable[[SentMessage], Report | None]
 
 
 class Reporter:
-    """Schedules reports at each message's ``final_at`` and posts them."""
+    """Schedules reports at each message's ``final_at`` and posts them; *on_posted* hears
+    (provider kind, message id) of each report the receiver acknowledged."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_posted: Callable[[str, str], None] | None = None) -> None:
+        self.on_posted = on_posted
         self._heap: list[tuple[float, int, SentMessage, ReportMaker]] = []
         self._order = itertools.count()
         self._wakeup = anyio.Event()
@@ -66,6 +68,12 @@ class Reporter:
         self._session: aiohttp.ClientSession | None = None
         self.posted = 0
         self.dropped = 0
+        self._in_flight = 0
+
+    def settled(self, now: float | None = None) -> bool:
+        """True when no report due by *now* is waiting or being posted."""
+        due = self._heap and self._heap[0][0] <= (time.time() if now is None else now)
+        return not due and self._in_flight == 0
 
     def schedule(self, message: SentMessage, make: ReportMaker) -> None:
         heapq.heappush(self._heap, (message.final_at, next(self._order), message, make))
@@ -110,12 +118,16 @@ class Reporter:
                 log.exception("sandbox.callback_build_failed", provider=message.kind)
                 continue
             if report is not None:
+                self._in_flight += 1
                 self._send.send_nowait(report)
 
     async def _post_forever(self, receive: MemoryObjectReceiveStream[Report]) -> None:
         async with receive:
             async for report in receive:
-                await self._post(report)
+                try:
+                    await self._post(report)
+                finally:
+                    self._in_flight -= 1
 
     async def _post(self, report: Report) -> None:
         import aiohttp
@@ -135,6 +147,8 @@ class Reporter:
                     await r.read()
                     if r.status < 500:
                         self.posted += 1
+                        if self.on_posted is not None:
+                            self.on_posted(report.provider, report.message_id)
                         return
                     error = f"HTTP {r.status}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:

@@ -7,6 +7,7 @@ provider's faults have had their say; ``/_sandbox/...`` goes to the control endp
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from engine.sandbox.settings import KINDS, Faults, SandboxSettings, validate, va
 from engine.sandbox.skynoo import Skynoo
 from engine.sandbox.skytelecom import SkyTelecom
 from engine.sandbox.smsvoip import SmsVoip
+from engine.sandbox.state import WALLET_KINDS, Loaded, SandboxState, redirected
 from engine.sandbox.telekom import Telekom
 from engine.sandbox.voipex import Voipex
 from engine.sandbox.wire import (
@@ -45,6 +47,7 @@ from engine.sandbox.wire import (
 log = structlog.get_logger("engine.sandbox")
 
 HOST: Final = "127.0.0.1"
+SETTLE_CHECK_S: Final = 0.02
 
 _FACTORIES: Final[dict[str, Callable[[Core], ProviderApi]]] = {
     "skytelecom": SkyTelecom,
@@ -81,6 +84,16 @@ class Sandbox:
         """The sandbox's own decision for a billed message (``None``: no such message)."""
         message = self._core.books[kind].get(message_id)
         return None if message is None else message.delivered
+
+    async def reports_settled(self, timeout_s: float) -> bool:
+        """Wait up to *timeout_s* until every delivery report due now has been posted (or
+        given up); True if they all were."""
+        reporter = self._core.reporter
+        for _ in range(max(1, math.ceil(timeout_s / SETTLE_CHECK_S))):
+            if reporter.settled():
+                return True
+            await anyio.sleep(SETTLE_CHECK_S)
+        return reporter.settled()
 
     def set_faults(self, kind: str, faults: Faults) -> None:
         """Replace one provider's faults; its fault counters and window start over."""
@@ -215,7 +228,21 @@ async def running_sandbox(settings: SandboxSettings, *, port: int = 0) -> AsyncI
     ledger = Ledger(settings.ledger_path)
     reporter = Reporter()
     core = Core(settings, load_prices(), ledger, reporter)
+    state: SandboxState | None = None
+    loaded: Loaded | None = None
+    if settings.state_path is not None:
+        state = SandboxState(settings.state_path)
+        try:
+            loaded = state.load({k: a.wallet for k, a in core.accounts.items()
+                                 if k in WALLET_KINDS})
+        except BaseException:
+            await reporter.aclose()
+            raise
+        core.restore(state, loaded)
+        reporter.on_posted = state.reported
     sandbox = Sandbox(core, {kind: _FACTORIES[kind](core) for kind in settings.accounts})
+    if loaded is not None:
+        _post_unreported(sandbox, loaded)
     connections: set[HttpProtocol] = set()
     loop = asyncio.get_running_loop()
     try:
@@ -224,6 +251,8 @@ async def running_sandbox(settings: SandboxSettings, *, port: int = 0) -> AsyncI
         )
     except OSError as exc:
         await reporter.aclose()
+        if state is not None:
+            state.close()
         raise SandboxError(f"sandbox: cannot listen on {HOST}:{port}: {exc}") from exc
     sandbox.url = f"http://{HOST}:{server.sockets[0].getsockname()[1]}"
     try:
@@ -231,8 +260,10 @@ async def running_sandbox(settings: SandboxSettings, *, port: int = 0) -> AsyncI
         async with anyio.create_task_group() as task_group:
             sandbox.task_group = task_group
             await reporter.run(task_group)
+            if state is not None:
+                task_group.start_soon(state.run)
             await server.start_serving()
-            log.info("sandbox.started", url=sandbox.url, providers=sorted(settings.accounts))
+            log.debug("sandbox.started", url=sandbox.url, providers=sorted(settings.accounts))
             try:
                 yield sandbox
             finally:
@@ -248,4 +279,18 @@ async def running_sandbox(settings: SandboxSettings, *, port: int = 0) -> AsyncI
         await server.wait_closed()
         await reporter.aclose()
         ledger.close()
-        log.info("sandbox.stopped", url=sandbox.url, billed=len(ledger.entries))
+        if state is not None:
+            state.close()
+        log.debug("sandbox.stopped", url=sandbox.url, billed=len(ledger.entries))
+
+
+def _post_unreported(sandbox: Sandbox, loaded: Loaded) -> None:
+    """Schedule the reports an earlier sandbox never had acknowledged, to each account's
+    callback URL now (at once for a final message); without one they wait for a later
+    sandbox that has one."""
+    core = sandbox._core
+    for message in loaded.unreported:
+        account = core.accounts.get(message.kind)
+        make = getattr(sandbox._apis.get(message.kind), "report", None)
+        if account is not None and account.callback_url is not None and make is not None:
+            core.reporter.schedule(redirected(message, account.callback_url), make)

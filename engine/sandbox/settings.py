@@ -75,6 +75,9 @@ class SandboxSettings:
         default_factory=lambda: dict(DEFAULT_CREDENTIALS)
     )
     ledger_path: Path | None = None
+    state_path: Path | None = None
+    """Where billed messages, ids, the wallet and unposted reports outlive the process
+    (:mod:`engine.sandbox.state`); ``None``: in memory only."""
     delivery_delay_s: float = 1.0
     session_ttl_s: float = 900.0
     seed: int = 0

@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -47,8 +47,8 @@ class Skynoo:
     def __init__(self, core: Core) -> None:
         self._core = core
         self._account = core.account(KIND)
-        self._tasks: dict[int, Task] = {}
-        self._next_task = 1001
+        self._tasks = _tasks_of(core.books[KIND]) if KIND in core.books else {}
+        self._next_task = max(self._tasks, default=1000) + 1
         self._routes = {
             ("POST", f"{API}/send"): self._send,
             ("POST", f"{API}/batch/create"): self._batch_create,
@@ -249,3 +249,12 @@ def _status(message: SentMessage, now: float) -> tuple[str, str]:
     if not message.is_final(now):
         return SKYNOO_PENDING, ""
     return ("DELIVERED", "") if message.delivered else ("UNDELIVERED", SKYNOO_FAILED_ERROR_CODE)
+
+
+def _tasks_of(book: Iterable[SentMessage]) -> dict[int, Task]:
+    """The batches of messages a state file brought back, in billing order."""
+    ids: dict[int, list[str]] = {}
+    for message in book:
+        if message.task_id is not None:
+            ids.setdefault(message.task_id, []).append(message.id)
+    return {task_id: Task(task_id, tuple(found)) for task_id, found in ids.items()}

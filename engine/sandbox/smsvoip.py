@@ -113,7 +113,7 @@ class SmsVoip:
             idempotency_key=idem,
             callback_url=callback,
         )
-        self._core.bill(KIND, [item], self._report)
+        self._core.bill(KIND, [item], self.report)
         return json_response(
             {
                 "message_id": item.message_id,
@@ -179,7 +179,8 @@ class SmsVoip:
             }
         )
 
-    def _report(self, message: SentMessage) -> Report | None:
+    def report(self, message: SentMessage) -> Report | None:
+        """The delivery report of a final message, posted to its ``callback_url``."""
         if message.callback_url is None:
             return None
         delivered_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(message.final_at))

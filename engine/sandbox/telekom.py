@@ -143,7 +143,7 @@ class Telekom:
             callback_url=self._account.callback_url if callback else None,
             channel=channel,
         )
-        self._core.bill(KIND, [item], self._report)
+        self._core.bill(KIND, [item], self.report)
         return json_response(
             {
                 "result": _OK,
@@ -186,7 +186,8 @@ class Telekom:
             }
         )
 
-    def _report(self, message: SentMessage) -> Report | None:
+    def report(self, message: SentMessage) -> Report | None:
+        """The delivery report of a final message, posted to its ``callback_url``."""
         if message.callback_url is None:
             return None
         code, _ = _status(message, message.final_at)

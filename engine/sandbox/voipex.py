@@ -74,7 +74,7 @@ class Voipex:
             price=price,
             callback_url=self._account.callback_url,
         )
-        (message,) = self._core.bill(KIND, [item], self._report)
+        (message,) = self._core.bill(KIND, [item], self.report)
         return json_response(_sms(message, VOIPEX_PENDING_STATE), billed=True)
 
     def _history(self, request: Request) -> Response:
@@ -89,7 +89,8 @@ class Voipex:
             ]
         )
 
-    def _report(self, message: SentMessage) -> Report | None:
+    def report(self, message: SentMessage) -> Report | None:
+        """The delivery report of a final message, posted to its ``callback_url``."""
         if message.callback_url is None:
             return None
         body = json.dumps(_sms(message, _state(message, message.final_at)), ensure_ascii=False)
