@@ -20,6 +20,7 @@ import phonenumbers
 
 from engine.config import TomlTable, parse_decimal, read_toml
 from engine.errors import CampaignError
+from engine.smart_encoding import ENCODINGS, EncodingMode
 from engine.template import Template
 
 OnUnknown = Literal["settle", "resend", "report"]
@@ -44,6 +45,11 @@ class Campaign:
     opt_out: Path | None
     on_unknown: OnUnknown
     shift_tables: tuple[str, ...] = ()
+    encoding: EncodingMode = "smart"
+    """``smart``: typographic look-alikes replaced where that keeps a message GSM-7
+    (:mod:`engine.smart_encoding`); ``keep``: every text sent as written."""
+    transliterate: bool = False
+    """With ``smart``, letters with diacritics GSM-7 lacks are replaced too (``á`` -> ``a``)."""
 
     @property
     def fingerprint(self) -> str:
@@ -56,6 +62,9 @@ class Campaign:
                      str(self.opt_out.resolve() if self.opt_out else "")):
             h.update(part.encode())
             h.update(b"\0")
+        if (self.encoding, self.transliterate) != ("smart", False):
+            # Only when not the default, so that plans made before the keys existed match.
+            h.update(f"{self.encoding} {self.transliterate}".encode())
         return h.hexdigest()[:16]
 
 
@@ -69,6 +78,8 @@ def load_campaign(path: Path | str) -> Campaign:
     if not _NAME.match(name):
         raise t.error("name", "use letters, digits, '_', '.', '-' (at most 64)")
     recipients = base / t.get("recipients", str, required=True)
+    if recipients.is_dir():
+        raise t.error("recipients", f"{recipients} is a directory, not a file")
     if not recipients.is_file():
         raise t.error("recipients", f"recipients file {recipients} does not exist")
     region = t.get("default_region", str, required=True).upper()
@@ -98,6 +109,12 @@ def load_campaign(path: Path | str) -> Campaign:
     shift = t.optional("shift_tables", list) or []
     if not all(s in ("tr", "es", "pt") for s in shift):
         raise t.error("shift_tables", "may hold only \"tr\", \"es\", \"pt\"")
+    encoding = t.get("encoding", str, "smart")
+    if encoding not in ENCODINGS:
+        raise t.error("encoding", f"{encoding!r} is not one of {', '.join(ENCODINGS)}")
+    transliterate = t.get("transliterate", bool, False)
+    if transliterate and encoding != "smart":
+        raise t.error("transliterate", 'needs encoding = "smart"')
     campaign = Campaign(
         path=path,
         name=name,
@@ -114,6 +131,8 @@ def load_campaign(path: Path | str) -> Campaign:
         opt_out=opt_out_path,
         on_unknown=on_unknown,
         shift_tables=tuple(cast(list[str], shift)),
+        encoding=encoding,
+        transliterate=transliterate,
     )
     t.reject_unknown()
     defaults_t.reject_unknown()

@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("text", help="the message text; - reads standard input")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--shift-tables", default="", help="national shift tables, e.g. tr,es")
+    s.add_argument("--smart", action="store_true",
+                   help="also the text smart encoding sends: before and after, each replacement")
+    s.add_argument("--transliterate", action="store_true",
+                   help="with --smart: letters with diacritics GSM-7 lacks too (á -> a)")
     s.set_defaults(handler=_segments)
 
     c = sub.add_parser("check", help="preflight: can each enabled provider be used?")
@@ -314,13 +318,7 @@ def _on_stored_campaign(args: argparse.Namespace,
 
 
 def _status(args: argparse.Namespace) -> int:
-    from engine.report import (
-        delivery_json,
-        print_delivery,
-        print_delivery_so_far,
-        print_status,
-        status_json,
-    )
+    from engine.report import delivery_json, print_delivery, print_status, status_json
     from engine.store.sqlite.delivery_store import DeliveryStore
 
     async def counts_of(store: Store, record: CampaignRecord) -> Any:
@@ -336,8 +334,6 @@ def _status(args: argparse.Namespace) -> int:
         console = Console()
         print_status(name, counts, config.routing.currency, console)
         print_delivery(delivery, config.routing.currency, console)
-        if delivery.total.sent:
-            print_delivery_so_far(name, delivery.total, console)
     return EXIT_OK
 
 
@@ -394,9 +390,9 @@ def _webhooks(args: argparse.Namespace) -> int:
 
 def _dlr(args: argparse.Namespace) -> int:
     from engine.campaign import load_campaign
-    from engine.delivery.asking import ask_once
+    from engine.delivery.polling import poll_round
     from engine.plan.planner import campaign_providers
-    from engine.sandbox.state import state_path_for
+    from engine.send.session import open_providers
     from engine.store.sqlite.delivery_store import DeliveryStore
 
     config = load_config_for(args)
@@ -405,8 +401,9 @@ def _dlr(args: argparse.Namespace) -> int:
                  if path.suffix == ".toml" and path.is_file() else config.enabled_providers)
 
     async def once(store: Store, record: CampaignRecord) -> Any:
-        return await ask_once(DeliveryStore(store), record.id, providers,
-                              sandbox_state=state_path_for(config.database))
+        async with open_providers(providers) as session:
+            return await poll_round(DeliveryStore(store), record.id, providers,
+                                    session.adapters)
 
     _, name, result = _on_stored_campaign(args, once)
     summary = {"campaign": name, "asked": result.asked, "answered": result.answered,
@@ -417,9 +414,6 @@ def _dlr(args: argparse.Namespace) -> int:
     else:
         print(f"{name}: asked {result.asked:,}, answered {result.answered:,}, final "
               f"{result.final:,}, expired {result.expired:,}, still awaiting {result.left:,}")
-        if result.left:
-            print(f"reports still due come in minutes: run dispatch dlr {args.campaign} again "
-                  "later; a message without one within 72 h is given up as unknown")
     return EXIT_OK
 
 
@@ -440,6 +434,9 @@ def _segments(args: argparse.Namespace) -> int:
         result = segment(text, shift_tables=shift)
     except ValueError as exc:
         raise ConfigError(str(exc), key="--shift-tables") from None
+    if args.smart:
+        return _segments_smart(text, result, shift, transliterate=args.transliterate,
+                               as_json=args.json)
     if args.json:
         print(json.dumps(to_json(result), ensure_ascii=False))
     else:
@@ -448,6 +445,43 @@ def _segments(args: argparse.Namespace) -> int:
               f"{result.characters} characters")
         for i, part in enumerate(result.parts, start=1):
             print(f"  part {i}: {part!r}")
+    return EXIT_OK
+
+
+def _segments_smart(text: str, before: Any, shift: tuple[str, ...], *, transliterate: bool,
+                    as_json: bool) -> int:
+    from engine.segments import segment, to_json
+    from engine.smart_encoding import TRANSLITERATE_CHARS, describe, explain
+
+    smart = explain(text, transliterate=transliterate, shift_tables=shift)
+    after = segment(smart.text, shift_tables=shift) if smart.changed else before
+    if as_json:
+        print(json.dumps({
+            "before": {"text": text, **to_json(before)},
+            "after": {"text": smart.text, **to_json(after)},
+            "replacements": [{"char": r.char, "name": describe(r.char),
+                              "replacement": r.replacement, "count": r.count}
+                             for r in smart.replacements],
+            "kept": [{"char": c, "name": describe(c)} for c in smart.kept]},
+            ensure_ascii=False))
+        return EXIT_OK
+    for label, shown, seg in (("before", text, before), ("after", smart.text, after)):
+        unit = "septets" if seg.encoding == "GSM-7" else "UTF-16 code units"
+        print(f"{label}: {seg.encoding}, {seg.segments} segment(s), {seg.units} {unit}, "
+              f"{seg.characters} characters")
+        print(f"  {shown!r}")
+    if smart.changed:
+        print(f"smart encoding saves {before.segments - after.segments} segment(s):")
+        for r in smart.replacements:
+            print(f"  {describe(r.char)} -> {r.replacement!r} (x{r.count})")
+    elif smart.kept:
+        print("unchanged: no GSM-7 look-alike for "
+              + ", ".join(describe(c) for c in smart.kept[:5])
+              + (f" and {len(smart.kept) - 5} more" if len(smart.kept) > 5 else ""))
+        if not transliterate and any(c in TRANSLITERATE_CHARS for c in smart.kept):
+            print("  --transliterate (campaign key transliterate = true) replaces such letters")
+    else:
+        print("unchanged: the text is GSM-7 already")
     return EXIT_OK
 
 

@@ -47,6 +47,11 @@ def print_plan(summary: PlanSummary, console: Console) -> None:
                                                     sorted(reasons.items())))
     console.print(f"messages {c.valid:,}, segments {c.segments:,}, "
                   f"cost [bold]{summary.cost} {summary.currency}[/bold]")
+    if c.smart.messages:
+        console.print(f"  smart encoding changed {c.smart.messages:,} "
+                      f"message{'s' if c.smart.messages != 1 else ''} to GSM-7: "
+                      f"{c.smart.segments:,} segment{'s' if c.smart.segments != 1 else ''} and "
+                      f"{nanos_to_decimal(c.smart.cost_nanos)} {summary.currency} saved")
     if c.by_provider:
         console.print(_group_table("By provider", "provider", c.by_provider, summary.currency))
     if c.by_country:
@@ -176,21 +181,6 @@ def print_run(outcome: RunOutcome, console: Console) -> None:
                   f"(plan: {outcome.plan.cost})")
     for name, why in outcome.skipped_providers.items():
         console.print(f"[yellow]left out[/yellow] {name}: {why}")
-    if outcome.delivery is not None and outcome.delivery.sent:
-        print_delivery_so_far(outcome.plan.campaign, outcome.delivery, console)
-
-
-def print_delivery_so_far(campaign: str, total: DeliveryGroup, console: Console) -> None:
-    """The delivery outcomes known now and, while reports are awaited, how to get them."""
-    unknown = f", unknown {total.unknown:,}" if total.unknown else ""
-    console.print(f"delivery so far: delivered {total.delivered:,}, "
-                  f"undelivered {total.undelivered:,}, awaiting {total.pending:,}{unknown}",
-                  markup=False)
-    if total.pending:
-        console.print(f"{total.pending:,} messages await a delivery report: "
-                      f"dispatch dlr {campaign} asks the providers for them now; reports "
-                      "still due come in minutes (ask again), and none within 72 h means "
-                      "unknown.", markup=False)
 
 
 def delivery_json(summary: DeliverySummary) -> dict[str, Any]:

@@ -51,13 +51,13 @@ async def test_run_with_webhooks_and_polling_ends_as_the_sandbox_decided(
         outcome = await run_campaign(
             config, campaign, webhooks_port=port, delivery_wait_s=20,
             polling=PollSettings(first_interval_s=0.2, max_interval_s=1.0))
-        assert outcome.stats.accepted == 980
+        assert outcome.stats.accepted == 981
         with sqlite3.connect(config.database) as conn:
             final = conn.execute(
                 "SELECT provider, provider_message_id, state, delivery_state, delivery_status "
                 "FROM messages WHERE provider_message_id IS NOT NULL").fetchall()
         decisions = {(p, m): sandbox.delivered(p, m) for p, m, *_ in final}
-    assert len(final) == 980
+    assert len(final) == 981
     by_state = {"delivered": 0, "undelivered": 0}
     for provider, pmid, state, delivery, word in final:
         decided = decisions[(provider, pmid)]

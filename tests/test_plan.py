@@ -64,7 +64,7 @@ def test_example_campaign_accounts_for_every_row(tmp_path: Path) -> None:
     plan = plan_json(ROOT / "campaigns/spring-sale/campaign.toml", config)
     rejected, skipped = plan["rejected"], plan["skipped"]
     assert isinstance(rejected, dict) and isinstance(skipped, dict)
-    assert plan["rows"] == 1000
+    assert plan["rows"] == 1001
     assert plan["valid"] + sum(rejected.values()) + sum(skipped.values()) == plan["rows"]
     assert set(rejected) == REJECTS
     assert set(skipped) == {"duplicate", "opted_out"}
@@ -126,7 +126,7 @@ def test_planning_twice_adds_no_rows(tmp_path: Path) -> None:
     second = plan_json(ROOT / "campaigns/spring-sale/campaign.toml", config)
     assert first == second
     with sqlite3.connect(tmp_path / "dispatch.db") as conn:
-        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (1000,)
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (1001,)
 
 
 def test_changed_campaign_under_same_name_is_refused(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ async def test_a_round_asks_at_most_ids_per_round_oldest_first_and_a_late_loop_w
         config = load_config(run_config(tmp_path, sandbox.url))
         campaign = load_campaign(EXAMPLE)
         outcome = await run_campaign(config, campaign, poll_delivery=False)
-        assert outcome.stats.accepted == 980
+        assert outcome.stats.accepted == 981
         async with Store.open(config.database) as store, \
                 open_providers(config.providers) as session:
             deliveries = DeliveryStore(store)

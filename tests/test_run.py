@@ -62,16 +62,16 @@ def test_example_campaign_runs_end_to_end(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         entries = sandbox.entries()
     rows = final_rows(tmp_path / "dispatch.db")
-    assert len(rows) == 980 and all(state in SENT for state, _ in rows.values())
+    assert len(rows) == 981 and all(state in SENT for state, _ in rows.values())
     assert sent_counts(entries) == Counter(rows.keys())
     status = json.loads(dispatch("status", str(EXAMPLE), "--config", str(config),
                                  "--json").stdout)
     states = status["states"]
-    assert sum(states.get(s, 0) for s in SENT) == 980
+    assert sum(states.get(s, 0) for s in SENT) == 981
     assert (states["rejected"], states["skipped"]) == (16, 4)
     report = dispatch("report", "spring-sale", "--config", str(config))
     lines = list(csv.DictReader(io.StringIO(report.stdout)))
-    assert len(lines) == 1000
+    assert len(lines) == 1001
     accepted = [r for r in lines if r["state"] in SENT]
     assert all(r["provider_message_id"] and r["cost"] for r in accepted)
     assert {r["reason"].split(":")[0] for r in lines if r["state"] == "rejected"} >= {

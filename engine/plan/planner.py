@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -32,10 +32,11 @@ from engine.gc_policy import rare_cyclic_gc
 from engine.plan.recipients import CHUNK_BYTES, Piece, RecipientsFile, TextChunk, load_opt_out
 from engine.plan.rows import PlanContext, Written, add_numbers, plan_piece
 from engine.plan.seen import SeenNumbers, create_bits_file
-from engine.plan.tally import Group, PlanCounts, Tally
+from engine.plan.tally import NO_SAVING, Group, PlanCounts, SmartSaving, Tally
 from engine.plan.workers import Turns, worker_init, worker_plan
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
-from engine.store.sqlite.plan_writer import PlanWriter
+from engine.segments import measure
+from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR, PlanWriter
 from engine.store.sqlite.store import CampaignRecord, Store
 from engine.template import BoundTemplate
 
@@ -85,6 +86,8 @@ class PlanSummary:
             "max_cost": str(self.max_cost) if self.max_cost is not None else None,
             "over_budget": self.over_budget,
             "by_provider": groups(c.by_provider), "by_country": groups(c.by_country),
+            "smart_encoding": {"messages": c.smart.messages, "segments_saved": c.smart.segments,
+                               "cost_saved": str(nanos_to_decimal(c.smart.cost_nanos))},
         }
 
 
@@ -144,7 +147,8 @@ def plan_context(campaign: Campaign, recipients: RecipientsFile, template: Bound
         template=template, max_segments=campaign.max_segments,
         shift_tables=campaign.shift_tables, routes=routes,
         opt_out=(load_opt_out(campaign.opt_out, campaign.default_region)
-                 if campaign.opt_out else frozenset()))
+                 if campaign.opt_out else frozenset()),
+        smart=campaign.encoding == "smart", transliterate=campaign.transliterate)
 
 
 async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
@@ -173,10 +177,47 @@ async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
                                     written.tally if fresh else None)
             if fresh:
                 counts = written.tally.counts()
+                if counts.smart.messages and counts.skipped.get("duplicate"):
+                    counts = replace(counts, smart=await smart_saving(campaign, store, record.id))
     if counts is None:
         counts = await store.plan_counts(record.id)
+        counts = replace(counts, smart=await smart_saving(campaign, store, record.id))
     return PlanSummary(campaign.name, counts, config.routing.currency, campaign.max_cost,
                        tuple(p.name for p in providers))
+
+
+async def smart_saving(campaign: Campaign, store: Store, campaign_id: int) -> SmartSaving:
+    """What smart encoding saved, from the stored plan: the tally of a fresh plan counts it
+    as rows are planned, but the store keeps only the text as sent, so the text as written
+    is rendered again from each changed row's variables. A row whose values hold
+    ``VARIABLE_SEPARATOR`` cannot be rendered again and is not counted."""
+    if campaign.encoding != "smart":
+        return NO_SAVING
+    template, shift = campaign.message, campaign.shift_tables
+    width = len(template.fields)
+    total = NO_SAVING
+    async for rows in store.stored_texts(campaign_id):
+        changed = saved = nanos = 0
+        for text, variables, segments, price in rows:
+            values = variables.split(VARIABLE_SEPARATOR) if variables else []
+            if len(values) != width:
+                continue
+            written = template.join(values)
+            if written == text:
+                continue
+            before = measure(written, shift_tables=shift)[1]
+            changed += 1
+            saved += before - segments
+            nanos += price * (before - segments)
+        total += SmartSaving(changed, saved, nanos)
+    return total
+
+
+def _discard(db: Path, campaign_id: int) -> None:
+    """Forget a plan refused half-way: planned again from the first line once the file is
+    fixed, none of the broken file's rows (past the bad quote, in worker processes) stay."""
+    with closing(PlanWriter(db, campaign_id)) as writer:
+        writer.discard()
 
 
 async def _run(ctx: PlanContext, recipients: RecipientsFile, store: Store,

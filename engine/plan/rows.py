@@ -15,9 +15,10 @@ from typing import Any, Final, NamedTuple
 from engine.phone import normalise
 from engine.plan.recipients import RawRow, TextChunk, parse_chunk
 from engine.plan.seen import SeenNumbers
-from engine.plan.tally import Tally
+from engine.plan.tally import NO_SAVING, SmartSaving, Tally
 from engine.routing import RouteTable
 from engine.segments import measure
+from engine.smart_encoding import smarten
 from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR
 from engine.template import BoundTemplate
 
@@ -37,6 +38,9 @@ class PlanContext:
     shift_tables: tuple[str, ...]
     routes: RouteTable
     opt_out: frozenset[str]
+    smart: bool = False
+    """Smart encoding (:func:`engine.smart_encoding.smarten`) for text measured UCS-2."""
+    transliterate: bool = False
 
 
 Row = tuple[Any, ...]
@@ -49,6 +53,7 @@ class Planned(NamedTuple):
     valid: list[Row]
     not_sent: list[Row]
     through: int
+    smart: SmartSaving = NO_SAVING
 
 
 def _not_sent(line: int, raw: str | None, e164: str | None, country: str | None, state: str,
@@ -64,7 +69,8 @@ def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
     A valid row stores neither its number as written nor its text: the text is
     ``Template.join`` of its ``variables``, rendered again when it is sent (a third less to
     write for a million rows). Only where a value holds the separator is the text stored;
-    elsewhere the tuple holds ``""``, which the store writes as NULL.
+    elsewhere the tuple holds ``""``, which the store writes as NULL. A text that smart
+    encoding changed is stored too: the text as sent, which variables do not give.
     """
     valid: list[Row] = []
     not_sent: list[Row] = []
@@ -73,6 +79,8 @@ def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
     values_of, join = ctx.template.values, ctx.template.template.join
     lookup, opt_out, max_segments = ctx.routes.lookup, ctx.opt_out, ctx.max_segments
     shift = ctx.shift_tables
+    smart, transliterate = ctx.smart, ctx.transliterate
+    changed = saved_segments = saved_nanos = 0
     separator = VARIABLE_SEPARATOR
     store_values = separator.join
     for line, fields, problem in rows:
@@ -99,6 +107,12 @@ def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
             reject(_not_sent(line, raw, e164, country, "rejected", "empty_message", None))
             continue
         encoding, segments, _ = measure(text, shift_tables=shift)
+        before = 0
+        if smart and encoding == "UCS-2":
+            new = smarten(text, transliterate=transliterate, shift_tables=shift)
+            if new is not None:
+                text, before = new, segments
+                encoding, segments, _ = measure(text, shift_tables=shift)
         if segments > max_segments:
             reject(_not_sent(line, raw, e164, country, "rejected", "too_long",
                              f"{segments} segments ({encoding}), at most {max_segments}",
@@ -112,10 +126,15 @@ def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
             continue
         best = plan.routes[0]
         price = best.price_nanos
+        if before:
+            changed += 1
+            saved_segments += before - segments
+            saved_nanos += price * (before - segments)
         append((line, e164, country, encoding, segments, best.provider, best.route, price,
                 price * segments, plan.id, store_values(values),
-                text if separator in text else ""))
-    return Planned(valid, not_sent, rows[-1][0] if rows else 0)
+                text if before or separator in text else ""))
+    return Planned(valid, not_sent, rows[-1][0] if rows else 0,
+                   SmartSaving(changed, saved_segments, saved_nanos) if changed else NO_SAVING)
 
 
 def plan_chunk(ctx: PlanContext, chunk: TextChunk, after: int) -> Planned:
@@ -133,7 +152,9 @@ class Written:
 def plan_piece(ctx: PlanContext, chunk: TextChunk, after: int) -> tuple[Planned, Tally]:
     """A piece planned and tallied: everything but writing it."""
     planned = plan_chunk(ctx, chunk, after)
-    return planned, Tally.of_planned(planned.valid, planned.not_sent)
+    tally = Tally.of_planned(planned.valid, planned.not_sent)
+    tally.smart = planned.smart
+    return planned, tally
 
 
 def add_numbers(seen: SeenNumbers, planned: Planned, tally: Tally) -> Written:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,8 +16,30 @@ class Group:
 
 
 @dataclass(frozen=True, slots=True)
+class SmartSaving:
+    """Valid messages whose text smart encoding changed, and the segments and cost that
+    saved (:mod:`engine.smart_encoding`)."""
+
+    messages: int = 0
+    segments: int = 0
+    cost_nanos: int = 0
+
+    def __add__(self, other: SmartSaving) -> SmartSaving:
+        return SmartSaving(self.messages + other.messages, self.segments + other.segments,
+                           self.cost_nanos + other.cost_nanos)
+
+
+NO_SAVING: Final = SmartSaving()
+
+BLANK_LINE: Final = "blank_line"
+"""The reason of a blank line of the recipients file, stored ``skipped`` so that every line
+has its row; :class:`PlanCounts` counts them apart from the skipped rows."""
+
+
+@dataclass(frozen=True, slots=True)
 class PlanCounts:
     rows: int
+    """Valid, rejected and skipped: every line read but the blank ones."""
     valid: int
     rejected: dict[str, int]
     skipped: dict[str, int]
@@ -25,6 +47,13 @@ class PlanCounts:
     cost_nanos: int
     by_provider: dict[str, Group]
     by_country: dict[str, Group]
+    smart: SmartSaving = NO_SAVING
+    blank: int = 0
+
+    @property
+    def lines(self) -> int:
+        """Every line read after the header (a quoted field over several lines counts one)."""
+        return self.rows + self.blank
 
 
 class Tally:
@@ -37,6 +66,7 @@ class Tally:
 
     def __init__(self) -> None:
         self.groups: dict[tuple[str, str | None, str | None, str | None], list[int]] = {}
+        self.smart = NO_SAVING
 
     def add(self, key: tuple[str, str | None, str | None, str | None], n: int, segments: int,
             cost_nanos: int) -> None:
@@ -48,6 +78,7 @@ class Tally:
     def merge(self, other: Tally) -> None:
         for key, (n, segments, cost_nanos) in other.groups.items():
             self.add(key, n, segments, cost_nanos)
+        self.smart += other.smart
 
     @classmethod
     def of_planned(cls, valid: Sequence[tuple[Any, ...]],
@@ -72,9 +103,12 @@ class Tally:
         skipped: dict[str, int] = {}
         by_provider: dict[str, list[int]] = {}
         by_country: dict[str, list[int]] = {}
-        rows = valid = segments = cost = 0
+        rows = valid = segments = cost = blank = 0
         for (state, reason, provider, country), (n, segs, nanos) in self.groups.items():
             if n == 0:
+                continue
+            if reason == BLANK_LINE:
+                blank += n
                 continue
             rows += n
             if state == "rejected":
@@ -93,7 +127,8 @@ class Tally:
         return PlanCounts(
             rows=rows, valid=valid, rejected=dict(sorted(rejected.items())),
             skipped=dict(sorted(skipped.items())), segments=segments, cost_nanos=cost,
-            by_provider=_ranked(by_provider), by_country=_ranked(by_country))
+            by_provider=_ranked(by_provider), by_country=_ranked(by_country), smart=self.smart,
+            blank=blank)
 
 
 def _ranked(totals: dict[str, list[int]]) -> dict[str, Group]:

@@ -469,6 +469,19 @@ class Store:
             tally.add((state, reason, provider, country), n, segs, nanos)
         return tally.counts()
 
+    async def stored_texts(self, campaign_id: int, page: int = 50_000
+                           ) -> AsyncIterator[list[tuple[str, str | None, int, int]]]:
+        """``(text, variables, segments, price_nanos)`` of the valid rows whose text the
+        plan stored (:func:`engine.plan.rows.plan_rows`), a page at a time."""
+        after = 0
+        while rows := await self._rows(
+                "SELECT line, text, variables, segments, price_nanos FROM messages "
+                "WHERE campaign_id = ? AND line > ? AND text IS NOT NULL "
+                "AND state NOT IN ('rejected', 'skipped') ORDER BY line LIMIT ?",
+                (campaign_id, after, page)):
+            yield [tuple(r[1:]) for r in rows]
+            after = rows[-1][0]
+
     async def campaign_named(self, name: str) -> CampaignRecord:
         """The campaign stored under *name*; the error lists the ones there are."""
         record = await self.campaign(name)
