@@ -318,7 +318,13 @@ def _on_stored_campaign(args: argparse.Namespace,
 
 
 def _status(args: argparse.Namespace) -> int:
-    from engine.report import delivery_json, print_delivery, print_status, status_json
+    from engine.report import (
+        delivery_json,
+        print_delivery,
+        print_delivery_so_far,
+        print_status,
+        status_json,
+    )
     from engine.store.sqlite.delivery_store import DeliveryStore
 
     async def counts_of(store: Store, record: CampaignRecord) -> Any:
@@ -334,6 +340,8 @@ def _status(args: argparse.Namespace) -> int:
         console = Console()
         print_status(name, counts, config.routing.currency, console)
         print_delivery(delivery, config.routing.currency, console)
+        if delivery.total.sent:
+            print_delivery_so_far(name, delivery.total, console)
     return EXIT_OK
 
 
@@ -390,9 +398,9 @@ def _webhooks(args: argparse.Namespace) -> int:
 
 def _dlr(args: argparse.Namespace) -> int:
     from engine.campaign import load_campaign
-    from engine.delivery.polling import poll_round
+    from engine.delivery.asking import ask_once
     from engine.plan.planner import campaign_providers
-    from engine.send.session import open_providers
+    from engine.sandbox.state import state_path_for
     from engine.store.sqlite.delivery_store import DeliveryStore
 
     config = load_config_for(args)
@@ -401,9 +409,8 @@ def _dlr(args: argparse.Namespace) -> int:
                  if path.suffix == ".toml" and path.is_file() else config.enabled_providers)
 
     async def once(store: Store, record: CampaignRecord) -> Any:
-        async with open_providers(providers) as session:
-            return await poll_round(DeliveryStore(store), record.id, providers,
-                                    session.adapters)
+        return await ask_once(DeliveryStore(store), record.id, providers,
+                              sandbox_state=state_path_for(config.database))
 
     _, name, result = _on_stored_campaign(args, once)
     summary = {"campaign": name, "asked": result.asked, "answered": result.answered,
@@ -414,6 +421,9 @@ def _dlr(args: argparse.Namespace) -> int:
     else:
         print(f"{name}: asked {result.asked:,}, answered {result.answered:,}, final "
               f"{result.final:,}, expired {result.expired:,}, still awaiting {result.left:,}")
+        if result.left:
+            print(f"reports still due come in minutes: run dispatch dlr {args.campaign} again "
+                  "later; a message without one within 72 h is given up as unknown")
     return EXIT_OK
 
 

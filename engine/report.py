@@ -181,6 +181,21 @@ def print_run(outcome: RunOutcome, console: Console) -> None:
                   f"(plan: {outcome.plan.cost})")
     for name, why in outcome.skipped_providers.items():
         console.print(f"[yellow]left out[/yellow] {name}: {why}")
+    if outcome.delivery is not None and outcome.delivery.sent:
+        print_delivery_so_far(outcome.plan.campaign, outcome.delivery, console)
+
+
+def print_delivery_so_far(campaign: str, total: DeliveryGroup, console: Console) -> None:
+    """The delivery outcomes known now and, while reports are awaited, how to get them."""
+    unknown = f", unknown {total.unknown:,}" if total.unknown else ""
+    console.print(f"delivery so far: delivered {total.delivered:,}, "
+                  f"undelivered {total.undelivered:,}, awaiting {total.pending:,}{unknown}",
+                  markup=False)
+    if total.pending:
+        console.print(f"{total.pending:,} messages await a delivery report: "
+                      f"dispatch dlr {campaign} asks the providers for them now; reports "
+                      "still due come in minutes (ask again), and none within 72 h means "
+                      "unknown.", markup=False)
 
 
 def delivery_json(summary: DeliverySummary) -> dict[str, Any]:
