@@ -7,6 +7,8 @@ seconds, only to 127.0.0.1. The last line printed is one JSON object:
 ``{"requests": ..., "seconds": ..., "req_per_s": ...}``.
 
     python bench/sandbox_throughput.py [--requests 20000] [--seconds 30] [--connections 16]
+                                       [--state] (the sandbox keeps a state file, as the one
+                                       dispatch starts for base_url = "sandbox" does)
 """
 
 from __future__ import annotations
@@ -148,10 +150,14 @@ async def drive(
     return budget
 
 
-def start_sandbox(ledger: Path | None, loop: str) -> tuple[subprocess.Popen[str], int]:
+def start_sandbox(
+    ledger: Path | None, loop: str, state: Path | None = None
+) -> tuple[subprocess.Popen[str], int]:
     command = [sys.executable, "-m", "engine.sandbox", "--port", "0", "--loop", loop]
     if ledger is not None:
         command += ["--ledger", str(ledger)]
+    if state is not None:
+        command += ["--state", str(state)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -178,11 +184,13 @@ def main() -> int:
     parser.add_argument("--kind", choices=sorted(_BODIES), default="smsvoip")
     parser.add_argument("--no-ledger-file", action="store_true", help="ledger in memory only")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    parser.add_argument("--state", action="store_true", help="with a sandbox state file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         ledger = None if args.no_ledger_file else Path(tmp) / "ledger.jsonl"
-        process, port = start_sandbox(ledger, args.loop)
+        state = Path(tmp) / "sandbox.db" if args.state else None
+        process, port = start_sandbox(ledger, args.loop, state)
         try:
             request = build_request(args.kind)
             asyncio.run(asyncio.wait_for(drive(port, request, 500, 10.0, 4), 10.0 + STALL_S))
