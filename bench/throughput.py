@@ -113,7 +113,7 @@ STOP_CHECKS: Final = 200
 CHILD_GRACE_S: Final = 60.0
 """How much longer than its phase deadline a child may take before it is killed."""
 TRANSPORT_CONCURRENCY: Final = (8, 32, 128)
-ENGINE_TRANSPORT: Final = "httpx-aiohttp"
+ENGINE_TRANSPORT: Final = "aiohttp through engine.providers.http.Wire"
 
 
 # --- shared helpers ------------------------------------------------------------------------
@@ -227,20 +227,33 @@ def preload() -> None:
 
 
 def count_requests() -> dict[str, int]:
-    """Count every HTTP request the aiohttp transport carries, by the URL's first path
-    segment (the provider kind, on the sandbox): a counter, about a µs per request. The
-    phases differ in requests per message where a bulk provider's batches differ."""
+    """Count every HTTP request the engine's aiohttp pool carries (through its fast path,
+    :meth:`AiohttpPool.exchange`, or an ``httpx.Request``), by the URL's first path segment
+    (the provider kind, on the sandbox): a counter, about a µs per request. The phases
+    differ in requests per message where a bulk provider's batches differ."""
     from httpx_aiohttp import AiohttpTransport
 
+    from engine.providers.http import AiohttpPool
+
     counts: dict[str, int] = {}
+
+    def note(path: str) -> None:
+        kind = path.split("/", 2)[1]
+        counts[kind] = counts.get(kind, 0) + 1
+
     inner = AiohttpTransport.handle_async_request
+    exchange = AiohttpPool.exchange
 
     async def counted(self: AiohttpTransport, request: Any) -> Any:
-        kind = request.url.path.split("/", 2)[1]
-        counts[kind] = counts.get(kind, 0) + 1
+        note(request.url.path)
         return await inner(self, request)
 
+    async def counted_exchange(self: AiohttpPool, method: str, url: Any, *rest: Any) -> Any:
+        note(url.path)
+        return await exchange(self, method, url, *rest)
+
     AiohttpTransport.handle_async_request = counted  # type: ignore[method-assign]
+    AiohttpPool.exchange = counted_exchange  # type: ignore[method-assign]
     return counts
 
 
@@ -405,6 +418,179 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int,
     return event_loop.run(go, loop=loop)
 
 
+# --- child: raw aiohttp --------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RawRequest:
+    """One request as the adapter would send it: URL, headers (with authentication) and body."""
+
+    url: Any
+    headers: Any
+    body: bytes
+
+
+async def recorded_requests(providers: Sequence[Any], by_provider: dict[str, list[Any]],
+                            sandbox_url: str) -> dict[str, list[RawRequest]]:
+    """By provider, each message's send request as its adapter builds it: the adapter sends
+    to a pool that records instead (a Telekom login goes to the sandbox, for a real
+    session). Skynoo is left out: its batches are made in :func:`raw_skynoo`."""
+    import httpx
+
+    from engine.providers import make_adapter
+    from engine.providers.http import AiohttpPool
+
+    class Recorder(AiohttpPool):
+        def __init__(self) -> None:
+            super().__init__()
+            self.requests: list[RawRequest] = []
+
+        async def exchange(self, method: str, url: Any, headers: Any,
+                           body: bytes | None) -> httpx.Response:
+            if url.path.endswith("/auth"):
+                return await super().exchange(method, url, headers, body)
+            self.requests.append(RawRequest(url, headers, body or b""))
+            return httpx.Response(503)
+
+    out: dict[str, list[RawRequest]] = {}
+    for p in providers:
+        if p.kind == "skynoo" or p.name not in by_provider:
+            continue
+        recorder = Recorder()
+        async with make_adapter(p, base_url=f"{sandbox_url}/{p.kind}", transport=recorder) as a:
+            for message in by_provider[p.name]:
+                await a.send(message)
+        out[p.name] = recorder.requests
+    return out
+
+
+async def raw_sends(session: Any, requests: Sequence[RawRequest], concurrency: int,
+                    deadline: float, tally: dict[str, int]) -> None:
+    """*concurrency* tasks posting the next request with ``aiohttp`` itself: the body read
+    and parsed once, a 2xx counted as accepted."""
+    import anyio
+
+    pending = iter(requests)
+
+    async def worker() -> None:
+        for r in pending:
+            if time.monotonic() >= deadline:
+                tally["not_sent"] += 1
+                continue
+            async with session.post(r.url, data=r.body, headers=r.headers) as answer:
+                json.loads(await answer.read())
+                what = "accepted" if 200 <= answer.status < 300 else str(answer.status)
+            tally[what] = tally.get(what, 0) + 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+
+
+async def raw_skynoo(session: Any, base: str, headers: dict[str, str], messages: Sequence[Any],
+                     concurrency: int, batch: int, deadline: float,
+                     tally: dict[str, int]) -> None:
+    """Skynoo's batches as its adapter sends them (``batch/create`` per task, ``batch/status``
+    until the task is not pending, backing off as the adapter does, then ``batch/detail``
+    pages), with ``aiohttp`` itself; a message counts as accepted when its record is read."""
+    import anyio
+
+    from engine.providers import skynoo
+
+    chunks = iter([messages[i:i + batch] for i in range(0, len(messages), batch)])
+
+    async def post(path: str, body: Any) -> Any:
+        async with session.post(base + path, json=body, headers=headers) as answer:
+            return json.loads(await answer.read()).get("data")
+
+    async def worker() -> None:
+        for chunk in chunks:
+            if time.monotonic() >= deadline:
+                tally["not_sent"] += len(chunk)
+                continue
+            for plan in skynoo.plan_tasks(enumerate(chunk)):
+                task = (await post(skynoo.BATCH_CREATE_PATH, plan.body(
+                    skynoo.USE_TYPE_MARKETING)))["taskId"]
+                delay = skynoo.BATCH_BACKOFF_S
+                while (await post(skynoo.BATCH_STATUS_PATH, {"taskId": task}))["status"] \
+                        == "pending" and time.monotonic() < deadline:
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, skynoo.BATCH_BACKOFF_MAX_S)
+                read, page = 0, 1
+                while read < len(plan.numbers):
+                    data = await post(skynoo.BATCH_DETAIL_PATH, {
+                        "taskId": task, "pageNo": page, "pageSize": skynoo.DETAIL_PAGE_SIZE})
+                    if not data["records"]:
+                        break
+                    read, page = read + len(data["records"]), page + 1
+                tally["accepted"] = tally.get("accepted", 0) + read
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+
+
+def child_raw(folder: Path, concurrency: int, timeout_s: float, batch: int,
+              go_signal: bool, loop: str) -> dict[str, Any]:
+    """The same requests as the bare phase (the adapters' own, recorded beforehand; Skynoo's
+    batches made by its planner), sent with a plain ``aiohttp.ClientSession`` per provider
+    (a pool of *concurrency* connections), *concurrency* in flight each: the ceiling of the
+    HTTP client on this machine, which the adapters and the dispatcher are measured against.
+    Not timed: recording the requests."""
+    import aiohttp
+    import anyio
+
+    from engine.plan.planner import campaign_providers
+    from engine.providers import make_adapter
+
+    config, campaign = load(folder)
+    providers = campaign_providers(config, campaign)
+    preload()
+    sandbox_url = providers[0].base_url.rsplit("/", 1)[0]
+
+    async def go() -> dict[str, Any]:
+        by_provider = await planned_messages(config, campaign)
+        recorded = await recorded_requests(providers, by_provider, sandbox_url)
+        total = sum(len(v) for v in by_provider.values())
+        tally = {"not_sent": 0}
+        wait_for_go(go_signal)
+        t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
+        w0 = loop_thread()
+        deadline = time.monotonic() + timeout_s
+        async with contextlib.AsyncExitStack() as stack:
+            sessions = {p.name: await stack.enter_async_context(aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=concurrency))) for p in providers
+                if p.name in by_provider}
+            windows = await stack.enter_async_context(
+                sampled_windows(lambda: tally.get("accepted", 0)))
+            with anyio.move_on_after(timeout_s + CHILD_GRACE_S / 2):
+                async with anyio.create_task_group() as tg:
+                    for p in providers:
+                        if p.name not in by_provider:
+                            continue
+                        if p.kind == "skynoo":
+                            tg.start_soon(raw_skynoo, sessions[p.name], p.base_url,
+                                          make_adapter(p, base_url=p.base_url).headers(),
+                                          by_provider[p.name],
+                                          concurrency, batch, deadline, tally)
+                        else:
+                            tg.start_soon(raw_sends, sessions[p.name], recorded[p.name],
+                                          concurrency, deadline, tally)
+        seconds, cpu, loop = time.perf_counter() - t0, cpu_s() - c0, time.thread_time() - l0
+        kernel = system_s() - k0
+        accepted = tally.get("accepted", 0)
+        return {"messages": total, "accepted": accepted, "outcomes": tally,
+                "seconds": round(seconds, 3), "span": [t0, t0 + seconds], "cpu_s": round(cpu, 3),
+                "msgs_per_s": round(accepted / seconds, 1),
+                "cpu_us_per_msg": round(cpu / max(accepted, 1) * 1e6, 1),
+                "loop_cpu_us_per_msg": round(loop / max(accepted, 1) * 1e6, 1),
+                "system_cpu_us_per_msg": round(kernel / max(accepted, 1) * 1e6, 1),
+                **loop_figures(w0, accepted), **window_figures(windows),
+                "peak_rss_mb": peak_rss_mb(), "timed_out": time.monotonic() >= deadline}
+
+    return event_loop.run(go, loop=loop)
+
+
 # --- child: dispatch -----------------------------------------------------------------------
 
 
@@ -503,10 +689,10 @@ def child_transport(folder: Path, url: str, transport_name: str, concurrency: in
     """Plain SMS & Voice Platform sends through its adapter over one transport."""
     import anyio
     import httpx
-    from httpx_aiohttp import AiohttpTransport
 
     from engine.config import load_config
     from engine.providers.base import OutboundMessage
+    from engine.providers.http import AiohttpPool
     from engine.providers.smsvoip import SmsVoip
 
     config = load_config(folder / "config.toml")
@@ -514,7 +700,7 @@ def child_transport(folder: Path, url: str, transport_name: str, concurrency: in
                                    rate_limit=None)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     transport: httpx.AsyncBaseTransport = (
-        AiohttpTransport(limits=limits) if transport_name == "httpx-aiohttp"
+        AiohttpPool(limits=limits) if transport_name == "httpx-aiohttp"
         else httpx.AsyncHTTPTransport(limits=limits))
     messages = [OutboundMessage(key=f"tr-{transport_name}-{concurrency}-{i}",
                                 to=f"+421912{i % 1_000_000:06d}", text="Your order has shipped.",
@@ -763,7 +949,8 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
                   f"{plan['seconds']:.1f} s (not part of either figure); by provider "
                   + ", ".join(f"{k} {v:,}" for k, v in sorted(plan["by_provider"].items())),
                   flush=True)
-            order = ("bare", "dispatch") if args.order == "bare-first" else ("dispatch", "bare")
+            order = (("raw", "bare", "dispatch") if args.order == "bare-first"
+                     else ("dispatch", "bare", "raw"))
             roles = {role: phase_arguments(role, args) for role in order}
             if args.interleave > 0:
                 phases = interleaved(folder, sandbox, roles, args.interleave,
@@ -782,13 +969,19 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
                 print(describe(role, phases[role]), flush=True)
             sandbox_rss = sandbox_rss_mb(sandbox.process.pid)
         load_after = load_average()
-    bare, dispatch = phases["bare"], phases["dispatch"]
-    if not bare["msgs_per_s"]:
-        raise SystemExit("the bare phase accepted nothing: no ratio (see its outcomes above)")
+    bare, dispatch, raw = phases["bare"], phases["dispatch"], phases["raw"]
+    if not bare["msgs_per_s"] or not raw["msgs_per_s"]:
+        raise SystemExit("the bare or raw phase accepted nothing: no ratio (see its outcomes "
+                         "above)")
     ratio = dispatch["msgs_per_s"] / bare["msgs_per_s"]
+    over_raw = dispatch["msgs_per_s"] / raw["msgs_per_s"]
     print(f"ratio dispatch/bare: {ratio:.3f} (target >= 0.9); dispatcher alone "
           f"{dispatch['dispatcher_msgs_per_s']:,.0f} msg/s -> "
           f"{dispatch['dispatcher_msgs_per_s'] / bare['msgs_per_s']:.3f}")
+    print(f"dispatch/raw: {over_raw:.3f} (target >= 0.7), bare/raw: "
+          f"{bare['msgs_per_s'] / raw['msgs_per_s']:.3f}; CPU µs per message: raw "
+          f"{raw['cpu_us_per_msg']:.0f}, bare {bare['cpu_us_per_msg']:.0f}, dispatch "
+          f"{dispatch['cpu_us_per_msg']:.0f}")
     sandbox_drift = dispatch["sandbox_cpu_us_per_msg"] / max(bare["sandbox_cpu_us_per_msg"], 1e-9)
     drift_note = ("too few messages to tell" if dispatch["accepted"] < DRIFT_MIN_MSGS
                   else DRIFT_NOTE if abs(sandbox_drift - 1) > DRIFT_WARN else "steady")
@@ -798,15 +991,20 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "messages": dispatch["accepted"], "planned": plan["valid"],
         "dispatch_msgs_per_s": dispatch["msgs_per_s"], "bare_msgs_per_s": bare["msgs_per_s"],
-        "ratio": round(ratio, 3), "sandbox_cpu_dispatch_over_bare": round(sandbox_drift, 3),
+        "raw_msgs_per_s": raw["msgs_per_s"],
+        "ratio": round(ratio, 3), "dispatch_over_raw": round(over_raw, 3),
+        "bare_over_raw": round(bare["msgs_per_s"] / raw["msgs_per_s"], 3),
+        "sandbox_cpu_dispatch_over_bare": round(sandbox_drift, 3),
         "dispatch_cpu_us_per_msg": dispatch["cpu_us_per_msg"],
         "bare_cpu_us_per_msg": bare["cpu_us_per_msg"],
+        "raw_cpu_us_per_msg": raw["cpu_us_per_msg"],
         "peak_rss_mb": dispatch["peak_rss_mb"], "bare_peak_rss_mb": bare["peak_rss_mb"],
         "latency_ms": args.latency_ms, "concurrency": args.concurrency,
         "transport": ENGINE_TRANSPORT, "loop": args.loop,
         "dispatch_seconds": dispatch["seconds"],
         "dispatcher_seconds": dispatch["dispatcher_seconds"],
         "bare_seconds": bare["seconds"], "bare_accepted": bare["accepted"],
+        "raw_seconds": raw["seconds"], "raw_accepted": raw["accepted"],
         "dispatch_failed": dispatch["failed"] + dispatch["unknown"] + dispatch["pending_left"],
         "sandbox_cpu_us_per_msg": {k: v["sandbox_cpu_us_per_msg"] for k, v in phases.items()},
         "http_requests": {k: sum(v.get("http_requests", {}).values()) for k, v in phases.items()},
@@ -825,7 +1023,7 @@ def phase_arguments(role: str, args: argparse.Namespace) -> list[str]:
     extra = ["--phase-timeout", str(args.phase_timeout), "--loop", args.loop]
     if args.no_delivery_poll:
         extra.append("--no-delivery-poll")
-    if role == "bare":
+    if role in ("bare", "raw"):
         extra += ["--concurrency", str(args.concurrency), "--batch", str(args.batch)]
     return extra
 
@@ -949,6 +1147,9 @@ def main() -> int:
         elif args.child == "bare":
             result = child_bare(args.folder, args.concurrency, args.phase_timeout, args.batch,
                                 args.wait_go, args.loop)
+        elif args.child == "raw":
+            result = child_raw(args.folder, args.concurrency, args.phase_timeout, args.batch,
+                               args.wait_go, args.loop)
         elif args.child == "dispatch":
             result = child_dispatch(args.folder, args.phase_timeout, not args.no_delivery_poll,
                                     args.wait_go, args.loop)
@@ -985,9 +1186,15 @@ def repeated(args: argparse.Namespace) -> dict[str, Any]:
     ranked = sorted(runs, key=lambda r: float(r["ratio"]))
     median = ranked[len(ranked) // 2]
     ratios = [r["ratio"] for r in runs]
+    over_raw = [r["dispatch_over_raw"] for r in runs]
     print(f"ratios {', '.join(f'{x:.3f}' for x in ratios)}; median {median['ratio']:.3f} "
           "(target >= 0.9)")
+    print(f"dispatch/raw {', '.join(f'{x:.3f}' for x in over_raw)}; median "
+          f"{sorted(over_raw)[len(over_raw) // 2]:.3f} (target >= 0.7)")
     return {**median, "ratios": ratios, "repeat": args.repeat,
+            "dispatch_over_raw": sorted(over_raw)[len(over_raw) // 2],
+            "dispatch_over_raw_runs": over_raw,
+            "raw_msgs_per_s_runs": [r["raw_msgs_per_s"] for r in runs],
             "dispatch_msgs_per_s_runs": [r["dispatch_msgs_per_s"] for r in runs],
             "bare_msgs_per_s_runs": [r["bare_msgs_per_s"] for r in runs]}
 

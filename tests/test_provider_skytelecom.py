@@ -6,10 +6,12 @@ import json
 import math
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -363,10 +365,14 @@ async def history(provider: SkyTelecom, monkeypatch: pytest.MonkeyPatch,
     at = datetime.fromtimestamp(clock - 29 * 60, UTC)
     requested: list[str] = []
 
-    async def note(request: httpx.Request) -> None:
-        requested.append(str(request.url))
+    wire = provider.client
+    get = wire.get
 
-    provider.client.event_hooks["request"].append(note)
+    async def noted(path: str, *, params: Mapping[str, str] | None = None) -> httpx.Response:
+        requested.append(f"{path}?{urlencode(params or {})}")
+        return await get(path, params=params)
+
+    monkeypatch.setattr(wire, "get", noted)
     return sent, at, requested
 
 

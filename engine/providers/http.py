@@ -1,13 +1,24 @@
-"""The HTTP client every adapter uses, and the classification of transport failures.
+"""The HTTP layer every adapter uses, and the classification of transport failures.
 
-One ``httpx.AsyncClient`` per provider over the ``httpx-aiohttp`` transport: the default
-httpx pool slows down sharply with many requests in flight (encode/httpx #3215), aiohttp's
-does not, and the httpx API stays the same. ``bench/throughput.py`` measures both.
+Each adapter talks to its provider through one :class:`Wire`: the provider's URLs and static
+headers made once, then per request one body encoded, one call to the transport, the answer
+read once into an ``httpx.Response``. httpx's ``AsyncClient`` did the same through its
+per-request machinery (URL parsing and merging, cookies, auth and redirect plumbing, a
+request and a second response object), about 216 µs of the ~370 µs of CPU a plain send cost,
+more than aiohttp itself (``bench/throughput.py``, raw phase).
+
+Underneath, one :class:`AiohttpPool` per provider: the default httpx pool slows down sharply
+with many requests in flight (encode/httpx #3215), aiohttp's does not. It is an
+``httpx_aiohttp.AiohttpTransport`` which a :class:`Wire` calls through
+:meth:`AiohttpPool.exchange` (no ``httpx.Request``); any other ``httpx.AsyncBaseTransport``
+(``httpx.MockTransport`` in unit tests, a recording wrapper) gets an ``httpx.Request`` through
+``handle_async_request``, as from a client.
 
 httpx-aiohttp maps every ``aiohttp.ClientConnectionError`` to ``httpx.ConnectTimeout``,
 including ``ServerDisconnectedError``: a connection dropped *after* the request was written,
 whose outcome is unknown. Read as a connect timeout it would be retried blind and could be
-billed twice, so :func:`classify_error` looks at the aiohttp exception underneath first.
+billed twice, so :func:`classify_error` looks at the aiohttp exception underneath first. The
+exchange raises exactly what the transport raised (the same mapping, the same cause).
 """
 
 from __future__ import annotations
@@ -20,11 +31,15 @@ import time
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Protocol, Self, TypeGuard
+from urllib.parse import urlencode
 
 import aiohttp
 import anyio
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import map_aiohttp_exceptions
+from multidict import CIMultiDict
+from yarl import URL
 
 from engine.config import ProviderConfig
 from engine.errors import ProviderError, redact
@@ -33,12 +48,57 @@ from engine.providers.base import Outcome, SendResult
 
 CONNECT_TIMEOUT_S: Final = 5.0
 READ_TIMEOUT_S: Final = 30.0
+POOL_TIMEOUT_S: Final = READ_TIMEOUT_S
+"""How long a request may wait for a pooled connection (httpx's pool timeout)."""
 USER_AGENT: Final = "dispatch/0.1 (+https://github.com/dispatch-sms)"
+ACCEPT_ENCODING: Final = "gzip, deflate"
+"""What every httpx install decodes; the answer is decoded by ``httpx.Response``."""
 AMOUNTS_REMEMBERED: Final = 4096
+
+TIMEOUTS: Final = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S,
+                                pool=POOL_TIMEOUT_S).as_dict()
+"""The ``timeout`` extension of a request built for a transport other than our own."""
+AIOHTTP_TIMEOUT: Final = aiohttp.ClientTimeout(sock_connect=CONNECT_TIMEOUT_S,
+                                               sock_read=READ_TIMEOUT_S,
+                                               connect=POOL_TIMEOUT_S)
+"""The same, as httpx-aiohttp turns :data:`TIMEOUTS` into aiohttp's."""
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
+                                allow_nan=False).encode
+"""httpx's JSON body (``json.dumps`` with these options makes an encoder per call)."""
 
 
 class Limiter(Protocol):
     async def acquire(self) -> Slot: ...
+
+
+class Exchange(Protocol):
+    """One request on the fast path: the answer's body already read into the response."""
+
+    async def __call__(self, method: str, url: URL, headers: CIMultiDict[str],
+                       body: bytes | None) -> httpx.Response: ...
+
+
+class AiohttpPool(AiohttpTransport):
+    """httpx-aiohttp's transport (kept for any ``httpx.Request``), plus :meth:`exchange`,
+    which a :class:`Wire` calls without building one."""
+
+    async def exchange(self, method: str, url: URL, headers: CIMultiDict[str],
+                       body: bytes | None) -> httpx.Response:
+        """Send one request and read its answer, raising what ``handle_async_request``
+        and reading its stream would (``httpx`` errors caused by aiohttp's)."""
+        session = self.client
+        if not isinstance(session, aiohttp.ClientSession):
+            session = self.client = self.get_client()
+        try:
+            async with session.request(method, url, headers=headers, data=body,
+                                       allow_redirects=False, auto_decompress=False,
+                                       timeout=AIOHTTP_TIMEOUT) as answer:
+                content = await answer.read()
+        except Exception:
+            with map_aiohttp_exceptions():
+                raise
+            raise
+        return httpx.Response(answer.status, headers=answer.raw_headers, content=content)
 
 
 class RateLimitedTransport(httpx.AsyncBaseTransport):
@@ -49,30 +109,50 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
     (at most *concurrency* requests are past the semaphore, the pool's size), so that the
     moment the limiter counts is the moment the request goes out; otherwise part of a burst
     would queue for a connection and reach the provider bunched with the next window's.
+    The place is given back when the answer has been read (or the request failed).
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport, limiter: Limiter,
                  concurrency: int) -> None:
-        self._inner = inner
+        self.inner = inner
         self._limiter = limiter
         self._slots = anyio.Semaphore(concurrency)
+        self._inner_exchange = exchange_of(inner)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         async with self._slots:
             slot = await self._limiter.acquire()
             try:
-                response = await self._inner.handle_async_request(request)
-                try:
-                    body = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
-                finally:
-                    await response.aclose()
+                response = await self.inner.handle_async_request(request)
+                await response.aread()
             finally:
                 slot.done()
-        return httpx.Response(response.status_code, headers=response.headers, content=body,
-                              extensions=response.extensions, request=request)
+        return response
+
+    async def exchange(self, method: str, url: URL, headers: CIMultiDict[str],
+                       body: bytes | None) -> httpx.Response:
+        """:meth:`AiohttpPool.exchange` of the inner pool, through the limit."""
+        inner = self._inner_exchange
+        if inner is None:
+            raise TypeError("the inner transport has no exchange")
+        async with self._slots:
+            slot = await self._limiter.acquire()
+            try:
+                return await inner(method, url, headers, body)
+            finally:
+                slot.done()
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        await self.inner.aclose()
+
+
+def exchange_of(transport: httpx.AsyncBaseTransport) -> Exchange | None:
+    """The fast path through *transport*, where it ends in an :class:`AiohttpPool`."""
+    if isinstance(transport, AiohttpPool):
+        return transport.exchange
+    if isinstance(transport, RateLimitedTransport) and transport._inner_exchange is not None:
+        return transport.exchange
+    return None
 
 
 @functools.cache
@@ -83,27 +163,78 @@ def _tls() -> ssl.SSLContext:
 
 
 def provider_transport(concurrency: int, limiter: Limiter | None) -> httpx.AsyncBaseTransport:
-    """The aiohttp transport for one provider, rate-limited when *limiter* is given."""
+    """The aiohttp pool for one provider, rate-limited when *limiter* is given."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    inner = AiohttpTransport(verify=_tls(), limits=limits)
+    inner = AiohttpPool(verify=_tls(), limits=limits)
     return RateLimitedTransport(inner, limiter, concurrency) if limiter is not None else inner
 
 
-def make_client(base_url: str, *, concurrency: int, headers: Mapping[str, str] | None = None,
-                transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """A keep-alive client for one provider, holding at most *concurrency* connections."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(
-        base_url=base_url,
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
-        timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-        transport=transport if transport is not None else provider_transport(concurrency, None),
-        limits=limits,
-    )
+class Wire:
+    """One provider's requests: its origin and static headers prepared once, each request
+    one encoded body and one call to the transport (see the module docstring).
+
+    ``post`` and ``get`` take the arguments ``httpx.AsyncClient``'s did (*path* relative to
+    *base_url*), and answer an ``httpx.Response`` whose body is read; they raise
+    ``httpx.HTTPError`` for a request that got no answer.
+    """
+
+    def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self._base = base_url.rstrip("/")
+        self._transport = transport
+        self._exchange = exchange_of(transport)
+        common = {"User-Agent": USER_AGENT, "Accept": "application/json",
+                  "Accept-Encoding": ACCEPT_ENCODING, **(headers or {})}
+        self._get_headers = CIMultiDict(common)
+        self._post_headers = CIMultiDict({**common, "Content-Type": "application/json"})
+        self._urls: dict[str, URL] = {}
+
+    async def post(self, path: str, *, json: Any,
+                   headers: Mapping[str, str] | None = None) -> httpx.Response:
+        """POST *json* (encoded as httpx encodes it) with the static headers and *headers*."""
+        body = _encode_json(json).encode()
+        merged = self._post_headers
+        if headers:
+            merged = merged.copy()
+            merged.update(headers)
+        if self._exchange is not None:
+            return await self._exchange("POST", self._url(path), merged, body)
+        return await self._generic("POST", str(self._url(path)), merged, body)
+
+    async def get(self, path: str, *, params: Mapping[str, str] | None = None
+                  ) -> httpx.Response:
+        """GET *path* with the query *params*."""
+        url = self._url(path)
+        if params:
+            url = URL(f"{url}?{urlencode(params)}", encoded=True)
+        if self._exchange is not None:
+            return await self._exchange("GET", url, self._get_headers, None)
+        return await self._generic("GET", str(url), self._get_headers, None)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self._base + path)
+        return url
+
+    async def _generic(self, method: str, url: str, headers: CIMultiDict[str],
+                       body: bytes | None) -> httpx.Response:
+        request = httpx.Request(method, url, headers=list(headers.items()), content=body,
+                                extensions={"timeout": TIMEOUTS})
+        response = await self._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        response.request = request
+        return response
 
 
 class HttpAdapter:
-    """What every adapter shares: its config, and one keep-alive client per ``async with``.
+    """What every adapter shares: its config, and one :class:`Wire` per ``async with``.
 
     Subclasses give their authentication headers in :meth:`headers` and use :attr:`client`.
     """
@@ -114,14 +245,14 @@ class HttpAdapter:
         self.config = config
         self._base_url = base_url or config.base_url
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client: Wire | None = None
 
     def headers(self) -> dict[str, str]:
         return {}
 
     async def __aenter__(self) -> Self:
-        self._client = make_client(self._base_url, concurrency=self.config.concurrency,
-                                   transport=self._transport, headers=self.headers())
+        transport = self._transport or provider_transport(self.config.concurrency, None)
+        self._client = Wire(self._base_url, transport, self.headers())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -130,7 +261,7 @@ class HttpAdapter:
             self._client = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> Wire:
         if self._client is None:
             raise ProviderError("used outside 'async with'", provider=self.name)
         return self._client

@@ -418,7 +418,7 @@ def parse_envelope(response: httpx.Response, *, secrets: tuple[str, ...] = ()
     elif code == "200":
         return body.get("data"), None
     elif code.isdigit():
-        named = httpx.Response(int(code), headers=response.headers, request=response.request)
+        named = httpx.Response(int(code), headers=response.headers)
         result = by_status(named, code=code, detail=message)
     else:
         result = SendResult(Outcome.UNKNOWN, code=code, detail=message)
