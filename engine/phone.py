@@ -320,7 +320,10 @@ def parse(raw: str, default_region: str) -> PhoneNumber:
 
 
 def normalise(raw: str, default_region: str) -> tuple[str, str] | None:
-    """``(E.164, region)`` for a number phonenumbers calls valid, else ``None``."""
+    """``(E.164, region)`` for a number phonenumbers calls valid, else ``None``; also
+    ``None`` for a number written with an extension (``ext. 5``, ``x5``, ``;ext=5``): an
+    SMS cannot reach an extension, and dropping it would send to another line than meant.
+    :func:`why_invalid` tells which."""
     fast = _fast_parse(raw, default_region)
     if fast is not None:
         entry, nsn = fast
@@ -339,6 +342,18 @@ def normalise(raw: str, default_region: str) -> tuple[str, str] | None:
     except NumberParseException:
         return None
     found = valid_region(number)
-    if found is None or number.country_code is None:
+    if found is None or number.country_code is None or number.extension:
         return None
     return f"+{number.country_code}{national_significant_number(number)}", found
+
+
+def why_invalid(raw: str, default_region: str) -> str:
+    """Why :func:`normalise` gave ``None`` for *raw*, for a rejected row's detail."""
+    try:
+        number = phonenumbers.parse(raw, default_region)
+    except NumberParseException:
+        number = None
+    if number is not None and number.extension and valid_region(number) is not None:
+        return (f"has an extension ({number.extension}): extensions cannot receive SMS; "
+                "give the number without it if it is a mobile")
+    return f"not a valid number for region {default_region}"

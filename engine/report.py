@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import textwrap
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
@@ -25,51 +27,117 @@ if TYPE_CHECKING:
 
 
 
-def _group_table(title: str, label: str, groups: dict[str, Group], currency: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column(label)
-    for col in ("messages", "segments", f"cost ({currency})"):
-        table.add_column(col, justify="right")
-    for name, g in groups.items():
-        table.add_row(name, f"{g.messages:,}", f"{g.segments:,}",
-                      str(nanos_to_decimal(g.cost_nanos)))
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A table column: numbers and names are never wrapped, *text* wraps between words."""
+
+    header: str
+    right: bool = True
+    text: bool = False
+
+
+def _table(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> Table:
+    table = Table()
+    for col in columns:
+        table.add_column(col.header, justify="right" if col.right else "left",
+                         no_wrap=not col.text)
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def _min_width(console: Console, table: Table) -> int:
+    """The narrowest *table* can be drawn without cutting a number or a name."""
+    return table.__rich_measure__(console, console.options.update_width(10_000)).minimum
+
+
+def print_tables(console: Console, title: str, columns: Sequence[Column],
+                 rows: Sequence[Sequence[str]]) -> None:
+    """*rows* under *title*, every cell in full within the console's width: one table where
+    it fits (text columns wrapped between words), else the first column beside as many of
+    the others as fit, then again beside the rest, under "*title*, continued"."""
+    keep = [0]
+    groups: list[list[int]] = []
+    for i in range(1, len(columns)):
+        trial = [*keep, i]
+        table = _table([columns[j] for j in trial], [[r[j] for j in trial] for r in rows])
+        if len(keep) > 1 and _min_width(console, table) > console.width:
+            groups.append(keep)
+            keep = [0, i]
+        else:
+            keep = trial
+    groups.append(keep)
+    for n, group in enumerate(groups):
+        say(console, title if n == 0 else f"{title}, continued", style="bold")
+        console.print(_table([columns[j] for j in group], [[r[j] for j in group] for r in rows]))
+
+
+def say(console: Console, text: str, *, indent: str = "", style: str = "") -> None:
+    """*text* wrapped at the console's width between words, never inside one: a pair written
+    with a no-break space (``name\xa0count``) stays on one line."""
+    lines = textwrap.wrap(text, width=max(console.width, 20), subsequent_indent=indent + "  ",
+                          initial_indent=indent, break_long_words=False,
+                          break_on_hyphens=False) or [""]
+    for line in lines:
+        console.print(line.replace("\xa0", " "), style=style or None, markup=False,
+                      soft_wrap=True)
+
+
+def _counted(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{k}\xa0{v:,}" for k, v in sorted(reasons.items()))
+
+
+def _group_rows(groups: dict[str, Group]) -> list[list[str]]:
+    return [[name or "-", f"{g.messages:,}", f"{g.segments:,}",
+             str(nanos_to_decimal(g.cost_nanos))] for name, g in groups.items()]
+
+
+def print_plan_counts(summary: PlanSummary, console: Console, *, listing: str = "") -> None:
+    """What the plan holds: rows valid, rejected and skipped, with their reasons counted;
+    *listing* is the command that lists them (without its ``--state`` option)."""
+    c = summary.counts
+    rejected, skipped = sum(c.rejected.values()), sum(c.skipped.values())
+    say(console, f"lines read {c.lines:,}: valid {c.valid:,}, rejected {rejected:,}, "
+                 f"skipped {skipped:,}, blank {c.blank:,}")
+    for title, reasons in (("rejected", c.rejected), ("skipped", c.skipped)):
+        if reasons:
+            say(console, f"{title}: {_counted(reasons)}", indent="  ")
+    states = [state for state, n in (("rejected", rejected), ("skipped", skipped)) if n]
+    if listing and states:
+        say(console, f"list them: {listing} --state {states[0]}"
+                     + "".join(f" (or --state {s})" for s in states[1:]), indent="  ")
 
 
 def print_plan(summary: PlanSummary, console: Console) -> None:
     c = summary.counts
-    console.print(f"[bold]Plan for campaign {summary.campaign}[/bold]")
-    console.print(f"rows read {c.rows:,}: valid {c.valid:,}, "
-                  f"rejected {sum(c.rejected.values()):,}, skipped {sum(c.skipped.values()):,}")
-    for title, reasons in (("rejected", c.rejected), ("skipped", c.skipped)):
-        if reasons:
-            console.print(f"  {title}: " + ", ".join(f"{k} {v:,}" for k, v in
-                                                    sorted(reasons.items())))
-    console.print(f"messages {c.valid:,}, segments {c.segments:,}, "
-                  f"cost [bold]{summary.cost} {summary.currency}[/bold]")
+    say(console, f"Plan for campaign {summary.campaign}", style="bold")
+    print_plan_counts(summary, console)
+    say(console, f"messages {c.valid:,}, segments {c.segments:,}, "
+                 f"cost {summary.cost} {summary.currency}")
     if c.smart.messages:
-        console.print(f"  smart encoding changed {c.smart.messages:,} "
-                      f"message{'s' if c.smart.messages != 1 else ''} to GSM-7: "
-                      f"{c.smart.segments:,} segment{'s' if c.smart.segments != 1 else ''} and "
-                      f"{nanos_to_decimal(c.smart.cost_nanos)} {summary.currency} saved")
-    if c.by_provider:
-        console.print(_group_table("By provider", "provider", c.by_provider, summary.currency))
-    if c.by_country:
-        console.print(_group_table("By country", "country", c.by_country, summary.currency))
+        say(console, f"smart encoding changed {c.smart.messages:,} "
+                     f"message{'s' if c.smart.messages != 1 else ''} to GSM-7: "
+                     f"{c.smart.segments:,} segment{'s' if c.smart.segments != 1 else ''} and "
+                     f"{nanos_to_decimal(c.smart.cost_nanos)} {summary.currency} saved",
+            indent="  ")
+    for title, label, groups in (("By provider", "provider", c.by_provider),
+                                 ("By country", "country", c.by_country)):
+        if groups:
+            print_tables(console, f"{title} (cost in {summary.currency})",
+                         [Column(label, right=False), Column("messages"), Column("segments"),
+                          Column("cost")], _group_rows(groups))
     if summary.over_budget:
         console.print(f"[bold red]warning:[/bold red] the plan costs {summary.cost} "
                       f"{summary.currency}, more than max_cost {summary.max_cost}")
 
 
 def print_readiness(results: Sequence[Readiness], console: Console) -> None:
-    table = Table(title="Preflight", title_justify="left")
-    for col in ("provider", "ready", "balance", "problems"):
-        table.add_column(col)
-    for r in results:
-        table.add_row(r.provider, "[green]yes[/green]" if r.ok else "[red]no[/red]",
-                      f"{r.balance} {r.currency or ''}".strip() if r.balance is not None else "",
-                      "; ".join(r.problems))
-    console.print(table)
+    print_tables(console, "Preflight", [
+        Column("provider", right=False), Column("ready", right=False), Column("balance"),
+        Column("problems", right=False, text=True)], [
+        [r.provider, "yes" if r.ok else "no",
+         f"{r.balance} {r.currency or ''}".strip() if r.balance is not None else "",
+         "; ".join(r.problems)] for r in results])
 
 
 def print_rate_sources(sources: Sequence[RateSource], console: Console, *,
@@ -98,16 +166,17 @@ def print_rate_checks(checks: Sequence[RatesCheck], console: Console) -> None:
 
 
 def print_rates(rows: Sequence[dict[str, Any]], currency: str, console: Console) -> None:
-    table = Table(title=f"Cheapest route per destination (per segment, {currency})",
-                  title_justify="left")
-    for col in ("country", "prefix", "cheapest", "price", "runner-up", "price "):
-        table.add_column(col, justify="right" if col.startswith("price") else "left")
+    table = []
     for row in rows:
         best, second = row["cheapest"], row["runner_up"]
-        table.add_row(row["country"], "+" + row["prefix"], _route(best),
+        table.append([row["country"], "+" + row["prefix"], _route(best),
                       best["price"] if best else "", _route(second),
-                      second["price"] if second else "")
-    console.print(table)
+                      second["price"] if second else ""])
+    # "provider (route)" wraps between the two words: the route stacks under its provider.
+    print_tables(console, f"Cheapest route per destination (per segment, {currency})", [
+        Column("country", right=False), Column("prefix", right=False),
+        Column("cheapest", right=False, text=True), Column("price"),
+        Column("runner-up", right=False, text=True), Column("price")], table)
 
 
 def _route(choice: dict[str, Any] | None) -> str:
@@ -159,43 +228,42 @@ def status_json(name: str, counts: Sequence[tuple[str, str | None, int, int, int
 def print_status(name: str, counts: Sequence[tuple[str, str | None, int, int, int]],
                  currency: str, console: Console) -> None:
     data = status_json(name, counts, currency)
-    console.print(f"[bold]Campaign {name}[/bold]: " + ", ".join(
-        f"{state} {n:,}" for state, n in sorted(data["states"].items())))
-    console.print(f"cost so far {data['cost_so_far']} {currency}")
+    say(console, f"Campaign {name}: " + ", ".join(
+        f"{state}\xa0{n:,}" for state, n in sorted(data["states"].items())), style="bold")
+    say(console, f"cost so far {data['cost_so_far']} {currency}")
     states = sorted({s for per in data["by_provider"].values() for s in per})
-    table = Table(title="By provider", title_justify="left")
-    table.add_column("provider")
-    for state in states:
-        table.add_column(state, justify="right")
-    for provider, per in sorted(data["by_provider"].items()):
-        table.add_row(provider, *(f"{per.get(s, 0):,}" for s in states))
-    console.print(table)
+    if states:
+        print_tables(console, "By provider", [Column("provider", right=False),
+                                              *(Column(s) for s in states)],
+                     [[provider, *(f"{per.get(s, 0):,}" for s in states)]
+                      for provider, per in sorted(data["by_provider"].items())])
 
 
 def print_run(outcome: RunOutcome, console: Console) -> None:
     s = outcome.stats
-    console.print(f"[bold]Run of {outcome.plan.campaign}[/bold] in {s.seconds:.1f} s: "
-                  f"accepted {s.accepted:,}, failed {s.failed:,}, unknown {s.unknown:,}, "
-                  f"failed over {s.failed_over:,}, still pending {outcome.pending_left:,}")
-    console.print(f"spent {nanos_to_decimal(s.spent_nanos)} {outcome.plan.currency} "
-                  f"(plan: {outcome.plan.cost})")
+    say(console, f"Run of {outcome.plan.campaign} in {s.seconds:.1f} s: "
+                 f"accepted\xa0{s.accepted:,}, failed\xa0{s.failed:,}, "
+                 f"unknown\xa0{s.unknown:,}, failed\xa0over\xa0{s.failed_over:,}, "
+                 f"still\xa0pending\xa0{outcome.pending_left:,}", style="bold")
+    say(console, f"spent {nanos_to_decimal(s.spent_nanos)} {outcome.plan.currency} "
+                 f"(plan: {outcome.plan.cost})")
     for name, why in outcome.skipped_providers.items():
-        console.print(f"[yellow]left out[/yellow] {name}: {why}")
+        say(console, f"left out {name}: {why}", style="yellow")
     if outcome.delivery is not None and outcome.delivery.sent:
         print_delivery_so_far(outcome.plan.campaign, outcome.delivery, console)
 
 
 def print_delivery_so_far(campaign: str, total: DeliveryGroup, console: Console) -> None:
     """The delivery outcomes known now and, while reports are awaited, how to get them."""
-    unknown = f", unknown {total.unknown:,}" if total.unknown else ""
-    console.print(f"delivery so far: delivered {total.delivered:,}, "
-                  f"undelivered {total.undelivered:,}, awaiting {total.pending:,}{unknown}",
-                  markup=False)
+    unknown = f", unknown\xa0{total.unknown:,}" if total.unknown else ""
+    say(console, f"delivery so far: delivered\xa0{total.delivered:,}, "
+                 f"undelivered\xa0{total.undelivered:,}, awaiting\xa0{total.pending:,}"
+                 f"{unknown}")
     if total.pending:
-        console.print(f"{total.pending:,} messages await a delivery report: "
-                      f"dispatch dlr {campaign} asks the providers for them now; reports "
-                      "still due come in minutes (ask again), and none within 72 h means "
-                      "unknown.", markup=False)
+        say(console, f"{total.pending:,} messages await a delivery report: "
+                     f"dispatch dlr {campaign} asks the providers for them now; reports "
+                     "still due come in minutes (ask again), and none within 72 h means "
+                     "unknown.")
 
 
 def delivery_json(summary: DeliverySummary) -> dict[str, Any]:
@@ -230,21 +298,34 @@ def print_delivery(summary: DeliverySummary, currency: str, console: Console) ->
                                  ("Delivery by country", "country", data["by_country"])):
         if not groups:
             continue
-        table = Table(title=title, title_justify="left")
-        table.add_column(label)
-        for col in ("sent", "delivered", "undelivered", "awaiting", "unknown", "rate",
-                    f"estimated ({currency})", f"actual ({currency})"):
-            table.add_column(col, justify="right")
+        rows = []
         for name, g in groups.items():
             rate = f"{g['delivery_rate']:.1%}" if g["delivery_rate"] is not None else "-"
-            table.add_row(name or "-", f"{g['sent']:,}", f"{g['delivered']:,}",
-                          f"{g['undelivered']:,}", f"{g['awaiting']:,}", f"{g['unknown']:,}",
-                          rate, g["estimated_cost"], g["actual_cost"])
-        console.print(table)
+            rows.append([name or "-", f"{g['sent']:,}", f"{g['delivered']:,}",
+                         f"{g['undelivered']:,}", f"{g['awaiting']:,}", f"{g['unknown']:,}",
+                         rate, g["estimated_cost"], g["actual_cost"]])
+        print_tables(console, f"{title} (cost in {currency})", [
+            Column(label, right=False), *(Column(c) for c in (
+                "sent", "delivered", "undelivered", "awaiting", "unknown", "rate",
+                "estimated cost", "actual cost"))], rows)
 
 
 DELIVERY_COLUMNS: Final = ("estimated_cost", "delivery_state", "delivery_status",
                            "delivery_reason", "delivered_at", "delivery_seconds")
+
+
+async def only_states(rows: AsyncIterator[tuple[Any, ...]], states: set[str]
+                      ) -> AsyncIterator[tuple[Any, ...]]:
+    """The report rows whose state (the third column) is one of *states*."""
+    async for row in rows:
+        if row[2] in states:
+            yield row
+
+
+def print_run_start(summary: PlanSummary, console: Console) -> None:
+    """What `dispatch run` is about to work through, before anything is sent."""
+    say(console, f"Campaign {summary.campaign}", style="bold")
+    print_plan_counts(summary, console, listing=f"dispatch report {summary.campaign}")
 
 
 async def with_delivery(rows: AsyncIterator[tuple[Any, ...]],

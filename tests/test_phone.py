@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.phone import normalise, parse, valid_region
+from engine.phone import normalise, parse, valid_region, why_invalid
 
 REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
 
@@ -51,6 +51,17 @@ def sample_numbers(seed: int, per_region: int) -> list[str]:
                 del digits[rng.randrange(1, len(digits))]
             out.append("+" + "".join(digits))
     return out
+
+
+@pytest.mark.parametrize("raw", ["+421 912 345 678 ext. 5", "+421912345678 x5",
+                                 "+421912345678;ext=5", "0912 345 678 ext 5"])
+def test_a_number_with_an_extension_is_not_valid(raw: str) -> None:
+    """An extension cannot receive SMS: the number is not normalised without it, and the
+    reason says why (phonenumbers alone would call it valid and drop the extension)."""
+    assert phonenumbers.parse(raw, "SK").extension == "5"
+    assert normalise(raw, "SK") is None
+    assert why_invalid(raw, "SK").startswith("has an extension (5): extensions cannot")
+    assert why_invalid("+421 12", "SK") == "not a valid number for region SK"
 
 
 def test_valid_region_agrees_with_phonenumbers_on_every_region() -> None:

@@ -52,10 +52,12 @@ def test_bad_rows_are_reported_not_dropped(tmp_path: Path) -> None:
     assert "not valid UTF-8" in rows[2][2]
 
 
-def test_blank_lines_are_not_rows(tmp_path: Path) -> None:
-    """Empty lines between and after rows are not recipients."""
-    rows = rows_of(tmp_path / "r.csv", b"phone,name\n\n+421912345678,Ann\n\n\n")
-    assert [line for line, _, _ in rows] == [3]
+def test_blank_lines_are_counted_not_recipients(tmp_path: Path) -> None:
+    """Empty lines and lines of spaces, between and after rows, are no recipients but each
+    is accounted for: a row of no fields and no problem, on its line."""
+    rows = rows_of(tmp_path / "r.csv", b"phone,name\n\n+421912345678,Ann\n  \n\n")
+    assert rows == [(2, None, ""), (3, ["+421912345678", "Ann"], ""), (4, None, ""),
+                    (5, None, "")]
 
 
 @pytest.mark.parametrize(
@@ -100,8 +102,9 @@ CHUNK_TEXTS = [
     '+421912345678,Ján,x\n',
     '',
     '+421912345678,Ann,""\n+421912345679,Bob,"y"\n\n',
-    '+421912345678,Ann,"x\n',
-    '+421912345678,Ann,x\n"\n',
+    '+421912345678,Ann,"x\n+421912345679,Bob,"y\n',
+    '+421912345678,Ann,x\n\x00,\x1f,\x7f\n+421912345679,B\tob,y\n',
+    '+421912345678,Ann,5" screen\n+421912345679,Bob,y\n',
 ]
 
 
@@ -121,7 +124,7 @@ def test_whole_chunk_parse_is_taken_for_plain_chunks() -> None:
     """Quoted commas and quotes, a last line without its newline, blank lines, rows of the
     wrong width, non-ASCII UTF-8, nothing: one call. Not: a quoted newline, ``\r``, broken
     quoting, bytes that are not UTF-8."""
-    taken = (0, 1, 3, 4, 6, 8, 10, 11, 12)
+    taken = (0, 1, 3, 4, 6, 8, 10, 11, 12, 15)
     for text in (CHUNK_TEXTS[i] for i in taken):
         assert _one_per_line(TextChunk(2, text), ",", 3, 0) is not None, text
     for text in (t for i, t in enumerate(CHUNK_TEXTS) if i not in taken):
@@ -135,17 +138,20 @@ SPAN_FILES = [
     b'"phone","na\nme"\n+421912345678,"x\r\ny"\n+421912345679,z\n',
     b"phone,name\n+421912345670,Cy\n+421912345678,Ann\r+421912345679,Bob\n+421912345670,Cy\r\n",
     b"phone,name\n+421912345678,J\xc3n\n+421912345679,J\xc3\xa1n\n",
-    b'phone,name\n+421912345678,"unclosed\n+421912345679,Bob\n+421912345670,Cy\n',
+    b'phone,name\n+421912345678,5" screen\n+421912345679,Bob\n+421912345670,Cy\n',
     b"phone,name\n+421912345678\n\n,,,\n+421912345679,Bob,extra\n",
     b"phone,name\n",
     b"phone,name",
+    b"phone,name\n+421912345678,A\x00nn\n+421912345679,B\xc2\x85ob\n+421912345670,C\xc2\xa0y\n",
+    b"phone,name\n+421912345678,\x7f\n\n+421912345679,\xff\x01\n+421912345670,\tCy\n",
 ]
 
 
 def span_rows(rf: RecipientsFile, spans: Iterable[FileSpan]) -> list[RawRow]:
     """The rows of *spans*, each read and parsed as a planning process does."""
     return [row for span in spans
-            for row in parse_chunk(rf.text(span), rf.delimiter, len(rf.header))]
+            for row in parse_chunk(rf.text(span), rf.delimiter, len(rf.header),
+                                   columns=rf.header)]
 
 
 @pytest.mark.parametrize("data", SPAN_FILES)
@@ -167,10 +173,11 @@ def test_byte_spans_give_the_text_chunks_rows(tmp_path: Path, data: bytes, targe
 
 def test_a_forced_byte_piece_still_ends_at_a_line_end(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An unclosed quote is carried only so far. The piece then forced out ends at a line
-    end, never inside a ``\r\n``, so every row after it is whole and keeps its line."""
-    monkeypatch.setattr(engine.plan.recipients, "MAX_CARRY_BYTES", 40)
-    data = (b'phone,name\n+421912345678,"open\n' + b"+421912345679,Bob\r\n" * 6
+    """An unbalanced ``"`` (here inside an unquoted field, which CSV reads as it stands)
+    is carried only so far. The piece then forced out ends at a line end, never inside a
+    ``\r\n``, so every row after it is whole and keeps its line."""
+    monkeypatch.setattr(engine.plan.recipients, "MAX_QUOTED_BYTES", 40)
+    data = (b'phone,name\n+421912345678,5" screen\n' + b"+421912345679,Bob\r\n" * 6
             + b"+421912345670,Cy\n")
     (tmp_path / "r.csv").write_bytes(data)
     lines = data.decode().splitlines()

@@ -29,15 +29,23 @@ from engine.campaign import Campaign
 from engine.config import Config, ProviderConfig
 from engine.errors import CampaignError, ConfigError
 from engine.gc_policy import rare_cyclic_gc
-from engine.plan.recipients import CHUNK_BYTES, Piece, RecipientsFile, TextChunk, load_opt_out
+from engine.plan.recipients import (
+    CHUNK_BYTES,
+    BrokenQuote,
+    Piece,
+    RecipientsFile,
+    TextChunk,
+    load_opt_out,
+)
 from engine.plan.rows import PlanContext, Written, add_numbers, plan_piece
 from engine.plan.seen import SeenNumbers, create_bits_file
 from engine.plan.tally import NO_SAVING, Group, PlanCounts, SmartSaving, Tally
-from engine.plan.workers import Turns, worker_init, worker_plan
+from engine.plan.workers import PlanAborted, Turns, worker_init, worker_plan
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
 from engine.segments import measure
+from engine.store.records import CampaignRecord
 from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR, PlanWriter
-from engine.store.sqlite.store import CampaignRecord, Store
+from engine.store.sqlite.store import Store
 from engine.template import BoundTemplate
 
 log = structlog.get_logger()
@@ -80,7 +88,8 @@ class PlanSummary:
                         "cost": str(nanos_to_decimal(g.cost_nanos))} for k, g in gs.items()}
 
         return {
-            "campaign": self.campaign, "rows": c.rows, "valid": c.valid,
+            "campaign": self.campaign, "lines": c.lines, "blank": c.blank, "rows": c.rows,
+            "valid": c.valid,
             "rejected": c.rejected, "skipped": c.skipped, "messages": c.valid,
             "segments": c.segments, "cost": str(self.cost), "currency": self.currency,
             "max_cost": str(self.max_cost) if self.max_cost is not None else None,
@@ -143,6 +152,7 @@ def plan_context(campaign: Campaign, recipients: RecipientsFile, template: Bound
                  routes: RouteTable) -> PlanContext:
     return PlanContext(
         delimiter=recipients.delimiter, width=len(recipients.header),
+        columns=tuple(recipients.header),
         phone_index=recipients.phone_index, region=campaign.default_region,
         template=template, max_segments=campaign.max_segments,
         shift_tables=campaign.shift_tables, routes=routes,
@@ -171,7 +181,11 @@ async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
             ctx = plan_context(campaign, recipients, template, routes)
             if record.planned_through:
                 log.info("plan.resume", campaign=campaign.name, after_line=record.planned_through)
-            written = await _run(ctx, recipients, store, record, workers)
+            try:
+                written = await _run(ctx, recipients, store, record, workers)
+            except BrokenQuote as exc:
+                await asyncio.to_thread(_discard, store.path, record.id)
+                raise recipients.refuse(exc) from None
             fresh = record.planned_through == 0
             await store.finish_plan(record.id, written.maybe_duplicates,
                                     written.tally if fresh else None)
@@ -299,6 +313,13 @@ async def _in_workers(ctx: PlanContext, pieces: Iterator[Piece], after: int, db:
                     add(await asyncio.wrap_future(pending.popleft(), loop=loop))
             while pending:
                 add(await asyncio.wrap_future(pending.popleft(), loop=loop))
+        except PlanAborted:
+            # A piece waiting for its turn heard that a later one failed: raise why.
+            for cause in await asyncio.gather(
+                    *(asyncio.wrap_future(f, loop=loop) for f in pending), return_exceptions=True):
+                if isinstance(cause, BaseException) and not isinstance(cause, PlanAborted):
+                    raise cause from None
+            raise
         except BaseException:
             turns.abort()
             raise

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from engine.phone import normalise
+from engine.phone import normalise, why_invalid
 from engine.plan.recipients import RawRow, TextChunk, parse_chunk
 from engine.plan.seen import SeenNumbers
-from engine.plan.tally import NO_SAVING, SmartSaving, Tally
+from engine.plan.tally import BLANK_LINE, NO_SAVING, SmartSaving, Tally
 from engine.routing import RouteTable
 from engine.segments import measure
 from engine.smart_encoding import smarten
@@ -38,6 +38,8 @@ class PlanContext:
     shift_tables: tuple[str, ...]
     routes: RouteTable
     opt_out: frozenset[str]
+    columns: tuple[str, ...] = ()
+    """The header, to name the column a malformed row's problem is in."""
     smart: bool = False
     """Smart encoding (:func:`engine.smart_encoding.smarten`) for text measured UCS-2."""
     transliterate: bool = False
@@ -85,13 +87,15 @@ def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
     store_values = separator.join
     for line, fields, problem in rows:
         if fields is None:
-            reject(_not_sent(line, None, None, None, "rejected", "malformed_row", problem))
+            reject(_not_sent(line, None, None, None, "rejected", "malformed_row", problem)
+                   if problem else _not_sent(line, None, None, None, "skipped", BLANK_LINE,
+                                             None))
             continue
         raw = fields[phone_index].strip()
         number = normalise(raw, region) if raw else None
         if number is None:
             reject(_not_sent(line, raw, None, None, "rejected", "invalid_number",
-                             "empty" if not raw else f"not a valid number for region {region}"))
+                             why_invalid(raw, region) if raw else "empty"))
             continue
         e164, country = number
         if e164 in opt_out:
@@ -138,7 +142,8 @@ def plan_rows(ctx: PlanContext, rows: Sequence[RawRow]) -> Planned:
 
 
 def plan_chunk(ctx: PlanContext, chunk: TextChunk, after: int) -> Planned:
-    return plan_rows(ctx, parse_chunk(chunk, ctx.delimiter, ctx.width, after=after))
+    return plan_rows(ctx, parse_chunk(chunk, ctx.delimiter, ctx.width, after=after,
+                                      columns=ctx.columns))
 
 
 @dataclass(frozen=True, slots=True)

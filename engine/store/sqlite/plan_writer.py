@@ -134,5 +134,12 @@ class PlanWriter:
             conn.execute(_INSERT_NOT_SENT_JSON, (c, not_sent))
             conn.execute(_PLANNED_THROUGH, (through, c))
 
+    def discard(self) -> None:
+        """Every row planned so far, and the resume point: for a plan that is not complete
+        (nothing of it was sent), refused for a broken recipients file."""
+        with immediate_transaction(self._conn) as conn:
+            conn.execute("DELETE FROM messages WHERE campaign_id = ?", (self._campaign_id,))
+            conn.execute(_PLANNED_THROUGH, (0, self._campaign_id))
+
     def close(self) -> None:
         self._conn.close()
