@@ -37,9 +37,9 @@ STYLE_OPTIONS: Final = dict(
     foreground_strong="#111827", foreground_subtle="#e5e7eb", opacity=".9",
     opacity_hover="1",
     font_family="system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif",
-    label_font_size=15, major_label_font_size=15, value_font_size=14,
-    value_label_font_size=14, legend_font_size=15, value_colors=("#ffffff",), title_font_size=17,
-    no_data_font_size=18, tooltip_font_size=14)
+    label_font_size=16, major_label_font_size=16, value_font_size=15,
+    value_label_font_size=15, legend_font_size=16, stroke_width="3",
+    value_colors=("#ffffff",), title_font_size=17, no_data_font_size=18, tooltip_font_size=14)
 SENT_COLOR: Final = "#2563eb"
 PLAN_COLOR: Final = "#94a3b8"
 NOT_SENT: Final = "not sent"
@@ -114,7 +114,7 @@ def timeline(data: Timeline) -> str:
     labels = [_clock(data.start + b * data.bucket_s, data.bucket_s) for b in range(last + 1)]
     chart = pygal.Line(**_config(
         (SENT_COLOR, DELIVERED_COLOR), height=340, fill=False, show_dots=len(labels) <= 12,
-        dots_size=3, stroke_style={"width": 3},
+        dots_size=3,
         x_label_rotation=0, show_minor_x_labels=False,
         x_labels_major_count=min(len(labels), 6), interpolate=None,
         x_title=f"messages so far, every {_seconds(data.bucket_s)} (UTC)"))

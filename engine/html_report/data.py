@@ -117,7 +117,7 @@ async def gather(store: Store, record: CampaignRecord, currency: str, *,
         campaign=record.name, currency=currency, generated_at=time.time(), plan=plan,
         states=by_state, spent_nanos=spent, delivery=delivery, span=span,
         timeline=await _timeline(reads, record.id, span),
-        latency=await _latency(reads, record.id),
+        latency=await _latency(reads, record.id, delivery),
         failures=await reads.failures(record.id),
         table=await _table(reads, record.id, by_state, states))
 
@@ -131,18 +131,17 @@ async def _timeline(reads: ReportReads, campaign_id: int, span: Span) -> Timelin
     return Timeline(start, step, await reads.timeline(campaign_id, start, step))
 
 
-async def _latency(reads: ReportReads, campaign_id: int) -> Latency | None:
-    median = await reads.latency_quantile(campaign_id, 0.5)
-    if median is None:
+async def _latency(reads: ReportReads, campaign_id: int, delivery: DeliverySummary
+                   ) -> Latency | None:
+    if not delivery.latency_count:
         return None
-    p95 = await reads.latency_quantile(campaign_id, 0.95)
     p99 = await reads.latency_quantile(campaign_id, 0.99) or 0.0
     # Up to the 99th percentile in round steps; the slowest 1 % share the last bar.
     width = nice_step(p99, LATENCY_BUCKETS - 1)
     counts = await reads.latency_histogram(campaign_id, width, LATENCY_BUCKETS)
     while len(counts) > 1 and counts[-1] == 0:
         counts.pop()
-    return Latency(width, counts, median, p95)
+    return Latency(width, counts, delivery.latency_median_s, delivery.latency_p95_s)
 
 
 async def _table(reads: ReportReads, campaign_id: int, by_state: dict[str, int],
