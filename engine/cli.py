@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 from rich.console import Console
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from engine.store.sqlite.store import CampaignRecord, Store
 
 DEFAULT_CONFIG = "config.toml"
+REPORT_STATES: Final = ("pending", "sending", "accepted", "delivered", "undelivered", "unknown",
+                        "failed", "rejected", "skipped")
 T = TypeVar("T")
 
 
@@ -103,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(rp)
     rp.add_argument("--csv", type=Path, help="write CSV to FILE (default: CSV on stdout)")
     rp.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    rp.add_argument("--state", action="append", choices=REPORT_STATES, metavar="STATE",
+                    help="only rows in STATE (again for more), e.g. rejected, skipped, failed")
     rp.set_defaults(handler=_report)
 
     s = sub.add_parser("segments", help="encoding and SMS segment count of a text")
@@ -261,7 +265,7 @@ def _run(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.plan.planner import planning_workers
     from engine.progress import TerminalProgress
-    from engine.report import print_rate_sources, print_run
+    from engine.report import print_rate_sources, print_run, print_run_start
     from engine.run import run_campaign
 
     config = load_config(_config_path(args))
@@ -269,19 +273,21 @@ def _run(args: argparse.Namespace) -> int:
     workers = planning_workers(args.workers, campaign.recipients)
     console = Console(stderr=True)
     display = TerminalProgress(console) if console.is_terminal else None
+    out = Console()
 
     async def go() -> Any:
         try:
             return await run_campaign(config, campaign, workers=workers,
                                       on_progress=display.update if display else None,
                                       webhooks_port=args.webhooks, delivery_wait_s=args.dlr_wait,
-                                      poll_delivery=args.dlr)
+                                      poll_delivery=args.dlr,
+                                      on_plan=lambda plan: print_run_start(plan, out))
         finally:
             if display:
                 display.close()
 
     outcome = event_loop.run(go)
-    print_run(outcome, Console())
+    print_run(outcome, out)
     print_rate_sources(outcome.rates, Console(), problems_only=True)
     if outcome.stopped:
         config_arg = f" --config {args.config}" if args.config else ""
@@ -346,13 +352,15 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from engine.report import with_delivery, write_report
+    from engine.report import only_states, with_delivery, write_report
     from engine.store.sqlite.delivery_store import DeliveryStore
 
     async def export(store: Store, record: CampaignRecord) -> int:
         out = args.csv.open("w", newline="", encoding="utf-8") if args.csv else sys.stdout
         rows = with_delivery(store.report_rows(record.id),
                              DeliveryStore(store).report_rows(record.id))
+        if args.state:
+            rows = only_states(rows, set(args.state))
         try:
             return await write_report(rows, out, as_json=args.json, delivery=True)
         finally:

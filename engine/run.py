@@ -22,10 +22,12 @@ from engine.config import Config, ProviderConfig
 from engine.delivery.polling import DURING_DISPATCH, PollSettings, poll_loop
 from engine.delivery.reports import endpoints
 from engine.delivery.webhooks import describe, running_receiver
+from engine.errors import CampaignError
 from engine.gc_policy import rare_cyclic_gc
 from engine.plan.planner import PlanSummary, campaign_providers, plan_campaign
 from engine.providers.base import Provider
 from engine.rates import RateSource, rate_sources, route_table_from
+from engine.routing import nanos_to_decimal
 from engine.sandbox.state import state_path_for
 from engine.send.dispatcher import Dispatcher, RunStats
 from engine.send.preflight import preflight
@@ -61,12 +63,14 @@ class RunOutcome:
 
 
 Progress = Callable[[Dispatcher], None]
+TOP_REASONS_SHOWN: Final = 3
 
 
 async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
                        on_progress: Progress | None = None, webhooks_port: int | None = None,
                        delivery_wait_s: float = 0.0, poll_delivery: bool = True,
-                       polling: PollSettings | None = None) -> RunOutcome:
+                       polling: PollSettings | None = None,
+                       on_plan: Callable[[PlanSummary], None] | None = None) -> RunOutcome:
     """Plan, preflight and dispatch; poll delivery beside the dispatch (unless told not to; with
     *webhooks_port*, receive reports on 127.0.0.1 there, the built-in sandbox posting to it),
     then keep polling up to *delivery_wait_s* for messages still without a final state.
@@ -75,7 +79,9 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
     later ``dispatch dlr`` finds the messages), and the run waits up to
     :data:`SANDBOX_REPORT_WAIT_S` for the reports still due.
     *polling* paces both; by default beside the dispatch polling is :data:`DURING_DISPATCH`
-    (late and small) and after it :class:`PollSettings`' defaults.
+    (late and small) and after it :class:`PollSettings`' defaults. *on_plan* hears what the
+    plan holds before anything is sent; a plan without one valid row raises
+    :class:`~engine.errors.CampaignError` (exit 2) naming its most common reasons.
 
     The run is the campaign's one worker (:mod:`engine.send.worker`) from before it plans or
     asks any provider anything: another live run of it raises
@@ -100,6 +106,9 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
         sources = await rate_sources(config, providers, store, session=session)
         routes = route_table_from(sources, providers, config)
         plan = await plan_campaign(config, campaign, store, workers=workers, routes=routes)
+        if on_plan is not None:
+            on_plan(plan)
+        _check_sendable(plan, campaign)
         record = await store.campaign(campaign.name)
         assert record is not None
         readiness = await preflight(providers, session)
@@ -130,11 +139,29 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
             on_progress(dispatcher)
         pending = sum((await store.pending_by_provider(record.id)).values())
         stopped = dispatcher.stopping or ("messages left" if pending else None)
-        log.info("run.finished", campaign=campaign.name, accepted=stats.accepted,
+        # On a terminal the summary printed next says the same: the log line is for log files.
+        (log.debug if on_progress else log.info)(
+                 "run.finished", campaign=campaign.name, accepted=stats.accepted,
                  failed=stats.failed, unknown=stats.unknown, pending=pending,
                  seconds=round(stats.seconds, 1), stopped=stopped)
         delivery = (await deliveries.summary(record.id)).total
         return RunOutcome(plan, stats, stopped, pending, down, tuple(sources), delivery)
+
+
+def _check_sendable(plan: PlanSummary, campaign: Campaign) -> None:
+    """Raise :class:`CampaignError` if no row of the plan can be sent."""
+    c = plan.counts
+    if c.valid:
+        return
+    if not c.rows:
+        raise CampaignError(f"nothing to send: {campaign.recipients.name} has no rows",
+                            file=campaign.path)
+    reasons = sorted({**c.rejected, **c.skipped}.items(), key=lambda kv: (-kv[1], kv[0]))
+    top = ", ".join(f"{k} {v:,}" for k, v in reasons[:TOP_REASONS_SHOWN])
+    raise CampaignError(f"nothing to send: none of the {c.rows:,} rows of "
+                        f"{campaign.recipients.name} is valid ({top}); list them with "
+                        f"dispatch report {campaign.name} --state "
+                        f"{'rejected' if c.rejected else 'skipped'}", file=campaign.path)
 
 
 async def _await_reports(deliveries: DeliveryStore, campaign_id: int,
@@ -173,6 +200,8 @@ async def _report_progress(dispatcher: Dispatcher, on_progress: Progress | None)
         await anyio.sleep(PROGRESS_LOG_EVERY_S)
         c = dispatcher.counts
         elapsed = time.monotonic() - started
-        log.info("run.progress", accepted=c["accepted"], failed=c["failed"],
-                 unknown=c["unknown"], per_s=round(c["accepted"] / elapsed, 1),
-                 spent=str(dispatcher.spent_nanos / 1e9))
+        log.info("run.progress", done=c["accepted"] + c["failed"] + c["unknown"],
+                 of=sum(dispatcher.totals.values()), accepted=c["accepted"],
+                 failed=c["failed"], unknown=c["unknown"],
+                 per_s=round(c["accepted"] / elapsed, 1),
+                 spent=str(nanos_to_decimal(dispatcher.spent_nanos)))

@@ -204,7 +204,11 @@ class Telekom(HttpAdapter):
             self._auth_failure = None
             self._session = answer
             self._used_at = time.monotonic()
-            log.info("telekom.auth", provider=self.name, reason=reason, idle_s=round(idle_s, 1))
+            if reason == "none":
+                log.debug("telekom.auth", provider=self.name)
+            else:
+                log.info("telekom.reauth", provider=self.name, reason=reason,
+                         idle_s=round(idle_s, 1))
             return answer
 
     async def _authenticate(self) -> str | SendResult:
