@@ -31,8 +31,16 @@ What runs, each in a process of its own so that its CPU time and peak RSS are it
    see the dispatcher alone). The timing and CPU time cover that whole call (planning
    excluded, preflight included); the dispatcher's own seconds are shown beside it. Both
    phases import the adapter modules before the clock starts.
+5. raw: the same requests with a plain ``aiohttp.ClientSession`` per provider (a pool of
+   ``concurrency`` connections, ``concurrency`` in flight): each message's send request as
+   its adapter builds it (recorded before the clock starts, through a pool that records
+   instead of sending; a Telekom login is real, for its session), Skynoo's batches made by
+   its own planner and read as its adapter reads them (``batch/create``, ``batch/status``
+   until not pending, ``batch/detail`` pages). Each answer read and parsed once. This is
+   the HTTP client's own ceiling on this machine: ``dispatch_over_raw`` is how near the
+   engine comes to it (target >= 0.7), ``bare_over_raw`` how near its adapters do.
 
-The two phases run interleaved (``--interleave S``, default 1 s): both children start,
+The three phases run interleaved (``--interleave S``, default 1 s): the children start,
 prepare, and are then let run in turns of S seconds, the other one stopped (SIGSTOP), until
 each is done; a phase's seconds are only those it was let run. On this shared 2-core
 machine the speed of everything moves by tens of percent over a minute; run one after the
@@ -41,19 +49,19 @@ second they meet the same ones. ``--interleave 0`` runs them one after the other
 
 Figures: messages/s (accepted / seconds run), CPU µs per message (user + system of the
 phase's process during the phase only, every thread, plus the run's checkpoint writer
-process; the event loop thread's share is shown beside it, with its waits for a CPU and
-its context switches, which CPU time does not show, and its CPU per message in each 2 s
-window: median, p90 and max, where slow spells show), peak RSS, the sandbox's CPU per
-message in each phase (when it is near one core's worth the sandbox, not the client, set
-the pace), HTTP requests per provider (a counter on the aiohttp transport in both phases),
-when each provider's last message was settled, and ratio = dispatch / bare messages per
-second (target >= 0.9). The sandbox's CPU per message in dispatch over that in bare comes
-after the ratio: it answers nearly the same requests in both phases, so far from 1 it says
-the sandbox, and likely the client, ran at another speed in one of them, which moves the
-ratio too. The machine's load average is printed before and after: on a shared 2-core
-machine other work moves these figures by tens of percent. Every phase is bounded by
-``--messages`` and by ``--phase-timeout`` seconds; only 127.0.0.1 is contacted; the sandbox
-is always stopped. The last line printed is one JSON object.
+process; the event loop thread's share is shown beside it, with its waits for a CPU and its
+context switches, which CPU time does not show, and its CPU per message in each 2 s window:
+median, p90 and max, where slow spells show), peak RSS, the sandbox's CPU per message in
+each phase (when it is near one core's worth the sandbox, not the client, set the pace),
+HTTP requests per provider (a counter on the engine's aiohttp pool in bare and dispatch),
+when each provider's last message was settled, ratio = dispatch / bare messages per second
+(target >= 0.9), and dispatch / raw (target >= 0.7). The sandbox's CPU per message in
+dispatch over that in bare comes after the ratio: it answers nearly the same requests in
+both phases, so far from 1 it says the sandbox, and likely the client, ran at another speed
+in one of them, which moves the ratio too. The machine's load average is printed before and
+after: on a shared 2-core machine other work moves these figures by tens of percent. Every
+phase is bounded by ``--messages`` and by ``--phase-timeout`` seconds; only 127.0.0.1 is
+contacted; the sandbox is always stopped. The last line printed is one JSON object.
 
 ``--compare-transports`` instead measures the HTTP transport alone: SMS & Voice Platform
 plain sends through its adapter over the default httpx transport
