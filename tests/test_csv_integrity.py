@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+import engine.plan.csv_rows
 import engine.plan.planner
-import engine.plan.recipients
 from engine.campaign import load_campaign
 from engine.config import load_config
 from engine.errors import CampaignError
+from engine.plan.csv_rows import BrokenQuote
 from engine.plan.planner import plan_campaign
-from engine.plan.recipients import BrokenQuote, RecipientsFile
+from engine.plan.recipients import RecipientsFile
 from engine.store.sqlite.store import Store
 from tests.helpers import dispatch, write_campaign, write_config
 from tests.run_fixtures import external_sandbox, run_config
@@ -140,7 +141,7 @@ def test_a_quoted_field_past_the_bound_refuses_the_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: list[str], why: str) -> None:
     """A quote that closes, or breaks the CSV, only past MAX_QUOTED_LINES lines refuses the
     file too, naming where it opened and where it ended."""
-    monkeypatch.setattr(engine.plan.recipients, "MAX_QUOTED_LINES", 5)
+    monkeypatch.setattr(engine.plan.csv_rows, "MAX_QUOTED_LINES", 5)
     path = tmp_path / "r.csv"
     path.write_text("phone,name\n+421912345678,Ann\n" + "\n".join(lines) + "\n+421912345600,Z\n")
     with RecipientsFile(path, "phone") as rf:

@@ -9,16 +9,8 @@ import pytest
 
 import engine.plan.recipients
 from engine.errors import CampaignError
-from engine.plan.recipients import (
-    FileSpan,
-    RawRow,
-    RecipientsFile,
-    TextChunk,
-    _one_per_line,
-    _row_by_row,
-    load_opt_out,
-    parse_chunk,
-)
+from engine.plan.csv_rows import RawRow, TextChunk, _one_per_line, _row_by_row, parse_chunk
+from engine.plan.recipients import FileSpan, RecipientsFile, load_opt_out
 
 
 def rows_of(path: Path, data: bytes, column: str = "phone") -> list[tuple[int, object, str]]:

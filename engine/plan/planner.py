@@ -29,14 +29,8 @@ from engine.campaign import Campaign
 from engine.config import Config, ProviderConfig
 from engine.errors import CampaignError, ConfigError
 from engine.gc_policy import rare_cyclic_gc
-from engine.plan.recipients import (
-    CHUNK_BYTES,
-    BrokenQuote,
-    Piece,
-    RecipientsFile,
-    TextChunk,
-    load_opt_out,
-)
+from engine.plan.csv_rows import BrokenQuote, TextChunk
+from engine.plan.recipients import CHUNK_BYTES, Piece, RecipientsFile, load_opt_out
 from engine.plan.rows import PlanContext, Written, add_numbers, plan_piece
 from engine.plan.seen import SeenNumbers, create_bits_file
 from engine.plan.tally import NO_SAVING, Group, PlanCounts, SmartSaving, Tally

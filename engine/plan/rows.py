@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from engine.phone import normalise, why_invalid
-from engine.plan.recipients import RawRow, TextChunk, parse_chunk
+from engine.plan.csv_rows import RawRow, TextChunk, parse_chunk
 from engine.plan.seen import SeenNumbers
 from engine.plan.tally import BLANK_LINE, NO_SAVING, SmartSaving, Tally
 from engine.routing import RouteTable
