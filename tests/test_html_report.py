@@ -140,6 +140,12 @@ def test_large_campaign_table_holds_failures_and_a_bounded_sample(tmp_path: Path
     assert f"all 40 failures and a sample of {len(table) - 40:,} other" in html
     assert f"--csv FILE lists all {rows:,}" in html
 
+    only = dispatch("report", "big", "--config", str(config), "--html", "rejected.html",
+                    "--state", "rejected", cwd=tmp_path)
+    assert only.returncode == 0, only.stderr
+    assert "Recipients in state rejected: all 40." in (tmp_path / "rejected.html").read_text(
+        encoding="utf-8")
+
 
 def test_report_html_to_an_unwritable_place_says_where_and_why(tmp_path: Path) -> None:
     """An HTML report into a folder that does not exist stops with exit 2 and one line naming
