@@ -124,8 +124,8 @@ async def poll_round(store: DeliveryStore, campaign_id: int, providers: Sequence
             if reports:
                 await store.record_reports(reports)
     awaiting = await store.awaiting_count(campaign_id)
-    log.info("delivery.poll_round", asked=asked, answered=answered, final=final,
-             expired=expired, awaiting=sum(awaiting.values()))
+    log.debug("delivery.poll_round", asked=asked, answered=answered, final=final,
+              expired=expired, awaiting=sum(awaiting.values()))
     return RoundResult(asked, answered, final, expired, awaiting)
 
 

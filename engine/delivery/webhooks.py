@@ -197,7 +197,7 @@ async def running_receiver(store: DeliveryStore, found: Sequence[Endpoint], *,
         raise ConfigError(f"cannot listen on {host}:{port}: {exc}", key="--webhooks") from None
     bound = server.sockets[0].getsockname()[1]
     receiver.url = f"http://{'127.0.0.1' if host == 'localhost' else host}:{bound}"
-    log.info("webhooks.listening", url=receiver.url, providers=[e.provider for e in found])
+    log.debug("webhooks.listening", url=receiver.url, providers=[e.provider for e in found])
     try:
         async with anyio.create_task_group() as tg:
             receiver._task_group = tg
@@ -212,9 +212,10 @@ async def running_receiver(store: DeliveryStore, found: Sequence[Endpoint], *,
     finally:
         await server.wait_closed()
         s = receiver.stats
-        log.info("webhooks.stopped", received=s.received, stored=s.stored, batches=s.batches,
-                 unauthorized=s.unauthorized, bad=s.bad, ignored=s.ignored,
-                 unmatched=s.unmatched)
+        # Worth a person's attention only when something was turned away.
+        (log.info if s.unauthorized or s.bad else log.debug)(
+            "webhooks.stopped", received=s.received, stored=s.stored, batches=s.batches,
+            unauthorized=s.unauthorized, bad=s.bad, ignored=s.ignored, unmatched=s.unmatched)
 
 
 def describe(receiver: Receiver) -> dict[str, str]:
