@@ -40,6 +40,8 @@ from engine.event_loop import LOOPS  # noqa: E402
 from engine.plan.planner import plan_campaign  # noqa: E402
 from engine.providers.base import OutboundMessage, Outcome, SendResult  # noqa: E402
 from engine.send.dispatcher import Dispatcher  # noqa: E402
+from engine.send.worker import campaign_worker, lease_rule  # noqa: E402
+from engine.store.sqlite.outbox import SqliteOutbox  # noqa: E402
 from engine.store.sqlite.store import Store  # noqa: E402
 from tests.helpers import write_config  # noqa: E402
 
@@ -66,12 +68,14 @@ async def measure(folder: Path, messages: int, sleep_s: float, concurrency: int 
         dataclasses.replace(p, rate_limit=None, concurrency=concurrency or p.concurrency)
         for p in config.providers))
     campaign = load_campaign(folder / "campaign/campaign.toml")
-    async with Store.open(config.database) as store:
+    async with Store.open(config.database) as store, \
+            campaign_worker(store, campaign.name) as worker:
         await plan_campaign(config, campaign, store)
         record = await store.campaign_named(campaign.name)
         adapters = {p.name: AcceptingAdapter(p.name, p.kind, sleep_s) for p in config.providers}
         dispatcher = Dispatcher(
-            store=store, record=record, campaign=campaign, providers=config.providers,
+            store=store, outbox=SqliteOutbox(store, record.id, worker.record, lease_rule()),
+            record=record, campaign=campaign, providers=config.providers,
             adapters=adapters, down={}, plans=await store.rate_plans(record.id),  # type: ignore[arg-type]
             routing=config.routing)
         profiler = cProfile.Profile() if profile else None

@@ -6,7 +6,9 @@
     ├── ConfigError               exit 2: config.toml is wrong; nothing was sent
     │   └── CampaignError         exit 2: the campaign file or its CSV header is wrong
     ├── StoreError                the SQLite store is unusable or from another campaign
-    ├── CampaignBusy              exit 3: another live process is sending this campaign
+    │   └── LeaseLost             exit 3: another worker took this one's messages over
+    ├── OutputError               an output file cannot be written (exit 2 if it cannot
+    │                             even be opened: nothing was written)
     ├── ProviderError             a provider adapter could not do what was asked
     └── SandboxError              the built-in simulator could not start or serve
 
@@ -23,6 +25,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
+EXIT_BROKEN_PIPE = 141
+"""Standard output closed by its reader (``| head``): 128 + SIGPIPE, as ``cat`` exits."""
 
 
 class DispatchError(Exception):
@@ -68,6 +72,26 @@ class StoreError(DispatchError):
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
 
+class LeaseLost(StoreError):
+    """This worker's lease lapsed (it was stopped or cut off for longer than the lease) and
+    another worker rescued what it held; it stops, and what it sent is settled by the other
+    as any interrupted message is."""
+
+    exit_code = EXIT_STOPPED
+
+
+class OutputError(DispatchError):
+    """An output file (``report --csv FILE``) cannot be opened or written: names the path
+    and the operating system's reason. Exit 2 when it cannot be opened (a bad path: nothing
+    was written), 1 when writing failed part way (the file may be incomplete)."""
+
+    def __init__(self, problem: str, *, path: Path | str, opened: bool) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        self.exit_code = EXIT_ERROR if opened else EXIT_BAD_INPUT
+        super().__init__(f"{self.path}: {problem}")
+
+
 class ProviderError(DispatchError):
     """A provider adapter failed in a way the dispatcher must hear about."""
 
@@ -75,23 +99,6 @@ class ProviderError(DispatchError):
         self.provider = provider
         self.problem = problem
         super().__init__(f"provider {provider}: {problem}")
-
-
-class CampaignBusy(DispatchError):
-    """Another live process is sending the campaign: names it, and how to wait or stop it."""
-
-    exit_code = EXIT_STOPPED
-
-    def __init__(self, campaign: str, *, pid: int, host: str, since: str,
-                 heartbeat_age_s: float, elsewhere: bool) -> None:
-        self.campaign = campaign
-        self.pid = pid
-        self.host = host
-        stop = f"kill {pid} on {host}" if elsewhere else f"kill {pid}"
-        super().__init__(
-            f"campaign {campaign} is being sent by pid {pid} on host {host} since {since} "
-            f"(heartbeat {heartbeat_age_s:.0f} s ago); wait for it to finish, or stop it "
-            f"({stop}) and run again")
 
 
 class SandboxError(DispatchError):

@@ -32,8 +32,9 @@ from engine.sandbox.state import state_path_for
 from engine.send.dispatcher import Dispatcher, RunStats
 from engine.send.preflight import preflight
 from engine.send.session import open_providers
-from engine.send.worker import campaign_worker
+from engine.send.worker import campaign_worker, lease_rule, wait_for_planner
 from engine.store.sqlite.delivery_store import DeliveryGroup, DeliveryStore
+from engine.store.sqlite.outbox import SqliteOutbox
 from engine.store.sqlite.store import Store
 
 log = structlog.get_logger()
@@ -46,7 +47,6 @@ nearly all of them; ``--dlr-wait`` replaces it, ``--no-dlr`` skips it."""
 SANDBOX_REPORT_POLLING: Final = PollSettings(first_interval_s=1.0, max_interval_s=1.0,
                                              one_by_one_ids_per_round=50,
                                              first_round_at_once=False)
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +83,9 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
     plan holds before anything is sent; a plan without one valid row raises
     :class:`~engine.errors.CampaignError` (exit 2) naming its most common reasons.
 
-    The run is the campaign's one worker (:mod:`engine.send.worker`) from before it plans or
-    asks any provider anything: another live run of it raises
-    :class:`~engine.errors.CampaignBusy`."""
+    The run is one of the campaign's workers (:mod:`engine.send.worker`) from before it
+    plans or asks any provider anything; another live run of it is another worker: the
+    earliest plans while the others wait, then all claim and send together."""
     providers = campaign_providers(config, campaign)
     async with Store.open(config.database) as store, AsyncExitStack() as stack:
         worker = await stack.enter_async_context(campaign_worker(store, campaign.name))
@@ -105,6 +105,7 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
             sandbox_state=state_path_for(config.database) if sandboxed else None))
         sources = await rate_sources(config, providers, store, session=session)
         routes = route_table_from(sources, providers, config)
+        await wait_for_planner(store, worker.record)
         plan = await plan_campaign(config, campaign, store, workers=workers, routes=routes)
         if on_plan is not None:
             on_plan(plan)
@@ -116,7 +117,8 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
         for name, why in down.items():
             log.warning("run.provider_left_out", provider=name, reason=why)
         dispatcher = Dispatcher(
-            store=store, record=record, campaign=campaign, providers=providers,
+            store=store, outbox=SqliteOutbox(store, record.id, worker.record, lease_rule()),
+            record=record, campaign=campaign, providers=providers,
             adapters=session.adapters, down=down, plans=await store.rate_plans(record.id),
             routing=config.routing)
         with rare_cyclic_gc():

@@ -52,14 +52,18 @@ from engine.providers.base import (
 from engine.routing import to_nanos
 from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute, Settlement
 from engine.store.sqlite.checkpoint import Checkpointer
+from engine.store.sqlite.outbox import SqliteOutbox
 from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR
 from engine.store.sqlite.store import Store
+from engine.store.states import CLAIMED, UNKNOWN
 from engine.template import Template
 
 log = structlog.get_logger()
 
 FEED_PAGE_ROWS: Final = 500
 HOME_CACHE_ENTRIES: Final = 10_000
+WATCH_OTHERS_S: Final = 1.0
+"""While other workers hold messages, how often this one looks for dead ones to rescue."""
 FEED_AHEAD_PER_WORKER: Final = 4
 MAX_NOT_PROCESSED_ATTEMPTS: Final = 6
 MAX_SAME_KEY_RESENDS: Final = 4
@@ -194,18 +198,19 @@ class Lane:
 
 
 class Dispatcher:
-    def __init__(self, *, store: Store, record: CampaignRecord, campaign: Campaign,
-                 providers: Sequence[ProviderConfig], adapters: Mapping[str, Provider],
-                 down: Mapping[str, str], plans: Mapping[int, list[RatePlanRoute]],
-                 routing: RoutingConfig) -> None:
+    def __init__(self, *, store: Store, outbox: SqliteOutbox, record: CampaignRecord,
+                 campaign: Campaign, providers: Sequence[ProviderConfig],
+                 adapters: Mapping[str, Provider], down: Mapping[str, str],
+                 plans: Mapping[int, list[RatePlanRoute]], routing: RoutingConfig) -> None:
         self.store = store
+        self.outbox = outbox
         self.record = record
         self.campaign = campaign
         self.routing = routing
         self.plans = plans
         self.lanes = {p.name: Lane(p, adapters[p.name], down.get(p.name)) for p in providers
                       if p.name in adapters}
-        self.checkpoint = Checkpointer(store, record.id)
+        self.checkpoint = Checkpointer(store, record.id, outbox.worker_id)
         self._home_cache: dict[tuple[Decimal, str], int | None] = {}
         self._key_prefix = f"{record.name}-{record.fingerprint}-"
         """A message's idempotency key is this and its line."""
@@ -213,8 +218,9 @@ class Dispatcher:
                                else None)
         self.stopping: str | None = None
         self.spent_nanos = 0
-        self.reserved_nanos = 0
-        self._moved: set[int] = set()
+        self.over_budget = False
+        """A claim found the campaign's next message past ``max_cost``: once what is held
+        is sent, the run stops."""
         self._alive = 0
         self._feeding = 0
         self._done = anyio.Event()
@@ -234,14 +240,13 @@ class Dispatcher:
 
     async def run(self) -> RunStats:
         self.spent_nanos = await self.store.spent_nanos(self.record.id)
-        interrupted = await self.store.interrupted_to_unknown(self.record.id)
         self.totals = await self.store.pending_by_provider(self.record.id)
-        if interrupted:
-            log.warning("run.resume", campaign=self.record.name, interrupted=interrupted)
         try:
             await self._run()
         finally:
             await self.checkpoint.release()
+            with anyio.CancelScope(shield=True):
+                await self.outbox.release()
             for lane in self.lanes.values():
                 lane.send.close()
                 lane.receive.close()
@@ -257,18 +262,43 @@ class Dispatcher:
             for lane in self.lanes.values():
                 for _ in range(lane.workers):
                     tg.start_soon(self._worker, lane)
-            self._feeding += 1
-            await self._settle_unknown()
-            for lane in self.lanes.values():
-                self._feeding += 1
-                tg.start_soon(self._feed, lane)
-            self._feeding -= 1
-            self._check_done()
-            await self._done.wait()
+            while True:
+                await self._round(tg)
+                if self.stopping or self.over_budget or not await self._others_hold():
+                    break
+            if self.over_budget:
+                self.stop("budget")
             for lane in self.lanes.values():
                 lane.send.close()
             await self.checkpoint.close()
             tg.cancel_scope.cancel()
+
+    async def _round(self, tg: TaskGroup) -> None:
+        """Rescue what dead workers held, settle unknown outcomes, then claim and send until
+        nothing this worker can claim is left."""
+        rescued = await self.outbox.rescue()
+        if any(rescued):
+            log.warning("run.rescued", campaign=self.record.name, workers=rescued.workers,
+                        pending=rescued.pending, unknown=rescued.unknown)
+        self._done = anyio.Event()
+        self._feeding += 1
+        await self._settle_unknown()
+        for lane in self.lanes.values():
+            self._feeding += 1
+            tg.start_soon(self._feed, lane)
+        self._feeding -= 1
+        self._check_done()
+        await self._done.wait()
+
+    async def _others_hold(self) -> bool:
+        """Whether other workers hold messages of the campaign, which may come back
+        ``pending`` (they stop, or die and are rescued); if so, waits a while first."""
+        await self.checkpoint.flush()
+        held = await self.outbox.held_by_others()
+        if held:
+            log.info("run.waiting_for_workers", campaign=self.record.name, held=held)
+            await anyio.sleep(WATCH_OTHERS_S)
+        return held > 0
 
     # --- feeding -------------------------------------------------------------------------
 
@@ -279,12 +309,11 @@ class Dispatcher:
         resend = self.campaign.on_unknown == "resend"
         for lane in self.lanes.values():
             after = 0
-            while not (lane.down or self.stopping) and (rows := await self.store.outgoing(
-                    self.record.id, state="unknown", provider=lane.name, after_line=after)):
-                for row in rows:
-                    after = row.line
+            while not (lane.down or self.stopping) and (claim := await self.outbox.claim(
+                    lane.name, state=UNKNOWN, after_line=after)).messages:
+                after = claim.after_line
+                for row in claim.messages:
                     job = Job.of(row, self.campaign.message)
-                    self._moved.add(job.line)
                     if resend or lane.adapter.supports_idempotency:
                         self._put(lane, job)
                     elif lane.adapter.can_lookup:
@@ -298,26 +327,28 @@ class Dispatcher:
                 return
             after = 0
             while not (self.stopping or lane.down):
-                rows = await self.store.outgoing(self.record.id, state="pending",
-                                                 provider=lane.name, after_line=after,
-                                                 limit=FEED_PAGE_ROWS)
-                if not rows:
-                    return
+                claim = await self.outbox.claim(lane.name, after_line=after,
+                                                limit=FEED_PAGE_ROWS,
+                                                budget_nanos=self.max_cost_nanos)
+                after = claim.after_line
                 fed: list[Job] = []
-                for row in rows:
-                    after = row.line
-                    if row.line in self._moved:
-                        continue
+                for i, row in enumerate(claim.messages):
                     if not lane.backlog.try_take():
                         await self._put_fed(lane, fed)
                         await lane.backlog.take()
                     if self.stopping or lane.down:
                         lane.backlog.release()
+                        await self.outbox.release([r.line for r in claim.messages[i:]])
                         break
                     job = Job.of(row, self.campaign.message)
                     job.fed = True
                     fed.append(job)
                 await self._put_fed(lane, fed)
+                if claim.over_budget:
+                    self.over_budget = True  # what it claimed fits; the next does not
+                    return
+                if not claim.messages:
+                    return
             if lane.down and not self.stopping:
                 await self._drain(lane)
         finally:
@@ -329,17 +360,13 @@ class Dispatcher:
         await self.checkpoint.flush()
         after = 0
         while not self.stopping:
-            rows = await self.store.outgoing(self.record.id, state="pending", provider=lane.name,
-                                             after_line=after, limit=FEED_PAGE_ROWS)
-            if not rows:
+            claim = await self.outbox.claim(lane.name, after_line=after, limit=FEED_PAGE_ROWS)
+            if not claim.messages:
                 return
-            for row in rows:
-                after = row.line
-                if row.line in self._moved or row.line in lane.queued:
-                    continue
+            after = claim.after_line
+            for row in claim.messages:
                 job = Job.of(row, self.campaign.message)
                 self._alive += 1
-                self._moved.add(job.line)
                 await self._fail_over(job, f"{lane.name} stopped: {lane.down}", account=True,
                                       backpressure=True)
 
@@ -409,15 +436,8 @@ class Dispatcher:
             return False
         if lane.down:
             lane.queued.discard(job.line)
-            self._moved.add(job.line)
             self._spawn(self._fail_over, job, f"{lane.name} stopped: {lane.down}", True)
             return False
-        if (self.max_cost_nanos is not None and self.spent_nanos + self.reserved_nanos
-                + job.cost_nanos > self.max_cost_nanos):
-            self.stop("budget")
-            self._leave(lane, job)
-            return False
-        self.reserved_nanos += job.cost_nanos
         return True
 
     async def _send_one(self, lane: Lane, job: Job) -> None:
@@ -430,7 +450,6 @@ class Dispatcher:
             await self.checkpoint.mark_sending((job.line,))
         job.leaving(time.time())
         result = await lane.adapter.send(self._message(job))
-        self.reserved_nanos -= job.cost_nanos
         if result.outcome is Outcome.ACCEPTED:
             self._accept(lane, job, result)
         else:
@@ -449,7 +468,6 @@ class Dispatcher:
             job.leaving(now)
         results = await lane.adapter.send_batch([self._message(job, bulk=True) for job in jobs])
         for job, result in zip(jobs, results, strict=True):
-            self.reserved_nanos -= job.cost_nanos
             await self._handle(lane, job, result)
 
     def _message(self, job: Job, bulk: bool = False) -> OutboundMessage:
@@ -480,7 +498,6 @@ class Dispatcher:
         elif outcome is Outcome.NOT_PROCESSED:
             if job.attempts >= MAX_NOT_PROCESSED_ATTEMPTS:
                 lane.queued.discard(job.line)
-                self._moved.add(job.line)
                 await self._fail_over(job, f"{lane.name}: not processed ({result.code})")
             else:
                 self._requeue(lane, job, _backoff(job.attempts))
@@ -495,7 +512,6 @@ class Dispatcher:
         elif outcome is Outcome.REFUSED_MESSAGE:
             if result.try_other_route:
                 lane.queued.discard(job.line)
-                self._moved.add(job.line)
                 await self._fail_over(job, f"{lane.name} refused: {result.code}")
             else:
                 self._record(lane, job, "failed", result.code or "refused", result)
@@ -504,12 +520,13 @@ class Dispatcher:
                 lane.down = f"{result.code}: {result.detail}"[:200]
                 log.error("provider.stopped", provider=lane.name, reason=lane.down)
             lane.queued.discard(job.line)
-            self._moved.add(job.line)
             await self._fail_over(job, f"{lane.name} stopped: {lane.down}", account=True)
 
     def _accept(self, lane: Lane, job: Job, result: SendResult) -> None:
         actual = self._home_nanos(result.cost, result.currency)
         self.spent_nanos += actual if actual is not None else job.cost_nanos
+        if actual is not None:
+            self.checkpoint.adjust_committed(actual - job.cost_nanos)
         lane.accepted += 1
         self.counts["accepted"] += 1
         self.checkpoint.update(Settlement(
@@ -521,6 +538,8 @@ class Dispatcher:
                 result: SendResult | None, detail: str = "") -> None:
         if state == "unknown":
             self.spent_nanos += job.cost_nanos
+        else:
+            self.checkpoint.adjust_committed(-job.cost_nanos)
         self.counts[state] += 1
         self.checkpoint.update(Settlement(
             state, reason, (detail or (result.detail if result else ""))[:300] or None,
@@ -534,6 +553,8 @@ class Dispatcher:
         self.counts["left"] += 1
         if job.marked:
             state = "unknown" if job.unsure else "pending"
+            if not job.unsure:
+                self.checkpoint.adjust_committed(-job.cost_nanos)
             self.checkpoint.update(Settlement(
                 state, "interrupted" if job.unsure else None, None, job.provider, job.route,
                 job.price_nanos, job.cost_nanos, None, None, job.attempts, time.time(),
@@ -574,19 +595,22 @@ class Dispatcher:
 
     async def _fail_over(self, job: Job, why: str, account: bool = False,
                          backpressure: bool = False) -> None:
-        """Move *job* to its next route; ``failed`` when none is left (``pending`` instead
-        when no route is left only because providers are down: a later run may send it)."""
+        """Move *job* to its next route, still held (``claimed``); ``failed`` when none is
+        left (``pending`` instead when no route is left only because providers are down: a
+        later run may send it)."""
         self.counts["failed_over"] += 1
         job.tried |= {job.provider}
         for route in self.plans.get(job.plan_id, ()):
             lane = self.lanes.get(route.provider)
             if route.provider in job.tried or lane is None or lane.down:
                 continue
+            cost_before = job.cost_nanos
             job.provider, job.route = route.provider, route.route
             job.price_nanos = route.price_nanos
             job.cost_nanos = route.price_nanos * job.segments
+            self.checkpoint.adjust_committed(job.cost_nanos - cost_before)
             self.checkpoint.update(Settlement(
-                "pending", None, f"failed over: {why}"[:300], job.provider, job.route,
+                CLAIMED, None, f"failed over: {why}"[:300], job.provider, job.route,
                 job.price_nanos, job.cost_nanos, None, None, job.attempts, time.time(),
                 job.line))
             log.info("run.failover", line=job.line, to=job.provider, why=why)

@@ -1,14 +1,16 @@
-"""One sender a campaign: a `dispatch run` registers as the campaign's worker in the store, and
-refuses to run while another live process is the worker.
+"""The workers of a campaign: every `dispatch run` registers as one in the store, with a
+heartbeat, and any number of them send one campaign together (the claim model:
+:mod:`engine.store.states`).
 
 A worker is a row (:class:`~engine.store.sqlite.store.WorkerRecord`): its host, pid and
-heartbeat. A holder is live while it is alive: on this host (same name and boot id), while
+heartbeat. A worker is live while it is alive: on this host (same name and boot id), while
 its pid exists and is the same process (its start time, against pid reuse) and not a
-zombie, whatever its heartbeat says, so that a SIGKILLed run never blocks a resume here and
-a stopped or busy one is never run over; on another host, while its heartbeat is younger
-than :data:`WORKER_LEASE_S`. The heartbeat is written from a thread of its own, so that it
-keeps beating while the event loop is busy (planning in this process holds it for
-seconds). A row whose holder is not live is removed by the next run, which takes over.
+zombie, whatever its heartbeat says, so that a SIGKILLed run's messages are rescued at once
+here and a stopped or busy one is never run over; on another host, while its heartbeat is
+younger than :data:`WORKER_LEASE_S`. The heartbeat is written from a thread of its own, so
+that it keeps beating while the event loop is busy (planning in this process holds it for
+seconds). What a worker that is not live held is rescued by the others
+(:meth:`engine.store.sqlite.outbox.SqliteOutbox.rescue`), which remove its row.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import anyio.from_thread
 import anyio.lowlevel
 import structlog
 
-from engine.errors import CampaignBusy
 from engine.store.sqlite.checkpoint_writer import PRAGMAS
 from engine.store.sqlite.store import Store, WorkerRecord, worker_heartbeat
 
@@ -39,6 +40,8 @@ log = structlog.get_logger()
 WORKER_LEASE_S: Final = 15.0
 """A worker on another host whose heartbeat is older than this is taken to be dead."""
 WORKER_HEARTBEAT_S: Final = 3.0
+PLAN_WAIT_S: Final = 0.5
+"""How often a worker waiting for another's plan looks at it again."""
 """How often a worker writes its heartbeat: several beats fit in a lease."""
 BOOT_ID: Final = Path("/proc/sys/kernel/random/boot_id")
 PROC: Final = Path("/proc")
@@ -100,15 +103,6 @@ def is_live(holder: WorkerRecord, *, here: Host, now: float) -> bool:
     return now - holder.heartbeat_at < WORKER_LEASE_S
 
 
-def busy_error(holder: WorkerRecord, *, here: Host, now: float) -> CampaignBusy:
-    same_day = time.localtime(holder.started_at)[:3] == time.localtime(now)[:3]
-    since = time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S",
-                          time.localtime(holder.started_at))
-    return CampaignBusy(holder.campaign, pid=holder.pid, host=holder.host, since=since,
-                        heartbeat_age_s=max(0.0, now - holder.heartbeat_at),
-                        elsewhere=holder.host != here.name or holder.boot_id != here.boot_id)
-
-
 class Worker:
     """This process as its campaign's worker: its row, and the thread that heartbeats it
     (made on the event loop's thread).
@@ -157,22 +151,17 @@ class Worker:
 
 @asynccontextmanager
 async def campaign_worker(store: Store, campaign: str) -> AsyncIterator[Worker]:
-    """Be *campaign*'s one worker while the block runs, heartbeating; its row is removed on
-    the way out, however the block ends (a killed process's row is left, and taken over by
-    the lease rule).
-
-    :raises CampaignBusy: another live process is the campaign's worker.
-    """
+    """Be one of *campaign*'s workers while the block runs, heartbeating; its row is removed
+    on the way out, however the block ends (a killed process's row is left, and rescued by
+    the lease rule)."""
     here = Host.here()
     now = time.time()
     pid = os.getpid()
     me = WorkerRecord(id=uuid.uuid4().hex, campaign=campaign, host=here.name,
                       boot_id=here.boot_id, pid=pid, pid_started=process_started(pid),
                       started_at=now, heartbeat_at=now)
-    holder = await store.register_worker(me, lambda h: is_live(h, here=here, now=time.time()))
-    if holder is not None:
-        raise busy_error(holder, here=here, now=time.time())
-    log.info("worker.registered", campaign=campaign, worker=me.id)
+    await store.register_worker(me)
+    log.debug("worker.registered", campaign=campaign, worker=me.id)
     worker = Worker(me, store.path)
     worker.start()
     try:
@@ -181,4 +170,27 @@ async def campaign_worker(store: Store, campaign: str) -> AsyncIterator[Worker]:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(worker.stop)
             await store.release_worker(me.id)
-        log.info("worker.released", campaign=campaign, worker=me.id)
+        log.debug("worker.released", campaign=campaign, worker=me.id)
+
+
+def lease_rule() -> Callable[[WorkerRecord], bool]:
+    """:func:`is_live` for this host, at the time it is asked."""
+    here = Host.here()
+    return lambda holder: is_live(holder, here=here, now=time.time())
+
+
+async def wait_for_planner(store: Store, me: WorkerRecord) -> None:
+    """Let the campaign's earliest live worker plan it: return once its plan is complete, or
+    once no live worker registered before *me* (which then plans, or resumes the plan of a
+    dead one)."""
+    live = lease_rule()
+    while True:
+        record = await store.campaign(me.campaign)
+        if record is not None and record.plan_complete:
+            return
+        earlier = [w for w in await store.workers(me.campaign)
+                   if (w.started_at, w.id) < (me.started_at, me.id) and live(w)]
+        if not earlier:
+            return
+        log.info("worker.waiting_for_plan", campaign=me.campaign, planner=earlier[0].pid)
+        await anyio.sleep(PLAN_WAIT_S)

@@ -17,6 +17,7 @@ from typing import Final
 
 import anyio
 
+from engine.errors import LeaseLost
 from engine.store.records import Settlement
 from engine.store.sqlite.checkpoint_process import CheckpointProcess
 from engine.store.sqlite.store import Store
@@ -26,11 +27,12 @@ MAX_UPDATES_PER_FLUSH: Final = 5000
 
 
 class Checkpointer:
-    def __init__(self, store: Store, campaign_id: int) -> None:
-        self._writer = CheckpointProcess(store.path, campaign_id)
+    def __init__(self, store: Store, campaign_id: int, worker_id: str | None = None) -> None:
+        self._writer = CheckpointProcess(store.path, campaign_id, worker_id)
         self._lock = anyio.Lock()
         self._sending: list[tuple[float, int]] = []
         self._updates: list[Settlement] = []
+        self._committed_nanos = 0
         self._wake = anyio.Event()
         self._committed = anyio.Event()
         self._closed = False
@@ -51,18 +53,29 @@ class Checkpointer:
         if len(self._updates) >= MAX_UPDATES_PER_FLUSH:
             self._wake.set()
 
+    def adjust_committed(self, nanos: int) -> None:
+        """Add *nanos* to the campaign's committed money with the next flush (a message
+        settled for more or less than its claim reserved, or given back)."""
+        self._committed_nanos += nanos
+
     async def flush(self) -> None:
         """Write everything queued so far, now."""
         async with self._lock:
             sending, self._sending = self._sending, []
             updates, self._updates = self._updates, []
+            nanos, self._committed_nanos = self._committed_nanos, 0
             committed, self._committed = self._committed, anyio.Event()
-            if sending or updates:
+            not_held = 0
+            if sending or updates or nanos:
                 with anyio.CancelScope(shield=True):
-                    await self._writer.write(sending, updates)
+                    not_held = await self._writer.write(sending, updates, nanos)
                 self.flushes += 1
                 self.rows_written += len(sending) + len(updates)
             committed.set()
+            if not_held:
+                raise LeaseLost(f"{not_held} message(s) this run held were taken over by another "
+                                "worker (this run's lease lapsed); it stops here, and they are "
+                                "settled as interrupted", path=self._writer.path)
 
     async def run(self) -> None:
         """Flush when a sender waits, and at least every ``CHECKPOINT_FLUSH_MS``."""

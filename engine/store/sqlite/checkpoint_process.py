@@ -7,10 +7,11 @@ whole time, and the loop itself waited on the GIL for part of every commit. A pr
 no GIL to share. The run sends each group commit down a pipe and waits for one byte back.
 
 Frames on the pipe: parent to child, a 4-byte big-endian length and a ``marshal``-ed
-``(sending, updates)`` pair (the arguments of
-:meth:`engine.store.sqlite.checkpoint_writer.CheckpointWriter.write`); child to parent, ``0`` when
-committed, or ``1``, a 4-byte length and a UTF-8 error message. The child answers ``0``
-once when its connection is open. It runs in a session of its own, so that a terminal's
+``(sending, updates, committed_nanos)`` triple (the arguments of
+:meth:`engine.store.sqlite.checkpoint_writer.CheckpointWriter.write`); child to parent, ``0``
+when committed, ``2`` and a 4-byte count when committed but that many rows were not the
+worker's to write, or ``1``, a 4-byte length and a UTF-8 error message. The child answers
+``0`` once when its connection is open. It runs in a session of its own, so that a terminal's
 Ctrl-C or a signal to the run's process group reaches the run alone, which finishes its
 in-flight work and flushes through the child; the child exits when its input closes, which
 is also what happens when the run is killed.
@@ -31,7 +32,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from engine.errors import StoreError
-from engine.store.sqlite.checkpoint_writer import OK
+from engine.store.sqlite.checkpoint_writer import NOT_HELD, OK
 
 EXIT_WAIT_S: Final = 10.0
 """How long closing waits for the child to finish its last commit before killing it."""
@@ -42,9 +43,10 @@ PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[3])
 class CheckpointProcess:
     """The parent's end: one commit at a time (the caller serialises them)."""
 
-    def __init__(self, path: Path, campaign_id: int) -> None:
+    def __init__(self, path: Path, campaign_id: int, worker_id: str | None = None) -> None:
         self.path = path
         self.campaign_id = campaign_id
+        self.worker_id = worker_id
         self._process: Process | None = None
         self._replies: BufferedByteReceiveStream | None = None
 
@@ -55,7 +57,7 @@ class CheckpointProcess:
         try:
             self._process = await anyio.open_process(
                 [sys.executable, "-m", "engine.store.sqlite.checkpoint_writer", str(self.path),
-                 str(self.campaign_id)],
+                 str(self.campaign_id), *([self.worker_id] if self.worker_id else [])],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env,
                 start_new_session=True)
         except OSError as exc:
@@ -66,24 +68,28 @@ class CheckpointProcess:
         await self._reply()
 
     async def write(self, sending: Sequence[tuple[float, int]],
-                    updates: Sequence[tuple[Any, ...]]) -> None:
-        """Commit one transaction in the child; returns once it is on disk."""
+                    updates: Sequence[tuple[Any, ...]], committed_nanos: int = 0) -> int:
+        """Commit one transaction in the child; returns once it is on disk, with how many
+        rows were not written because the worker no longer holds them."""
         if self._process is None:
             await self.start()
         assert self._process is not None and self._process.stdin is not None
-        frame = marshal.dumps((list(sending), [tuple(u) for u in updates]))  # no NamedTuple
+        frame = marshal.dumps((list(sending), [tuple(u) for u in updates],  # no NamedTuple
+                               committed_nanos))
         try:
             await self._process.stdin.send(len(frame).to_bytes(4, "big") + frame)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise StoreError("the checkpoint writer has exited", path=self.path) from None
-        await self._reply()
+        return await self._reply()
 
-    async def _reply(self) -> None:
+    async def _reply(self) -> int:
         assert self._replies is not None
         try:
             status = await self._replies.receive_exactly(1)
             if status == OK:
-                return
+                return 0
+            if status == NOT_HELD:
+                return int.from_bytes(await self._replies.receive_exactly(4), "big")
             size = int.from_bytes(await self._replies.receive_exactly(4), "big")
             problem = (await self._replies.receive_exactly(size)).decode()
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):

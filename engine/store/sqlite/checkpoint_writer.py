@@ -21,13 +21,21 @@ from engine.store.records import SETTLEMENT_COLUMNS
 PRAGMAS: Final = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
                   "PRAGMA busy_timeout=10000", "PRAGMA cache_size=-8192")
 
-_UPDATE: Final = (f"UPDATE messages SET {', '.join(c + ' = ?' for c in SETTLEMENT_COLUMNS)} "
-                  "WHERE campaign_id = ? AND line = ?")
+# Only a row the worker still holds is written (``worker IS ?``: a writer without a worker
+# id writes rows held by nobody); a settlement keeps its row held only where it stays claimed.
+_UPDATE: Final = (f"UPDATE messages SET {', '.join(c + ' = ?' for c in SETTLEMENT_COLUMNS)}, "
+                  "worker = iif(? = 'claimed', worker, NULL) "
+                  "WHERE campaign_id = ? AND line = ? AND worker IS ?")
 _SENDING: Final = ("UPDATE messages SET state = 'sending', attempts = attempts + 1, "
-                   "updated_at = ? WHERE campaign_id = ? AND line = ?")
+                   "updated_at = ? WHERE campaign_id = ? AND line = ? AND worker IS ?")
+_COMMITTED: Final = ("UPDATE campaigns SET committed_nanos = committed_nanos + ? "
+                     "WHERE id = ? AND committed_nanos IS NOT NULL")
 
 OK: Final = b"\x00"
 FAILED: Final = b"\x01"
+NOT_HELD: Final = b"\x02"
+"""Committed, but some rows were not written because the worker no longer holds them; a
+4-byte count follows."""
 
 
 @contextmanager
@@ -51,58 +59,71 @@ class CheckpointWriter:
     loop on every call.
     """
 
-    def __init__(self, path: Path, campaign_id: int) -> None:
+    def __init__(self, path: Path, campaign_id: int, worker_id: str | None = None) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in PRAGMAS:
             self._conn.execute(pragma)
         self._campaign_id = campaign_id
+        self._worker_id = worker_id
 
     def write(self, sending: Sequence[tuple[float, int]],
-              updates: Sequence[tuple[Any, ...]]) -> None:
+              updates: Sequence[tuple[Any, ...]], committed_nanos: int = 0) -> int:
         """Settlements (:class:`~engine.store.records.Settlement` as plain tuples), then messages
         about to be sent.
 
         In that order because a line can have both in one transaction only when it was
-        failed over (written ``pending`` on its new route) and its new lane then marked it:
+        failed over (written ``claimed`` on its new route) and its new lane then marked it:
         the mark is the later, and must be what stays. An outcome never shares a transaction
         with its own attempt's mark, which committed before the request left.
+
+        *committed_nanos* is added to the campaign's committed money (a message settled for
+        more or less than was reserved, or given back). Returns how many rows were not
+        written because this worker no longer holds them.
         """
-        c = self._campaign_id
+        c, w = self._campaign_id, self._worker_id
+        written = 0
         with immediate_transaction(self._conn) as conn:
             if updates:
-                conn.executemany(_UPDATE, [(*u[:-1], c, u[-1]) for u in updates])
+                written += conn.executemany(
+                    _UPDATE, [(*u[:-1], u[0], c, u[-1], w) for u in updates]).rowcount
             if sending:
-                conn.executemany(_SENDING, [(t, c, line) for t, line in sending])
+                written += conn.executemany(
+                    _SENDING, [(t, c, line, w) for t, line in sending]).rowcount
+            if committed_nanos:
+                conn.execute(_COMMITTED, (committed_nanos, c))
+        return len(updates) + len(sending) - written
 
     def close(self) -> None:
         self._conn.close()
 
 
-def serve(path: Path, campaign_id: int, requests: BinaryIO, replies: BinaryIO) -> None:
+def serve(path: Path, campaign_id: int, worker_id: str | None, requests: BinaryIO,
+          replies: BinaryIO) -> None:
     """The child's loop: commit each frame read from *requests* until it closes."""
-    def answer(problem: Exception | None) -> None:
+    def answer(problem: Exception | None, not_held: int = 0) -> None:
         if problem is None:
-            replies.write(OK)
+            replies.write(NOT_HELD + not_held.to_bytes(4, "big") if not_held else OK)
         else:
             text = f"{type(problem).__name__}: {problem}".encode()
             replies.write(FAILED + len(text).to_bytes(4, "big") + text)
         replies.flush()
 
     try:
-        writer = CheckpointWriter(path, campaign_id)
+        writer = CheckpointWriter(path, campaign_id, worker_id)
     except Exception as exc:
         answer(exc)
         return
     try:
         answer(None)
         while len(header := requests.read(4)) == 4:
-            sending, updates = marshal.loads(requests.read(int.from_bytes(header, "big")))
+            sending, updates, committed = marshal.loads(
+                requests.read(int.from_bytes(header, "big")))
             try:
-                writer.write(sending, updates)
+                not_held = writer.write(sending, updates, committed)
             except Exception as exc:
                 answer(exc)
             else:
-                answer(None)
+                answer(None, not_held)
     except BrokenPipeError:
         pass  # the run is gone; what it was told is committed is
     finally:
@@ -110,4 +131,5 @@ def serve(path: Path, campaign_id: int, requests: BinaryIO, replies: BinaryIO) -
 
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]), int(sys.argv[2]), sys.stdin.buffer, sys.stdout.buffer)
+    serve(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None,
+          sys.stdin.buffer, sys.stdout.buffer)

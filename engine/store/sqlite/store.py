@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import aiosqlite
 import anyio
@@ -30,10 +30,14 @@ import anyio
 from engine.errors import CampaignError, StoreError
 from engine.plan.tally import PlanCounts, Tally
 from engine.routing import RatePlan, RateRow
+from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute
 from engine.store.sqlite.checkpoint_writer import PRAGMAS
 from engine.store.sqlite.plan_writer import PLAN_TEMP_STORE
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
+READ_ONLY_SCHEMA_FROM: Final = 3
+"""The oldest schema a read-only store reads without upgrading it: every column and table
+that status and report read is there from version 3 (the delivery columns)."""
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,7 +49,8 @@ CREATE TABLE IF NOT EXISTS campaigns (
     currency TEXT NOT NULL,
     created_at REAL NOT NULL,
     planned_through INTEGER NOT NULL DEFAULT 0,
-    plan_complete INTEGER NOT NULL DEFAULT 0
+    plan_complete INTEGER NOT NULL DEFAULT 0,
+    committed_nanos INTEGER
 );
 CREATE TABLE IF NOT EXISTS rate_plans (
     campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
@@ -80,6 +85,7 @@ CREATE TABLE IF NOT EXISTS messages (
     delivery_status TEXT,
     delivered_at REAL,
     delivery_reason TEXT,
+    worker TEXT,
     PRIMARY KEY (campaign_id, line)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rate_cache (
@@ -110,7 +116,7 @@ CREATE TABLE IF NOT EXISTS delivery_reports (
 CREATE INDEX IF NOT EXISTS delivery_reports_unapplied ON delivery_reports (received_at)
     WHERE applied = 0;
 -- Every process sending a campaign (engine.send.worker). By the campaign's name, so that a
--- run holds it before its plan creates the campaign's row; for now one a campaign.
+-- run holds it before its plan creates the campaign's row; any number a campaign.
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY,
     campaign TEXT NOT NULL,
@@ -121,7 +127,7 @@ CREATE TABLE IF NOT EXISTS workers (
     started_at REAL NOT NULL,
     heartbeat_at REAL NOT NULL
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS workers_one_per_campaign ON workers (campaign);
+CREATE INDEX IF NOT EXISTS workers_by_campaign ON workers (campaign);
 """
 MIGRATIONS: Final = {
     2: ("ALTER TABLE messages ADD COLUMN delivery_state TEXT",
@@ -130,6 +136,9 @@ MIGRATIONS: Final = {
         "ALTER TABLE messages ADD COLUMN delivery_reason TEXT"),
     3: ("DROP INDEX IF EXISTS messages_state",),
     4: (),  # the workers table, which SCHEMA creates
+    5: ("DROP INDEX IF EXISTS workers_one_per_campaign",
+        "ALTER TABLE messages ADD COLUMN worker TEXT",
+        "ALTER TABLE campaigns ADD COLUMN committed_nanos INTEGER"),
 }
 """Statements taking a database of the key's schema version to the next one; run before
 :data:`SCHEMA`, whose indexes may name the columns they add."""
@@ -183,47 +192,85 @@ SPENDING_STATES: Final = ("sending", "accepted", "delivered", "undelivered", "un
 """States whose message has cost, or may have cost, money."""
 
 
-class Outgoing(NamedTuple):
-    """A stored message as the dispatcher needs it (a tuple: one is made per message sent,
-    and a frozen dataclass of this size costs three times as much)."""
-
-    line: int
-    phone: str
-    text: str | None
-    encoding: str
-    segments: int
-    provider: str
-    route: str
-    price_nanos: int
-    cost_nanos: int
-    plan_id: int
-    attempts: int
-    state: str
-    provider_message_id: str | None
-    updated_at: float | None
-    variables: str | None
-
-
 OUTGOING_COLUMNS: Final = ("line, phone, text, encoding, segments, provider, route, price_nanos,"
                            " cost_nanos, plan_id, attempts, state, provider_message_id, updated_at,"
                            " variables")
 
 
-@dataclass(frozen=True, slots=True)
-class CampaignRecord:
-    id: int
-    name: str
-    fingerprint: str
-    currency: str
-    planned_through: int
-    plan_complete: bool
+_PROBLEMS: Final = {
+    sqlite3.SQLITE_READONLY: "the database cannot be written (the file, its folder or the "
+                             "disk is read-only) and this command writes to it",
+    sqlite3.SQLITE_BUSY: "the database is locked by another process (a dispatch run, plan, "
+                         "dlr or webhooks?) past the wait; try again when it has finished",
+    sqlite3.SQLITE_LOCKED: "the database is locked by another connection; try again when it "
+                           "has finished",
+    sqlite3.SQLITE_FULL: "the disk is full; free some space and run the command again (the "
+                         "unfinished transaction was rolled back)",
+    sqlite3.SQLITE_CORRUPT: "the database file is corrupt; restore it from a backup, or "
+                            "recover what it holds with `sqlite3 {path} '.recover' | sqlite3 "
+                            "NEW.db` and point [engine] database at NEW.db",
+    sqlite3.SQLITE_NOTADB: "not a SQLite database (is [engine] database the right file?)",
+    sqlite3.SQLITE_CANTOPEN: "cannot open the database file (its folder is missing or cannot "
+                             "be read or written)",
+    sqlite3.SQLITE_IOERR: "input/output error on the database file (a failing or full disk?)",
+    sqlite3.SQLITE_PERM: "permission denied on the database file",
+    sqlite3.SQLITE_AUTH: "permission denied on the database file",
+}
+"""What a user is told for each primary SQLite result code (extended codes are folded)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RatePlanRoute:
-    provider: str
-    route: str
-    price_nanos: int
+def store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    """*exc* as the one-line error a user reads: the file, the cause, what to do."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    problem = _PROBLEMS.get(code & 0xFF) if code is not None else None
+    if problem is None:
+        return StoreError(f"database error: {exc}", path=path)
+    return StoreError(f"{problem.format(path=path)} (SQLite: {exc})", path=path)
+
+
+def translate_errors(exc: BaseException, path: Path) -> BaseException:
+    """*exc* with every SQLite error in it, in exception groups too, a :class:`StoreError`:
+    a task group's failure then carries the engine's errors, which the CLI reports."""
+    if isinstance(exc, sqlite3.Error):
+        return store_error(exc, path)
+    if isinstance(exc, BaseExceptionGroup):
+        parts = [translate_errors(e, path) for e in exc.exceptions]
+        if any(p is not e for p, e in zip(parts, exc.exceptions, strict=True)):
+            return exc.derive(parts)
+    return exc
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the database's folder: {exc.strerror or exc}",
+                         path=path) from None
+    return await aiosqlite.connect(path, isolation_level=None)
+
+
+async def _connect_read_only(path: Path) -> aiosqlite.Connection:
+    """A connection that cannot write, to an existing database.
+
+    SQLite reads a WAL database read-only only where it can make the ``-shm`` and ``-wal``
+    files beside it, or they exist; on a read-only folder without them the database is
+    opened ``immutable``: nothing can be writing it there."""
+    if not await anyio.Path(path).is_file():
+        raise StoreError("no database here: nothing has been planned with this config "
+                         "(dispatch plan CAMPAIGN creates it)", path=path)
+    uri = Path(await anyio.Path(path).resolve()).as_uri()
+    db = await aiosqlite.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+    try:
+        await db.execute_fetchall("PRAGMA schema_version")
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_READONLY,
+                                                               sqlite3.SQLITE_CANTOPEN):
+            await db.close()
+            raise
+        await db.close()
+        db = await aiosqlite.connect(f"{uri}?mode=ro&immutable=1", uri=True,
+                                     isolation_level=None)
+    return db
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,18 +308,48 @@ class Store:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: Path) -> AsyncIterator[Store]:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    async def open(cls, path: Path, *, read_only: bool = False) -> AsyncIterator[Store]:
+        """The store at *path*, created (with its folder) unless *read_only*.
+
+        Read-only, a missing database is an error and nothing is created or changed; a
+        database whose folder cannot be written (a read-only mount) is read as immutable.
+        Every SQLite error raised while the store is open, in the caller's block too (task
+        groups included), comes out as a :class:`StoreError` naming the file and the cause.
+        """
         try:
-            db = await aiosqlite.connect(path, isolation_level=None)
-        except Exception as exc:
-            raise StoreError(f"cannot open database: {exc}", path=path) from None
+            db = await (_connect_read_only(path) if read_only else _connect(path))
+        except sqlite3.Error as exc:
+            raise store_error(exc, path) from None
         try:
             store = cls(db, path)
-            await store._prepare()
+            if read_only:
+                await store._check_schema()
+            else:
+                await store._prepare()
             yield store
+        except (sqlite3.Error, BaseExceptionGroup) as exc:
+            translated = translate_errors(exc, path)
+            if translated is exc:
+                raise
+            raise translated from None
         finally:
             await db.close()
+
+    async def _check_schema(self) -> None:
+        """A read-only store must already be a dispatch database of this engine's schema."""
+        try:
+            version = await self._scalar("SELECT value FROM meta WHERE key='schema'")
+        except aiosqlite.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            version = None
+        if version is None:
+            raise StoreError("not a dispatch database (no schema version in it)", path=self.path)
+        if not READ_ONLY_SCHEMA_FROM <= int(version) <= SCHEMA_VERSION:
+            raise StoreError(f"schema version {version}, this engine reads "
+                             f"{READ_ONLY_SCHEMA_FROM} to {SCHEMA_VERSION}; a command that "
+                             "writes (dispatch run or dlr) upgrades an older one",
+                             path=self.path)
 
     async def _prepare(self) -> None:
         try:
@@ -293,7 +370,7 @@ class Store:
                 raise StoreError(f"schema version {version}, this engine needs "
                                  f"{SCHEMA_VERSION}", path=self.path)
         except aiosqlite.DatabaseError as exc:
-            raise StoreError(f"not a usable dispatch database: {exc}", path=self.path) from None
+            raise store_error(exc, self.path) from None
 
     async def _migrate(self, version: int) -> None:
         """Bring a database of an older schema *version* up to :data:`SCHEMA_VERSION`; a
@@ -380,23 +457,13 @@ class Store:
         assert record is not None
         return record
 
-    async def register_worker(self, me: WorkerRecord,
-                              live: Callable[[WorkerRecord], bool]) -> WorkerRecord | None:
-        """Register *me* as the worker of its campaign, in one ``BEGIN IMMEDIATE``
-        transaction: None if it now is, or the worker that holds the campaign, for which
-        *live* said True (any row it says False of is removed first)."""
+    async def register_worker(self, me: WorkerRecord) -> None:
+        """Register *me* among the workers of its campaign."""
         async with self.transaction() as db:
-            for row in await self._rows(f"SELECT {WORKER_COLUMNS} FROM workers "
-                                        "WHERE campaign = ?", (me.campaign,)):
-                holder = WorkerRecord(*row)
-                if live(holder):
-                    return holder
-                await db.execute("DELETE FROM workers WHERE id = ?", (holder.id,))
             await db.execute(
                 f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (me.id, me.campaign, me.host, me.boot_id, me.pid, me.pid_started,
                  me.started_at, me.heartbeat_at))
-        return None
 
     async def release_worker(self, worker_id: str) -> None:
         """Remove worker *worker_id*'s row: its campaign is free."""
@@ -490,14 +557,6 @@ class Store:
             raise StoreError(f"no campaign {name!r} has been planned here (known: "
                              f"{', '.join(known) or 'none'})", path=self.path)
         return record
-
-    async def interrupted_to_unknown(self, campaign_id: int) -> int:
-        """Rows a dead process left ``sending`` become ``unknown``: they may have been sent."""
-        cur = await self.db.execute(
-            "UPDATE messages SET state = 'unknown', reason = 'interrupted', detail = "
-            "'the process stopped while this message was being sent' "
-            "WHERE campaign_id = ? AND state = 'sending'", (campaign_id,))
-        return cur.rowcount
 
     async def outgoing(self, campaign_id: int, *, state: str, provider: str | None = None,
                        after_line: int = 0, limit: int = 1000) -> list[Outgoing]:

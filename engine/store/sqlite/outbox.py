@@ -1,0 +1,176 @@
+"""The outbox on SQLite: claiming messages for one worker, rescuing a dead worker's, releasing.
+
+Every query here runs in one ``BEGIN IMMEDIATE`` transaction, which SQLite gives to one
+connection of one process at a time: a claim's read of the eligible rows and its update of
+them cannot interleave with another worker's, so a message is only ever held by one worker.
+The states and who may move a message between them are in :mod:`engine.store.states`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from engine.store.records import Outgoing
+from engine.store.sqlite.store import OUTGOING_COLUMNS, SPENDING_STATES, Store, WorkerRecord
+from engine.store.states import CLAIMED, HELD_STATES, PENDING, SENDING, UNKNOWN, Claim, Rescued
+
+_ELIGIBLE: Final = (
+    "FROM messages WHERE campaign_id = ? AND state = ? AND provider = ? AND worker IS NULL "
+    "AND line > ? ORDER BY line LIMIT ?")
+_TAKE: Final = (
+    "UPDATE messages SET state = ?, worker = ? "
+    "WHERE campaign_id = ? AND line IN (SELECT value FROM json_each(?)) "
+    "AND state = ? AND worker IS NULL")
+_COMMITTED: Final = (
+    "SELECT coalesce(sum(coalesce(actual_cost_nanos, cost_nanos)), 0) FROM messages "
+    f"WHERE campaign_id = ? AND state IN ({', '.join('?' * (len(SPENDING_STATES) + 1))})")
+_ADD_COMMITTED: Final = (
+    "UPDATE campaigns SET committed_nanos = coalesce(committed_nanos, ?) + ? WHERE id = ?")
+_HELD_BY: Final = "(worker IN (SELECT value FROM json_each(?)) OR worker IS NULL)"
+
+
+class SqliteOutbox:
+    """One worker's claims on one campaign, through the run's store connection.
+
+    A claim, a rescue and a release each commit at once; what happens to a held message
+    afterwards (marked ``sending``, settled) goes through the checkpoint writer, which writes
+    only rows this worker still holds (:mod:`engine.store.sqlite.checkpoint_writer`).
+    """
+
+    def __init__(self, store: Store, campaign_id: int, worker: WorkerRecord,
+                 live: Callable[[WorkerRecord], bool]) -> None:
+        self.store = store
+        self.campaign_id = campaign_id
+        self.worker = worker
+        self.worker_id = worker.id
+        self._live = live
+        """The lease rule: may a worker still be sending (:func:`engine.send.worker.is_live`)."""
+
+    async def claim(self, provider: str, *, after_line: int = 0, limit: int = 500,
+                    state: str = PENDING, budget_nanos: int | None = None) -> Claim:
+        """Hold up to *limit* unheld messages of *provider* in *state*, in line order after
+        *after_line*: ``pending`` ones become ``claimed``, ``unknown`` ones stay ``unknown``,
+        held.
+
+        Claimed ``pending`` messages reserve their estimated cost: with *budget_nanos* (the
+        campaign's ``max_cost``), only as many as fit beside everything held, sent or
+        reserved so far by every worker, in line order, and :attr:`Claim.over_budget` says
+        the next one did not fit.
+        """
+        cid = self.campaign_id
+        new_state = CLAIMED if state == PENDING else state
+        async with self.store.transaction() as db:
+            rows = [Outgoing._make(r) for r in await self.store.page(
+                OUTGOING_COLUMNS, _ELIGIBLE, (cid, state, provider, after_line, limit))]
+            over_budget = False
+            committed = None
+            if state == PENDING and rows:
+                committed = await self._committed(db)
+                if budget_nanos is not None:
+                    room = budget_nanos - committed
+                    fit = 0
+                    for row in rows:
+                        if row.cost_nanos > room:
+                            over_budget = True
+                            break
+                        room -= row.cost_nanos
+                        fit += 1
+                    rows = rows[:fit]
+            if not rows:
+                return Claim((), over_budget, after_line)
+            await db.execute(_TAKE, (new_state, self.worker_id, cid,
+                                     json.dumps([r.line for r in rows]), state))
+            if committed is not None:
+                await db.execute(_ADD_COMMITTED, (committed, sum(r.cost_nanos for r in rows),
+                                                  cid))
+        if new_state != state:
+            rows = [r._replace(state=new_state) for r in rows]
+        return Claim(tuple(rows), over_budget, rows[-1].line)
+
+    async def _committed(self, db: Any) -> int:
+        """The campaign's committed money: computed once from its messages, then kept."""
+        kept = await _one(db, "SELECT committed_nanos FROM campaigns WHERE id = ?",
+                          (self.campaign_id,))
+        if kept[0] is not None:
+            return int(kept[0])
+        committed = int((await _one(db, _COMMITTED, (self.campaign_id, *SPENDING_STATES,
+                                                     CLAIMED)))[0])
+        await db.execute("UPDATE campaigns SET committed_nanos = ? WHERE id = ?",
+                         (committed, self.campaign_id))
+        return committed
+
+    async def rescue(self) -> Rescued:
+        """Take back what dead workers of the campaign held (those the lease rule says are
+        not live, and
+        messages held by nobody in a held state, left by a version without workers):
+        ``claimed`` ones become ``pending`` again, ``sending`` ones ``unknown`` (they may
+        have been sent; settled before anything else), held ``unknown`` ones unheld. The
+        dead workers' rows are removed."""
+        cid = self.campaign_id
+        async with self.store.transaction() as db:
+            dead = [w.id for w in (WorkerRecord(*r) for r in await db.execute_fetchall(
+                        "SELECT id, campaign, host, boot_id, pid, pid_started, started_at, "
+                        "heartbeat_at FROM workers WHERE campaign = ? AND id != ?",
+                        (self.worker.campaign, self.worker_id)))
+                    if not self._live(w)]
+            ids = json.dumps(dead)
+            released = await _one(db, f"SELECT count(*), coalesce(sum(cost_nanos), 0) "
+                                  f"FROM messages WHERE campaign_id = ? AND state = ? "
+                                  f"AND {_HELD_BY}", (cid, CLAIMED, ids))
+            await db.execute(
+                f"UPDATE messages SET state = ?, worker = NULL WHERE campaign_id = ? "
+                f"AND state = ? AND {_HELD_BY}", (PENDING, cid, CLAIMED, ids))
+            if released[0]:
+                await db.execute("UPDATE campaigns SET committed_nanos = committed_nanos - ? "
+                                 "WHERE id = ? AND committed_nanos IS NOT NULL",
+                                 (released[1], cid))
+            unknown = await db.execute(
+                f"UPDATE messages SET state = ?, reason = 'interrupted', detail = "
+                f"'the worker sending it stopped while it was being sent', worker = NULL "
+                f"WHERE campaign_id = ? AND state = ? AND {_HELD_BY}", (UNKNOWN, cid, SENDING,
+                                                                     ids))
+            await db.execute(
+                "UPDATE messages SET worker = NULL WHERE campaign_id = ? AND state = ? "
+                "AND worker IN (SELECT value FROM json_each(?))", (cid, UNKNOWN, ids))
+            await db.execute("DELETE FROM workers WHERE id IN (SELECT value FROM json_each(?))",
+                             (ids,))
+        return Rescued(len(dead), int(released[0]), unknown.rowcount)
+
+    async def held_by_others(self) -> int:
+        """Messages another worker holds: they may yet come back ``pending``."""
+        marks = ", ".join("?" * len(HELD_STATES))
+        rows = await self.store.page(
+            "line", f"FROM messages WHERE campaign_id = ? AND state IN ({marks}) "
+            "AND worker IS NOT NULL AND worker != ?",
+            (self.campaign_id, *HELD_STATES, self.worker_id))
+        return len(rows)
+
+    async def release(self, lines: Sequence[int] | None = None) -> int:
+        """Give back the ``claimed`` messages of *lines* this worker holds (every one when
+        None: ``pending`` again, their reservation returned) and let go of held ``unknown``
+        ones; the count made ``pending``."""
+        cid = self.campaign_id
+        which = ("" if lines is None else
+                 f" AND line IN (SELECT value FROM json_each('{json.dumps(list(lines))}'))")
+        async with self.store.transaction() as db:
+            count, nanos = await _one(db, "SELECT count(*), coalesce(sum(cost_nanos), 0) "
+                                          "FROM messages WHERE campaign_id = ? AND state = ? "
+                                          f"AND worker = ?{which}", (cid, CLAIMED,
+                                                                     self.worker_id))
+            await db.execute("UPDATE messages SET state = ?, worker = NULL "
+                             f"WHERE campaign_id = ? AND state = ? AND worker = ?{which}",
+                             (PENDING, cid, CLAIMED, self.worker_id))
+            await db.execute("UPDATE messages SET worker = NULL "
+                             f"WHERE campaign_id = ? AND state = ? AND worker = ?{which}",
+                             (cid, UNKNOWN, self.worker_id))
+            if count:
+                await db.execute("UPDATE campaigns SET committed_nanos = committed_nanos - ? "
+                                 "WHERE id = ? AND committed_nanos IS NOT NULL", (nanos, cid))
+        return int(count)
+
+
+async def _one(db: Any, sql: str, params: tuple[Any, ...]) -> Any:
+    """The first row of a query that gives one (an aggregate)."""
+    return next(iter(await db.execute_fetchall(sql, params)))

@@ -1,0 +1,70 @@
+"""A message's states, who may move it from which to which, and the records of a claim.
+
+::
+
+    pending --claim--> claimed --mark--> sending --answer--> accepted --report--> delivered
+       ^  ^              |  |               |        \\                   \\-> undelivered
+       |  |              |  |               |         \\-> failed
+       |  +---release----+  +--failover---> claimed (the same worker, the next route)
+       |                                    |
+       +-------- rescue (worker dead) ------+--> unknown --settle--> accepted | failed |
+                                                                     unknown (reported)
+
+- The planner writes ``pending`` (or ``rejected`` / ``skipped``, which nothing moves).
+- A worker **claims** ``pending`` messages of one provider under a conditional update (only
+  rows still ``pending`` and held by nobody): they are ``claimed``, held by that worker,
+  and their estimated cost is reserved against the campaign's ``max_cost``. A lane whose
+  provider can settle an unknown outcome exactly (an idempotency key, a log look-up)
+  claims straight into ``sending``.
+- Only the holder moves a held message: ``claimed`` -> ``sending`` (durably, before its
+  request leaves), ``sending`` -> ``accepted`` / ``failed`` / ``unknown`` (settled; no
+  longer held), ``claimed``/``sending`` -> ``claimed`` on the next route (failover, still
+  held), ``claimed``/``sending`` -> ``pending`` (left for later, released). A write for a
+  message the worker no longer holds is not applied: its lease lapsed, and another worker
+  rescued it.
+- **Rescue** is by lease, never by start-up: a worker whose heartbeat lapsed (or, on the
+  same host, whose process is gone) loses what it held: ``claimed`` -> ``pending``,
+  ``sending`` -> ``unknown`` (it may have been sent), held ``unknown`` -> unheld.
+- ``unknown`` messages are claimed (held, state unchanged) and settled before anything new
+  is sent: the same idempotency key resent, or looked up in the provider's logs, or left
+  and reported (``on_unknown``).
+- Delivery reports move ``accepted`` to ``delivered`` / ``undelivered`` (a column of their
+  own: :mod:`engine.store.sqlite.delivery_store`).
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+from engine.store.records import Outgoing
+
+PENDING: Final = "pending"
+CLAIMED: Final = "claimed"
+SENDING: Final = "sending"
+ACCEPTED: Final = "accepted"
+FAILED: Final = "failed"
+UNKNOWN: Final = "unknown"
+REJECTED: Final = "rejected"
+SKIPPED: Final = "skipped"
+
+HELD_STATES: Final = (CLAIMED, SENDING, UNKNOWN)
+"""States in which a message may be held by a worker (``unknown`` only while settled)."""
+
+
+class Claim(NamedTuple):
+    """What one claim took: the messages now held, in line order; whether the next one did
+    not fit the campaign's budget; the line to claim after next time."""
+
+    messages: tuple[Outgoing, ...]
+    over_budget: bool
+    after_line: int
+
+
+class Rescued(NamedTuple):
+    """What a rescue took back from dead workers."""
+
+    workers: int
+    pending: int
+    """``claimed`` messages made ``pending`` again."""
+    unknown: int
+    """``sending`` messages made ``unknown``."""
