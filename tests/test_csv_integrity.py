@@ -3,18 +3,22 @@ blank line), or the file is refused before anything is planned or sent."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import engine.plan.csv_rows
 import engine.plan.planner
 from engine.campaign import load_campaign
 from engine.config import load_config
 from engine.errors import CampaignError
-from engine.plan.csv_rows import BrokenQuote
+from engine.plan.csv_rows import BrokenQuote, parse_chunk
 from engine.plan.planner import plan_campaign
 from engine.plan.recipients import RecipientsFile
 from engine.store.sqlite.store import Store
@@ -279,3 +283,69 @@ def test_a_number_with_an_extension_is_rejected_not_cut(tmp_path: Path) -> None:
     for line, state, reason, detail in stored(tmp_path / "dispatch.db")[:3]:
         assert (state, reason) == ("rejected", "invalid_number"), line
         assert "has an extension (5): extensions cannot receive SMS" in str(detail)
+
+
+LINE_PARTS = st.sampled_from([
+    "+421903000001,Ann", "+421903000002,Bob", "", "   ", '+421903000003,"Cy, Jr"',
+    '+421903000004,"Dee', 'Eve"', '+421903000005,5" screen', "+421903000006,F\x00n",
+    "+421903000007", "+421903000008,G,extra", '"+421903000009","Hal"', "+421903000010,\x85",
+    '+421903000011,"x"y', "+421903000012,Ján",
+])
+
+
+@settings(max_examples=150)
+@given(lines=st.lists(LINE_PARTS, min_size=1, max_size=40), target=st.sampled_from([1, 16, 64]))
+def test_every_line_is_a_row_inside_a_row_or_the_file_is_refused(
+        tmp_path_factory: pytest.TempPathFactory, lines: list[str], target: int) -> None:
+    """Whatever the lines (quotes, blanks, control characters, wrong widths): read as text
+    and read by byte spans alike, each line starts a row (blank lines included) or lies
+    inside a row that says so (a quoted field holding a line break, or a problem naming the
+    lines it took), or the whole file is refused with BrokenQuote."""
+    path = tmp_path_factory.mktemp("prop") / "r.csv"
+    path.write_text("phone,name\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    with RecipientsFile(path, "phone") as rf:
+        try:
+            rows = [(r.line, r.fields, r.problem) for r in rf.rows()]
+        except BrokenQuote:
+            rows = None
+    with RecipientsFile(path, "phone") as rf:
+        spans = rf.spans(target)
+        assert spans is not None
+        try:
+            by_span = [row for s in spans for row in parse_chunk(
+                rf.text(s), rf.delimiter, len(rf.header), columns=rf.header)]
+        except BrokenQuote:
+            by_span = None
+    if quote_count_finds_record_ends(path.read_text(encoding="utf-8")):
+        assert by_span == rows
+    for got in (rows, by_span):
+        if got is None:
+            continue
+        starts = [line for line, _, _ in got] + [len(lines) + 2]
+        assert starts[0] == 2
+        for (line, fields, problem), after in zip(got, starts[1:], strict=True):
+            assert after > line
+            if after - line > 1:
+                assert ((fields is not None and any("\n" in f for f in fields))
+                        or f"took lines {line}-{after - 1}" in problem), (line, fields, problem)
+
+
+def quote_count_finds_record_ends(text: str) -> bool:
+    """Whether every line end after which the ``"`` so far balance ends a record as CSV
+    reads it: not so after a ``"`` inside an unquoted field (a known limit of the cuts)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    ends = set()
+    while True:
+        try:
+            next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            pass
+        ends.add(reader.line_num)
+    quotes = 0
+    for n, line in enumerate(text.split("\n")[:-1], start=1):
+        quotes += line.count('"')
+        if quotes % 2 == 0 and n not in ends:
+            return False
+    return True

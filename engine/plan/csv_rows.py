@@ -128,12 +128,12 @@ def _row_by_row(chunk: TextChunk, delimiter: str, width: int, after: int,
         if start <= after:
             continue
         if check_encoding and not _is_utf8("".join(fields)):
-            append((start, None, "not valid UTF-8"))
+            append((start, None, "not valid UTF-8" + _lines(start, end)))
         elif len(fields) != width:
             problem = _wrong_width(fields, width)
             append((start, None, "" if problem is None else problem + _lines(start, end)))
         elif check_control and CONTROL_CHARS.search("".join(fields)):
-            append((start, None, _control(fields, columns)))
+            append((start, None, _control(fields, columns) + _lines(start, end)))
         else:
             append((start, fields, ""))
 

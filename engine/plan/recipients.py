@@ -108,7 +108,9 @@ class RecipientsFile:
         unbalanced run is carried up to :data:`MAX_QUOTED_LINES` lines and
         :data:`MAX_QUOTED_BYTES` characters, then forced out: parsing it then tells a quote
         that never closes (:class:`BrokenQuote`) from a ``"`` written inside an unquoted
-        field, which CSV reads as it stands.
+        field, which CSV reads as it stands. Such a ``"`` upsets the count for the rest of
+        the file: a cut may then fall inside a quoted field that spans lines, and the file
+        is refused there though it would have been read whole.
         """
         first = self._reader.line_num + 1
         carry: list[str] = []
