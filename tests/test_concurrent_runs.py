@@ -34,10 +34,11 @@ from engine.send.worker import (
 from engine.store.records import Settlement
 from engine.store.sqlite.checkpoint_writer import CheckpointWriter
 from engine.store.sqlite.outbox import SqliteOutbox
-from engine.store.sqlite.store import SCHEMA, Store, WorkerRecord
+from engine.store.sqlite.store import Store, WorkerRecord
 from tests.helpers import ROOT, children_of, dispatch, wait_gone, write_config
 from tests.run_fixtures import external_sandbox, run_config
 from tests.test_run import assert_once_or_reported, sent_counts
+from tests.test_store_schema import before_workers
 
 CAMPAIGN = "busy"
 RATE_LIMITS = {kind: "60/s" for kind in ("skytelecom", "smsvoip", "voipex", "telekom",
@@ -272,8 +273,7 @@ async def test_a_version_4_database_is_migrated_for_workers(tmp_path: Path) -> N
     """A database from before workers gains the workers table, the messages' holder and the
     campaign's committed money, and a worker can register and claim in it."""
     db = tmp_path / "old.db"
-    old = SCHEMA[:SCHEMA.index("-- Every process sending a campaign")]
-    old = old.replace("    worker TEXT,\n", "").replace(",\n    committed_nanos INTEGER", "")
+    old = before_workers()
     with sqlite3.connect(db) as conn:
         conn.executescript(old)
         conn.execute("INSERT INTO meta VALUES ('schema', '4')")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.send.worker import lease_rule
 from engine.store.sqlite.delivery_store import DeliveryStore
-from engine.store.sqlite.store import SCHEMA, SCHEMA_VERSION, Store
+from engine.store.sqlite.outbox import SqliteOutbox
+from engine.store.sqlite.store import SCHEMA, SCHEMA_VERSION, Store, WorkerRecord
 
 OLD_INDEX = "CREATE INDEX IF NOT EXISTS messages_state ON messages (campaign_id, state);"
 
@@ -20,10 +22,16 @@ def indexes(db: Path) -> set[str]:
             "AND name NOT LIKE 'sqlite_autoindex%'")}
 
 
+def before_workers() -> str:
+    """:data:`SCHEMA` as it was before schema 5 (no workers, no holder, no committed money)."""
+    return (SCHEMA[:SCHEMA.index("-- Every process sending a campaign")]
+            .replace("    worker TEXT,\n", "").replace(",\n    committed_nanos INTEGER", ""))
+
+
 @pytest.mark.anyio
 async def test_a_version_3_database_gets_the_state_and_provider_index(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
-    old_schema = "\n".join(line for line in SCHEMA.splitlines()
+    old_schema = "\n".join(line for line in before_workers().splitlines()
                            if "messages_by_state" not in line and not line.startswith("--"))
     with sqlite3.connect(db) as conn:
         conn.executescript(old_schema + OLD_INDEX)
@@ -40,13 +48,15 @@ async def test_a_version_3_database_gets_the_state_and_provider_index(tmp_path: 
 
 @pytest.mark.anyio
 async def test_lanes_and_polling_read_only_their_own_provider_rows(tmp_path: Path) -> None:
-    """A feeder's page and delivery polling's are ranges of the index in line order: no
-    step through other providers' rows, and no sort."""
+    """A feeder's claim and delivery polling's page are ranges of the index in line order:
+    no step through other providers' rows, and no sort."""
     statements: list[str] = []
     async with Store.open(tmp_path / "s.db") as store:
         await store.db.set_trace_callback(statements.append)
-        await store.outgoing(1, state="pending", provider="telekom", after_line=7, limit=500)
-        await store.outgoing(1, state="unknown", provider="voipex")
+        outbox = SqliteOutbox(store, 1, WorkerRecord("w", "c", "h", "b", 1, None, 0, 0),
+                              lease_rule())
+        await outbox.claim("telekom", after_line=7, limit=500)
+        await outbox.claim("voipex", state="unknown")
         await DeliveryStore(store).awaiting(1, "skytelecom", after_line=3)
         await store.db.set_trace_callback(None)
     reads = [s for s in statements if s.lstrip().startswith("SELECT")]
