@@ -261,7 +261,7 @@ def count_requests() -> dict[str, int]:
         return await exchange(self, method, url, *rest)
 
     AiohttpTransport.handle_async_request = counted  # type: ignore[method-assign]
-    AiohttpPool.exchange = counted_exchange  # type: ignore[method-assign]
+    AiohttpPool.exchange = counted_exchange  # type: ignore[method-assign,assignment]
     return counts
 
 
@@ -549,7 +549,7 @@ def child_raw(folder: Path, concurrency: int, timeout_s: float, batch: int,
     import anyio
 
     from engine.plan.planner import campaign_providers
-    from engine.providers import make_adapter
+    from engine.providers.skynoo import Skynoo
 
     config, campaign = load(folder)
     providers = campaign_providers(config, campaign)
@@ -578,7 +578,7 @@ def child_raw(folder: Path, concurrency: int, timeout_s: float, batch: int,
                             continue
                         if p.kind == "skynoo":
                             tg.start_soon(raw_skynoo, sessions[p.name], p.base_url,
-                                          make_adapter(p, base_url=p.base_url).headers(),
+                                          Skynoo(p).headers(),
                                           by_provider[p.name],
                                           concurrency, batch, deadline, tally)
                         else:
@@ -718,7 +718,7 @@ def child_transport(folder: Path, url: str, transport_name: str, concurrency: in
     async def go() -> dict[str, Any]:
         tally = {"not_sent": 0}
         async with SmsVoip(provider, base_url=f"{url}/smsvoip", transport=transport) as adapter:
-            await adapter.send(dataclasses.replace(messages[0], key="tr-warm-up"))
+            await adapter.send(messages[0]._replace(key="tr-warm-up"))
             t0, c0 = time.perf_counter(), cpu_s()
             deadline = time.monotonic() + seconds
             with anyio.move_on_after(seconds + 30):
