@@ -1,16 +1,22 @@
 """The ``dispatch`` command. ``main`` is a shim over :func:`run`, which returns an exit code.
 
-One handler turns an :class:`~engine.errors.DispatchError` into a one-paragraph message on
-stderr and its documented exit code: 0 done, 2 bad config or campaign (nothing sent),
-3 stopped with messages left or over budget, 1 anything else.
+One handler turns an :class:`~engine.errors.DispatchError` (or a task group's failure made
+of them) into a one-paragraph message on stderr and its documented exit code: 0 done, 2 bad
+config, campaign or option (nothing sent; argparse's usage errors exit 2 too), 3 stopped
+with messages left or over budget, 1 anything else. Standard output closed by its reader
+(``| head``) ends the command quietly with 141, the status of a program killed by SIGPIPE,
+as ``cat`` would give. No traceback reaches a user: an unexpected exception is one line
+too, saying it is a bug (``DISPATCH_DEBUG=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
+from asyncio import CancelledError
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -19,7 +25,16 @@ import anyio
 from rich.console import Console
 
 from engine import __version__, event_loop
-from engine.errors import EXIT_ERROR, EXIT_OK, EXIT_STOPPED, ConfigError, DispatchError, redact
+from engine.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_STOPPED,
+    ConfigError,
+    DispatchError,
+    OutputError,
+    redact,
+)
 from engine.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -31,26 +46,143 @@ REPORT_STATES: Final = ("pending", "sending", "accepted", "delivered", "undelive
                         "failed", "rejected", "skipped")
 T = TypeVar("T")
 
+MAX_WORKERS: Final = 64
+"""``--workers``: more planning processes than this is a typo, not a machine."""
+MAX_DLR_WAIT_S: Final = 72 * 3600
+"""``--dlr-wait``: a report not in after 72 h never comes (``unknown_delivery``)."""
+DEBUG_ENV: Final = "DISPATCH_DEBUG"
+_FULL: Final = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+"""An unnamed write failing so is standard output's: files and the store name theirs."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run(sys.argv[1:] if argv is None else list(argv))
 
 
 def run(argv: list[str]) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse ignores a closed pipe itself
     configure_logging(args.log_format)
-    secrets: tuple[str, ...] = ()
     try:
         code: int = args.handler(args)
-        return code
-    except DispatchError as exc:
-        secrets = _known_secrets(args)
-        print(f"dispatch: error: {redact(str(exc), secrets)}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
+        _flush_stdout()
+    except BaseException as exc:
+        return _failure(exc, args)
+    return code
+
+
+def _failure(exc: BaseException, args: argparse.Namespace) -> int:
+    """Report *exc* (a task group's failure: each distinct error in it) in one line each."""
+    leaves = _leaves(exc)
+    if any(isinstance(e, BrokenPipeError) for e in leaves):
+        return _stdout_closed()
+    if all(isinstance(e, KeyboardInterrupt | CancelledError) for e in leaves):
         print("dispatch: interrupted", file=sys.stderr)
         return EXIT_STOPPED
+    if isinstance(exc, SystemExit) and _rich_broken_pipe(exc):
+        return _stdout_closed()
+    if isinstance(exc, SystemExit) or os.environ.get(DEBUG_ENV):
+        raise exc
+    secrets = _known_secrets(args)
+    errors = [e for e in leaves if not isinstance(e, CancelledError)]
+    if all(isinstance(e, DispatchError) for e in errors):
+        for message in dict.fromkeys(str(e) for e in errors):
+            print(f"dispatch: error: {redact(message, secrets)}", file=sys.stderr)
+        first = errors[0]
+        return first.exit_code if isinstance(first, DispatchError) else EXIT_ERROR
+    bug = next(e for e in errors if not isinstance(e, DispatchError))
+    if isinstance(bug, OSError) and bug.filename is None and bug.errno in _FULL:
+        _detach_stdout()
+        print(f"dispatch: error: standard output: {bug.strerror or bug}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"dispatch: internal error: {type(bug).__name__}: "
+          f"{redact(str(bug), secrets).splitlines()[0] if str(bug) else ''} "
+          f"(a bug; {DEBUG_ENV}=1 shows the traceback)", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _rich_broken_pipe(exc: SystemExit) -> bool:
+    """Whether rich raised *exc*: its consoles exit 1 on a closed pipe, where we exit 141."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_name == "on_broken_pipe"
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions in *exc*, exception groups opened all the way down."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+def _flush_stdout() -> None:
+    """Flush standard output now, so that a full disk is reported, not ignored at exit."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        _detach_stdout()
+        raise OutputError(exc.strerror or str(exc), path="standard output",
+                          opened=True) from None
+
+
+def _detach_stdout() -> None:
+    """Point standard output at /dev/null: what is still buffered is dropped at exit
+    instead of failing again there (Python's own recipe for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _stdout_closed() -> int:
+    _detach_stdout()
+    return EXIT_BROKEN_PIPE
+
+
+def _port(allow_any: bool) -> Callable[[str], int]:
+    """An argparse type: a TCP port, 1-65535 (0 too where *allow_any*: the OS picks)."""
+    low = 0 if allow_any else 1
+
+    def port(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+        if not low <= value <= 65535:
+            raise argparse.ArgumentTypeError(
+                f"{value} is not a TCP port: use {low}-65535"
+                + (" (0: any free port)" if allow_any else ""))
+        return value
+
+    return port
+
+
+def _workers(text: str) -> int:
+    """An argparse type: planning processes, 0 (every core) to :data:`MAX_WORKERS`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"{value} processes: use 0 (every core) to {MAX_WORKERS}")
+    return value
+
+
+def _wait_seconds(text: str) -> float:
+    """An argparse type: seconds, 0 to :data:`MAX_DLR_WAIT_S`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= MAX_DLR_WAIT_S:  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(
+            f"{text} s: use 0 to {MAX_DLR_WAIT_S} (72 h, after which no report comes)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,26 +197,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("campaign", type=Path, help="campaign file (TOML)")
     _config_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes for number parsing and rendering (0 = every core; default: "
-                        "1, or every core up to 4 for a recipients file of 8 MB or more)")
+    p.add_argument("--workers", type=_workers, default=None,
+                   help="processes for number parsing and rendering (0 = every core, at most "
+                        f"{MAX_WORKERS}; default: 1, or every core up to 4 for a recipients "
+                        "file of 8 MB or more)")
     p.set_defaults(handler=_plan)
 
     r = sub.add_parser("run", help="send a campaign (plans it first); run again to resume")
     r.add_argument("campaign", type=Path, help="campaign file (TOML)")
     _config_option(r)
-    r.add_argument("--workers", type=int, default=None, help="planning processes (see plan)")
-    r.add_argument("--webhooks", type=int, default=None, metavar="PORT",
-                   help="receive delivery reports on 127.0.0.1:PORT beside the dispatch")
+    r.add_argument("--workers", type=_workers, default=None,
+                   help="planning processes (see plan)")
+    r.add_argument("--webhooks", type=_port(allow_any=False), default=None, metavar="PORT",
+                   help="receive delivery reports on 127.0.0.1:PORT (1-65535) beside the "
+                        "dispatch")
     r.add_argument("--no-dlr", dest="dlr", action="store_false",
                    help="do not poll delivery status beside the dispatch")
-    r.add_argument("--dlr-wait", type=float, default=0.0, metavar="SECONDS",
-                   help="after sending, wait up to SECONDS for delivery reports (default 0)")
+    r.add_argument("--dlr-wait", type=_wait_seconds, default=0.0, metavar="SECONDS",
+                   help="after sending, wait up to SECONDS for delivery reports (default 0, "
+                        "at most 72 h)")
     r.set_defaults(handler=_run)
 
     wh = sub.add_parser("webhooks", help="receive delivery reports (runs until interrupted)")
     _config_option(wh)
-    wh.add_argument("--port", type=int, default=8787, help="TCP port (default 8787; 0: any)")
+    wh.add_argument("--port", type=_port(allow_any=True), default=8787,
+                    help="TCP port (default 8787; 0: any)")
     wh.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (the only choice)")
     wh.set_defaults(handler=_webhooks)
 
@@ -103,8 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="one row per recipient: what was sent, where, cost")
     rp.add_argument("campaign", help="campaign file or campaign name")
     _config_option(rp)
-    rp.add_argument("--csv", type=Path, help="write CSV to FILE (default: CSV on stdout)")
-    rp.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    out = rp.add_mutually_exclusive_group()
+    out.add_argument("--csv", type=Path, metavar="FILE",
+                     help="write CSV to FILE (default: CSV on stdout)")
+    out.add_argument("--json", action="store_true",
+                     help="JSON lines on stdout (redirect to keep them in a file)")
     rp.add_argument("--state", action="append", choices=REPORT_STATES, metavar="STATE",
                     help="only rows in STATE (again for more), e.g. rejected, skipped, failed")
     rp.set_defaults(handler=_report)
@@ -307,9 +447,10 @@ def _campaign_name(arg: str) -> str:
 
 
 def _on_stored_campaign(args: argparse.Namespace,
-                        work: Callable[[Store, CampaignRecord], Awaitable[T]]
-                        ) -> tuple[Config, str, T]:
-    """Load the config, find the campaign in its store, and run *work* on them."""
+                        work: Callable[[Store, CampaignRecord], Awaitable[T]], *,
+                        read_only: bool = False) -> tuple[Config, str, T]:
+    """Load the config, find the campaign in its store, and run *work* on them; a
+    *read_only* command opens the store so that it can neither create nor change it."""
     from engine.config import load_config
     from engine.store.sqlite.store import Store
 
@@ -317,7 +458,7 @@ def _on_stored_campaign(args: argparse.Namespace,
     name = _campaign_name(args.campaign)
 
     async def go() -> T:
-        async with Store.open(config.database) as store:
+        async with Store.open(config.database, read_only=read_only) as store:
             return await work(store, await store.campaign_named(name))
 
     return config, name, event_loop.run(go)
@@ -337,7 +478,7 @@ def _status(args: argparse.Namespace) -> int:
         return (await store.state_counts(record.id),
                 await DeliveryStore(store).summary(record.id))
 
-    config, name, (counts, delivery) = _on_stored_campaign(args, counts_of)
+    config, name, (counts, delivery) = _on_stored_campaign(args, counts_of, read_only=True)
     if args.json:
         data = status_json(name, counts, config.routing.currency)
         data["delivery"] = delivery_json(delivery)
@@ -356,18 +497,34 @@ def _report(args: argparse.Namespace) -> int:
     from engine.store.sqlite.delivery_store import DeliveryStore
 
     async def export(store: Store, record: CampaignRecord) -> int:
-        out = args.csv.open("w", newline="", encoding="utf-8") if args.csv else sys.stdout
         rows = with_delivery(store.report_rows(record.id),
                              DeliveryStore(store).report_rows(record.id))
         if args.state:
             rows = only_states(rows, set(args.state))
+        if not args.csv:
+            try:
+                return await write_report(rows, sys.stdout, as_json=args.json, delivery=True)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                raise OutputError(exc.strerror or str(exc), path="standard output",
+                                  opened=True) from None
         try:
-            return await write_report(rows, out, as_json=args.json, delivery=True)
-        finally:
-            if args.csv:
-                out.close()
+            out = args.csv.open("w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write the report here: {exc.strerror or exc}",
+                              path=args.csv, opened=False) from None
+        try:
+            with out:
+                return await write_report(rows, out, as_json=False, delivery=True)
+        except OSError as exc:
+            removed = args.csv.is_file()  # a part of a report, not a device (/dev/full)
+            if removed:
+                args.csv.unlink(missing_ok=True)
+            raise OutputError(f"writing the report failed{' (file removed)' if removed else ''}"
+                              f": {exc.strerror or exc}", path=args.csv, opened=True) from None
 
-    _, _, rows = _on_stored_campaign(args, export)
+    _, _, rows = _on_stored_campaign(args, export, read_only=True)
     if args.csv:
         print(f"wrote {rows} rows to {args.csv}", file=sys.stderr)
     return EXIT_OK
