@@ -69,17 +69,17 @@ def decisions(folder: Path) -> dict[tuple[str, str], str]:
     return {(k, i): "delivered" if d else "undelivered" for k, i, d in rows}
 
 
-def dlr_until_settled(folder: Path, campaign: str, config: str = "config.toml") -> dict[str, int]:
-    """`dispatch dlr --json` until nothing awaits (at most DLR_ATTEMPTS runs); what awaits."""
-    awaiting: dict[str, int] = {}
+def dlr_until_settled(folder: Path, campaign: str, config: str = "config.toml") -> None:
+    """`dispatch dlr --json` until nothing awaits (at most DLR_ATTEMPTS runs)."""
+    logs: list[str] = []
     for _ in range(DLR_ATTEMPTS):
         result = dispatch("dlr", campaign, "--config", config, "--json", cwd=folder)
         assert result.returncode == 0, result.stderr
-        awaiting = {k: v for k, v in json.loads(result.stdout)["awaiting"].items() if v}
-        if not awaiting:
-            break
+        logs.append(result.stdout + result.stderr)
+        if not any(json.loads(result.stdout)["awaiting"].values()):
+            return
         time.sleep(1.0)  # the sandbox decides a message 1 s after billing it
-    return awaiting
+    raise AssertionError("messages still await a report after dispatch dlr:\n" + "\n".join(logs))
 
 
 def test_first_run_then_status_show_delivered_and_undelivered(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_first_run_then_status_show_delivered_and_undelivered(tmp_path: Path) ->
     assert total["delivered"] > 0 and total["undelivered"] > 0
     assert total["delivered"] > 10 * total["undelivered"]  # a few percent fail, not more
 
-    assert dlr_until_settled(tmp_path, "spring-sale") == {}
+    dlr_until_settled(tmp_path, "spring-sale")
     stored, decided = outcomes(tmp_path), decisions(tmp_path)
     assert stored == {key: decided[key] for key in stored}
 
@@ -116,7 +116,7 @@ def test_polled_providers_outcomes_reach_a_later_dlr(tmp_path: Path) -> None:
     assert before["total"]["awaiting"] == before["total"]["sent"] > 0
     assert set(before["by_provider"]) == {"skytelecom", "skynoo"}
 
-    assert dlr_until_settled(tmp_path, "polled", str(config)) == {}
+    dlr_until_settled(tmp_path, "polled", str(config))
     stored, decided = outcomes(tmp_path), decisions(tmp_path)
     assert len(stored) == before["total"]["sent"]
     assert stored == {key: decided[key] for key in stored}
@@ -133,7 +133,7 @@ def test_webhook_reports_owed_reach_a_later_dlr(tmp_path: Path) -> None:
     after_run = delivery_status(tmp_path, "pushed", config)["total"]
     assert after_run["sent"] > 0 and after_run["awaiting"] > 0
 
-    assert dlr_until_settled(tmp_path, "pushed", str(config)) == {}
+    dlr_until_settled(tmp_path, "pushed", str(config))
     stored, decided = outcomes(tmp_path), decisions(tmp_path)
     assert len(stored) == after_run["sent"] and stored == {key: decided[key] for key in stored}
 
