@@ -39,7 +39,8 @@ from engine.logs import configure_logging
 
 if TYPE_CHECKING:
     from engine.config import Config
-    from engine.store.sqlite.store import CampaignRecord, Store
+    from engine.store.records import CampaignRecord
+    from engine.store.sqlite.store import Store
 
 DEFAULT_CONFIG = "config.toml"
 REPORT_STATES: Final = ("pending", "sending", "accepted", "delivered", "undelivered", "unknown",
