@@ -213,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="receive delivery reports on 127.0.0.1:PORT (1-65535) beside the "
                         "dispatch")
     r.add_argument("--no-dlr", dest="dlr", action="store_false",
-                   help="do not poll delivery status beside the dispatch")
+                   help="do not poll delivery status beside the dispatch, nor wait up to 5 s "
+                        "after it for the built-in sandbox's reports")
     r.add_argument("--dlr-wait", type=_wait_seconds, default=0.0, metavar="SECONDS",
                    help="after sending, wait up to SECONDS for delivery reports (default 0, "
                         "at most 72 h)")
