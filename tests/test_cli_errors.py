@@ -19,6 +19,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +28,8 @@ import pytest
 
 from engine import cli
 from engine.errors import StoreError
+from engine.routing import RateRow
+from engine.store.sqlite.store import Store
 from tests.helpers import ROOT, dispatch, write_campaign, write_config
 
 ROWS: Final = 30
@@ -306,3 +309,19 @@ def test_store_errors_in_a_task_group_come_out_as_one_line(
     code = cli._failure(caught.value, argparse.Namespace(config=ROOT / "config.toml"))
     assert (code, capsys.readouterr().err) == (
         1, "dispatch: error: x.db: the database file is corrupt\n")
+
+
+@pytest.mark.anyio
+async def test_full_database_is_a_store_error_saying_so(tmp_path: Path) -> None:
+    """SQLite out of space (a page limit stands in for a full disk): the write fails as one
+    StoreError naming the file and the disk, and the store is still readable after it."""
+    db = tmp_path / "dispatch.db"
+    rows = [RateRow("smsvoip", "", f"{n:09d}", Decimal("0.01"), "EUR") for n in range(5_000)]
+    with pytest.raises(StoreError) as caught:
+        async with Store.open(db) as store:
+            pages = (await store.db.execute_fetchall("PRAGMA page_count"))[0][0]
+            await store.db.execute(f"PRAGMA max_page_count = {pages + 1}")
+            await store.save_rates("smsvoip", 0.0, rows)
+    assert str(caught.value).startswith(f"{db}: the disk is full")
+    async with Store.open(db, read_only=True) as store:
+        assert await store.cached_rates("smsvoip") is None

@@ -408,7 +408,8 @@ class Store:
                 yield self.db
             except BaseException:
                 with anyio.CancelScope(shield=True):
-                    await self.db.execute("ROLLBACK")
+                    if self.db.in_transaction:  # a full disk or I/O error ends it already
+                        await self.db.execute("ROLLBACK")
                 raise
             with anyio.CancelScope(shield=True):
                 await self.db.execute("COMMIT")
