@@ -171,6 +171,8 @@ async def _await_reports(deliveries: DeliveryStore, campaign_id: int,
                          adapters: Mapping[str, Provider]) -> None:
     """Up to :data:`SANDBOX_REPORT_WAIT_S` for the reports still due (webhooks arrive, the
     others are polled each second); SIGINT/SIGTERM end the wait."""
+    if not any((await deliveries.awaiting_count(campaign_id)).values()):
+        return
     async with anyio.create_task_group() as tg:
         tg.start_soon(_cancel_on_signal, tg.cancel_scope)
         await poll_loop(deliveries, campaign_id, providers, adapters, SANDBOX_REPORT_POLLING,
