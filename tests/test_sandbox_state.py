@@ -123,6 +123,6 @@ async def test_a_state_file_that_is_not_sqlite_is_named(tmp_path: Path) -> None:
     """A broken state file is a ConfigError (exit 2) naming the file and what to do."""
     state = tmp_path / "sandbox.db"
     state.write_bytes(b"garbage" * 200)
-    with pytest.raises(ConfigError, match=r"sandbox\.db: not a readable sandbox state file"):
+    with pytest.raises(ConfigError, match=r"sandbox\.db: cannot use it as the sandbox's state"):
         async with running_sandbox(fast_settings(state_path=state)):
             pass

@@ -123,8 +123,9 @@ class SandboxState:
                     unreported.append(message)
         except (sqlite3.Error, ValueError, ArithmeticError) as exc:
             self.close()
-            raise ConfigError(f"not a readable sandbox state file ({exc}); delete it to start "
-                              "the sandbox afresh", file=self.path) from None
+            raise ConfigError(f"cannot use it as the sandbox's state file ({exc}); if it is "
+                              "damaged, delete it and the sandbox starts afresh",
+                              file=self.path) from None
         log.debug("sandbox.state_loaded", messages=len(rows), unreported=len(unreported))
         return Loaded(by_kind, unreported, dict(self._wallets), start)
 
