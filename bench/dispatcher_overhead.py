@@ -74,7 +74,7 @@ async def measure(folder: Path, messages: int, sleep_s: float, concurrency: int 
         record = await store.campaign_named(campaign.name)
         adapters = {p.name: AcceptingAdapter(p.name, p.kind, sleep_s) for p in config.providers}
         dispatcher = Dispatcher(
-            store=store, outbox=SqliteOutbox(store, record.id, worker.record, lease_rule()),
+            outbox=SqliteOutbox(store, record.id, worker.record, lease_rule()),
             record=record, campaign=campaign, providers=config.providers,
             adapters=adapters, down={}, plans=await store.rate_plans(record.id),  # type: ignore[arg-type]
             routing=config.routing)

@@ -117,7 +117,7 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
         for name, why in down.items():
             log.warning("run.provider_left_out", provider=name, reason=why)
         dispatcher = Dispatcher(
-            store=store, outbox=SqliteOutbox(store, record.id, worker.record, lease_rule()),
+            outbox=SqliteOutbox(store, record.id, worker.record, lease_rule()),
             record=record, campaign=campaign, providers=providers,
             adapters=session.adapters, down=down, plans=await store.rate_plans(record.id),
             routing=config.routing)

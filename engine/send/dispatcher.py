@@ -50,11 +50,9 @@ from engine.providers.base import (
     SendResult,
 )
 from engine.routing import to_nanos
+from engine.store.protocols import Outbox
 from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute, Settlement
-from engine.store.sqlite.checkpoint import Checkpointer
-from engine.store.sqlite.outbox import SqliteOutbox
 from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR
-from engine.store.sqlite.store import Store
 from engine.store.states import CLAIMED, UNKNOWN
 from engine.template import Template
 
@@ -198,11 +196,10 @@ class Lane:
 
 
 class Dispatcher:
-    def __init__(self, *, store: Store, outbox: SqliteOutbox, record: CampaignRecord,
-                 campaign: Campaign, providers: Sequence[ProviderConfig],
-                 adapters: Mapping[str, Provider], down: Mapping[str, str],
-                 plans: Mapping[int, list[RatePlanRoute]], routing: RoutingConfig) -> None:
-        self.store = store
+    def __init__(self, *, outbox: Outbox, record: CampaignRecord, campaign: Campaign,
+                 providers: Sequence[ProviderConfig], adapters: Mapping[str, Provider],
+                 down: Mapping[str, str], plans: Mapping[int, list[RatePlanRoute]],
+                 routing: RoutingConfig) -> None:
         self.outbox = outbox
         self.record = record
         self.campaign = campaign
@@ -210,7 +207,6 @@ class Dispatcher:
         self.plans = plans
         self.lanes = {p.name: Lane(p, adapters[p.name], down.get(p.name)) for p in providers
                       if p.name in adapters}
-        self.checkpoint = Checkpointer(store, record.id, outbox.worker_id)
         self._home_cache: dict[tuple[Decimal, str], int | None] = {}
         self._key_prefix = f"{record.name}-{record.fingerprint}-"
         """A message's idempotency key is this and its line."""
@@ -239,12 +235,12 @@ class Dispatcher:
         self._check_done()
 
     async def run(self) -> RunStats:
-        self.spent_nanos = await self.store.spent_nanos(self.record.id)
-        self.totals = await self.store.pending_by_provider(self.record.id)
+        self.spent_nanos = await self.outbox.spent_nanos()
+        self.totals = await self.outbox.pending_by_provider()
         try:
             await self._run()
         finally:
-            await self.checkpoint.release()
+            await self.outbox.stop()
             with anyio.CancelScope(shield=True):
                 await self.outbox.release()
             for lane in self.lanes.values():
@@ -258,7 +254,7 @@ class Dispatcher:
     async def _run(self) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(self.checkpoint.run)
+            tg.start_soon(self.outbox.run)
             for lane in self.lanes.values():
                 for _ in range(lane.workers):
                     tg.start_soon(self._worker, lane)
@@ -270,7 +266,7 @@ class Dispatcher:
                 self.stop("budget")
             for lane in self.lanes.values():
                 lane.send.close()
-            await self.checkpoint.close()
+            await self.outbox.close()
             tg.cancel_scope.cancel()
 
     async def _round(self, tg: TaskGroup) -> None:
@@ -293,7 +289,7 @@ class Dispatcher:
     async def _others_hold(self) -> bool:
         """Whether other workers hold messages of the campaign, which may come back
         ``pending`` (they stop, or die and are rescued); if so, waits a while first."""
-        await self.checkpoint.flush()
+        await self.outbox.flush()
         held = await self.outbox.held_by_others()
         if held:
             log.info("run.waiting_for_workers", campaign=self.record.name, held=held)
@@ -357,7 +353,7 @@ class Dispatcher:
 
     async def _drain(self, lane: Lane) -> None:
         """Move a stopped lane's pending messages to their next routes."""
-        await self.checkpoint.flush()
+        await self.outbox.flush()
         after = 0
         while not self.stopping:
             claim = await self.outbox.claim(lane.name, after_line=after, limit=FEED_PAGE_ROWS)
@@ -376,7 +372,7 @@ class Dispatcher:
         if not jobs:
             return
         if lane.mark_ahead and not self.stopping:
-            await self.checkpoint.mark_sending([job.line for job in jobs])
+            await self.outbox.mark_sending([job.line for job in jobs])
             for job in jobs:
                 job.marked, job.marked_for = True, lane.name
         for job in jobs:
@@ -447,7 +443,7 @@ class Dispatcher:
         if lane.paused_until > time.monotonic():
             await lane.wait_unpaused()
         if job.marked_for != lane.name:
-            await self.checkpoint.mark_sending((job.line,))
+            await self.outbox.mark_sending((job.line,))
         job.leaving(time.time())
         result = await lane.adapter.send(self._message(job))
         if result.outcome is Outcome.ACCEPTED:
@@ -462,7 +458,7 @@ class Dispatcher:
             return
         await lane.wait_unpaused()
         if not all(job.marked_for == lane.name for job in jobs):
-            await self.checkpoint.mark_sending([job.line for job in jobs])
+            await self.outbox.mark_sending([job.line for job in jobs])
         now = time.time()
         for job in jobs:
             job.leaving(now)
@@ -526,10 +522,10 @@ class Dispatcher:
         actual = self._home_nanos(result.cost, result.currency)
         self.spent_nanos += actual if actual is not None else job.cost_nanos
         if actual is not None:
-            self.checkpoint.adjust_committed(actual - job.cost_nanos)
+            self.outbox.adjust_committed(actual - job.cost_nanos)
         lane.accepted += 1
         self.counts["accepted"] += 1
-        self.checkpoint.update(Settlement(
+        self.outbox.settle(Settlement(
             "accepted", None, None, job.provider, job.route, job.price_nanos, job.cost_nanos,
             result.provider_message_id, actual, job.attempts, time.time(), job.line))
         self._finish(lane, job)
@@ -539,9 +535,9 @@ class Dispatcher:
         if state == "unknown":
             self.spent_nanos += job.cost_nanos
         else:
-            self.checkpoint.adjust_committed(-job.cost_nanos)
+            self.outbox.adjust_committed(-job.cost_nanos)
         self.counts[state] += 1
-        self.checkpoint.update(Settlement(
+        self.outbox.settle(Settlement(
             state, reason, (detail or (result.detail if result else ""))[:300] or None,
             job.provider, job.route, job.price_nanos, job.cost_nanos, None, None, job.attempts,
             time.time(), job.line))
@@ -554,8 +550,8 @@ class Dispatcher:
         if job.marked:
             state = "unknown" if job.unsure else "pending"
             if not job.unsure:
-                self.checkpoint.adjust_committed(-job.cost_nanos)
-            self.checkpoint.update(Settlement(
+                self.outbox.adjust_committed(-job.cost_nanos)
+            self.outbox.settle(Settlement(
                 state, "interrupted" if job.unsure else None, None, job.provider, job.route,
                 job.price_nanos, job.cost_nanos, None, None, job.attempts, time.time(),
                 job.line))
@@ -608,8 +604,8 @@ class Dispatcher:
             job.provider, job.route = route.provider, route.route
             job.price_nanos = route.price_nanos
             job.cost_nanos = route.price_nanos * job.segments
-            self.checkpoint.adjust_committed(job.cost_nanos - cost_before)
-            self.checkpoint.update(Settlement(
+            self.outbox.adjust_committed(job.cost_nanos - cost_before)
+            self.outbox.settle(Settlement(
                 CLAIMED, None, f"failed over: {why}"[:300], job.provider, job.route,
                 job.price_nanos, job.cost_nanos, None, None, job.attempts, time.time(),
                 job.line))

@@ -1,9 +1,11 @@
-"""The outbox on SQLite: claiming messages for one worker, rescuing a dead worker's, releasing.
+"""The outbox on SQLite: one worker's claims, marks and settlements on one campaign.
 
 Every query here runs in one ``BEGIN IMMEDIATE`` transaction, which SQLite gives to one
 connection of one process at a time: a claim's read of the eligible rows and its update of
 them cannot interleave with another worker's, so a message is only ever held by one worker.
-The states and who may move a message between them are in :mod:`engine.store.states`.
+Marks and settlements go through the checkpoint writer's process
+(:mod:`engine.store.sqlite.checkpoint`), which writes only rows the worker still holds. The
+states and who may move a message between them are in :mod:`engine.store.states`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from engine.store.records import Outgoing
+from engine.store.records import Outgoing, Settlement
+from engine.store.sqlite.checkpoint import Checkpointer
 from engine.store.sqlite.store import OUTGOING_COLUMNS, SPENDING_STATES, Store, WorkerRecord
 from engine.store.states import CLAIMED, HELD_STATES, PENDING, SENDING, UNKNOWN, Claim, Rescued
 
@@ -32,12 +35,9 @@ _HELD_BY: Final = "(worker IN (SELECT value FROM json_each(?)) OR worker IS NULL
 
 
 class SqliteOutbox:
-    """One worker's claims on one campaign, through the run's store connection.
-
-    A claim, a rescue and a release each commit at once; what happens to a held message
-    afterwards (marked ``sending``, settled) goes through the checkpoint writer, which writes
-    only rows this worker still holds (:mod:`engine.store.sqlite.checkpoint_writer`).
-    """
+    """:class:`engine.store.protocols.Outbox` on SQLite: claims, rescues and releases commit
+    at once on the run's store connection; marks and settlements through the checkpoint
+    writer's process, in batches."""
 
     def __init__(self, store: Store, campaign_id: int, worker: WorkerRecord,
                  live: Callable[[WorkerRecord], bool]) -> None:
@@ -47,6 +47,40 @@ class SqliteOutbox:
         self.worker_id = worker.id
         self._live = live
         """The lease rule: may a worker still be sending (:func:`engine.send.worker.is_live`)."""
+        self._writes = Checkpointer(store, campaign_id, worker.id)
+
+    # --- marks and settlements, through the checkpoint writer --------------------------
+
+    async def run(self) -> None:
+        await self._writes.run()
+
+    async def mark_sending(self, lines: Sequence[int]) -> None:
+        await self._writes.mark_sending(lines)
+
+    def settle(self, settlement: Settlement) -> None:
+        self._writes.update(settlement)
+
+    def adjust_committed(self, nanos: int) -> None:
+        self._writes.adjust_committed(nanos)
+
+    async def flush(self) -> None:
+        await self._writes.flush()
+
+    async def close(self) -> None:
+        await self._writes.close()
+
+    async def stop(self) -> None:
+        await self._writes.release()
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def spent_nanos(self) -> int:
+        return await self.store.spent_nanos(self.campaign_id)
+
+    async def pending_by_provider(self) -> dict[str, int]:
+        return await self.store.pending_by_provider(self.campaign_id)
+
+    # --- claims ----------------------------------------------------------------------------
 
     async def claim(self, provider: str, *, after_line: int = 0, limit: int = 500,
                     state: str = PENDING, budget_nanos: int | None = None) -> Claim:

@@ -1,0 +1,74 @@
+"""What the engine asks of a store, by the callers' needs; every backend provides these.
+
+The dispatcher knows only :class:`Outbox`: one worker's view of one campaign's messages.
+Backends: :class:`engine.store.sqlite.outbox.SqliteOutbox` (the embedded default) and
+:class:`engine.store.memory.MemoryOutbox` (the same rules in plain Python, for fast tests).
+The rules every backend keeps are in :mod:`engine.store.states`, and one contract test
+suite (``tests/test_outbox_contract.py``) runs against each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from engine.store.records import Settlement
+from engine.store.states import PENDING, Claim, Rescued
+
+
+class Outbox(Protocol):
+    """One worker's claims, marks and settlements on one campaign.
+
+    Claims, rescues and releases take effect at once for every worker. Marks are durable
+    when :meth:`mark_sending` returns; settlements and committed-money adjustments are
+    queued and written by :meth:`run` (a task), at the latest by :meth:`flush` or
+    :meth:`close`. A mark or settlement for a message the worker no longer holds is not
+    written and raises :class:`engine.errors.LeaseLost` from the write that found it.
+    """
+
+    worker_id: str
+
+    async def run(self) -> None:
+        """Write what is queued, whenever a mark waits and at least every few 100 ms,
+        until :meth:`close`."""
+
+    async def claim(self, provider: str, *, after_line: int = 0, limit: int = 500,
+                    state: str = PENDING, budget_nanos: int | None = None) -> Claim:
+        """Hold up to *limit* unheld messages of *provider* in *state*, in line order after
+        *after_line*; ``pending`` ones become ``claimed`` and reserve their estimated cost
+        (only those that fit *budget_nanos* beside all committed money, in line order)."""
+
+    async def mark_sending(self, lines: Sequence[int]) -> None:
+        """Held messages are ``sending``, durably, their attempt counted."""
+
+    def settle(self, settlement: Settlement) -> None:
+        """Queue a held message's new state (accepted, failed, unknown, pending, or claimed
+        on its next route)."""
+
+    def adjust_committed(self, nanos: int) -> None:
+        """Queue a change of the campaign's committed money (settled for more or less than
+        reserved, given back, or failed over to another price)."""
+
+    async def flush(self) -> None:
+        """Write everything queued, now."""
+
+    async def close(self) -> None:
+        """Flush and stop writing."""
+
+    async def stop(self) -> None:
+        """Stop writing, whatever state the run ended in (again is fine)."""
+
+    async def rescue(self) -> Rescued:
+        """Take back what dead workers held (the lease rule decides who is dead)."""
+
+    async def held_by_others(self) -> int:
+        """How many messages other workers hold: they may come back ``pending``."""
+
+    async def release(self, lines: Sequence[int] | None = None) -> int:
+        """Give back held ``claimed`` messages (of *lines*, or all) and unknown ones."""
+
+    async def spent_nanos(self) -> int:
+        """What the campaign has cost or may have cost so far."""
+
+    async def pending_by_provider(self) -> dict[str, int]:
+        """Pending messages per provider."""
