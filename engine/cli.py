@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write CSV to FILE (default: CSV on stdout)")
     out.add_argument("--json", action="store_true",
                      help="JSON lines on stdout (redirect to keep them in a file)")
+    out.add_argument("--html", type=Path, metavar="FILE",
+                     help="write one self-contained HTML page to FILE: headline, charts, plan "
+                          "and outcome, searchable table (--state: only those rows)")
     rp.add_argument("--state", action="append", choices=REPORT_STATES, metavar="STATE",
                     help="only rows in STATE (again for more), e.g. rejected, skipped, failed")
     rp.set_defaults(handler=_report)
@@ -498,6 +501,9 @@ def _report(args: argparse.Namespace) -> int:
     from engine.report import only_states, with_delivery, write_report
     from engine.store.sqlite.delivery_store import DeliveryStore
 
+    if args.html:
+        return _html_report(args)
+
     async def export(store: Store, record: CampaignRecord) -> int:
         rows = with_delivery(store.report_rows(record.id),
                              DeliveryStore(store).report_rows(record.id))
@@ -529,6 +535,35 @@ def _report(args: argparse.Namespace) -> int:
     _, _, rows = _on_stored_campaign(args, export, read_only=True)
     if args.csv:
         print(f"wrote {rows} rows to {args.csv}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _html_report(args: argparse.Namespace) -> int:
+    """``report --html FILE``: the page, with the same errors as ``--csv FILE``."""
+    from engine.html_report import ReportData, gather, render
+
+    path: Path = args.html
+
+    async def read(store: Store, record: CampaignRecord) -> ReportData:
+        return await gather(store, record, record.currency, states=args.state)
+
+    _, _, data = _on_stored_campaign(args, read, read_only=True)
+    try:
+        out = path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write the report here: {exc.strerror or exc}",
+                          path=path, opened=False) from None
+    try:
+        with out:
+            out.write(render(data))
+    except OSError as exc:
+        removed = path.is_file()  # a part of a page, not a device (/dev/full)
+        if removed:
+            path.unlink(missing_ok=True)
+        raise OutputError(f"writing the report failed{' (file removed)' if removed else ''}"
+                          f": {exc.strerror or exc}", path=path, opened=True) from None
+    print(f"wrote the report to {path} ({len(data.table.rows):,} recipients in its table)",
+          file=sys.stderr)
     return EXIT_OK
 
 
