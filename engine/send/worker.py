@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -32,8 +31,8 @@ import anyio.from_thread
 import anyio.lowlevel
 import structlog
 
-from engine.store.sqlite.checkpoint_writer import PRAGMAS
-from engine.store.sqlite.store import Store, WorkerRecord, worker_heartbeat
+from engine.errors import StoreError
+from engine.store.sqlite.store import Heartbeat, Store, WorkerRecord
 
 log = structlog.get_logger()
 
@@ -110,11 +109,11 @@ class Worker:
     :attr:`lost` is set if its row disappears (another host's run found the heartbeat
     lapsed and took over): the run must stop sending."""
 
-    def __init__(self, record: WorkerRecord, db: Path) -> None:
+    def __init__(self, record: WorkerRecord, heartbeat: Heartbeat) -> None:
         self.record = record
         self.lost = anyio.Event()
         self._token = anyio.lowlevel.current_token()
-        self._db = db
+        self._heartbeat = heartbeat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="worker-heartbeat",
                                         daemon=True)
@@ -128,14 +127,11 @@ class Worker:
         self._thread.join()
 
     def _beat(self) -> None:
-        with closing(sqlite3.connect(self._db, isolation_level=None,
-                                     check_same_thread=False)) as conn:
-            for pragma in PRAGMAS:
-                conn.execute(pragma)
+        with closing(self._heartbeat) as heartbeat:
             while not self._stop.wait(WORKER_HEARTBEAT_S):
                 try:
-                    alive = worker_heartbeat(conn, self.record.id, time.time())
-                except sqlite3.Error as exc:
+                    alive = heartbeat.beat(time.time())
+                except StoreError as exc:
                     log.warning("worker.heartbeat_failed", error=str(exc))
                     continue
                 if not alive:
@@ -162,7 +158,7 @@ async def campaign_worker(store: Store, campaign: str) -> AsyncIterator[Worker]:
                       started_at=now, heartbeat_at=now)
     await store.register_worker(me)
     log.debug("worker.registered", campaign=campaign, worker=me.id)
-    worker = Worker(me, store.path)
+    worker = Worker(me, store.heartbeat(me.id))
     worker.start()
     try:
         yield worker

@@ -294,10 +294,30 @@ WORKER_COLUMNS: Final = ("id, campaign, host, boot_id, pid, pid_started, started
 _HEARTBEAT: Final = "UPDATE workers SET heartbeat_at = ? WHERE id = ?"
 
 
-def worker_heartbeat(conn: sqlite3.Connection, worker_id: str, now: float) -> bool:
-    """Record that worker *worker_id* is alive at *now*, on a synchronous connection (the
-    heartbeat's thread); False if its row is gone: another worker took the campaign over."""
-    return conn.execute(_HEARTBEAT, (now, worker_id)).rowcount == 1
+class Heartbeat:
+    """A worker's heartbeat, on a synchronous connection of its own: a thread writes it,
+    so that it keeps beating while the event loop is busy (planning holds it for seconds)."""
+
+    def __init__(self, path: Path, worker_id: str) -> None:
+        self._path = path
+        self._worker_id = worker_id
+        try:
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            for pragma in PRAGMAS:
+                self._conn.execute(pragma)
+        except sqlite3.Error as exc:
+            raise store_error(exc, path) from None
+
+    def beat(self, now: float) -> bool:
+        """Record that the worker is alive at *now*; False if its row is gone (another
+        worker found it dead and rescued what it held)."""
+        try:
+            return self._conn.execute(_HEARTBEAT, (now, self._worker_id)).rowcount == 1
+        except sqlite3.Error as exc:
+            raise store_error(exc, self._path) from None
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 class Store:
@@ -465,6 +485,10 @@ class Store:
                 f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (me.id, me.campaign, me.host, me.boot_id, me.pid, me.pid_started,
                  me.started_at, me.heartbeat_at))
+
+    def heartbeat(self, worker_id: str) -> Heartbeat:
+        """A heartbeat writer for worker *worker_id*, for a thread of its own."""
+        return Heartbeat(self.path, worker_id)
 
     async def release_worker(self, worker_id: str) -> None:
         """Remove worker *worker_id*'s row: its campaign is free."""
