@@ -120,11 +120,14 @@ def test_cheapest_provider_and_cost_per_message(tmp_path: Path) -> None:
 
 
 def test_planning_twice_adds_no_rows(tmp_path: Path) -> None:
-    """A second plan of the same campaign reports the same plan and writes nothing new."""
+    """A second plan of the same campaign reports the same plan and writes nothing new (its
+    live rates now come from the cache the first plan filled)."""
     config = write_config(tmp_path)
     first = plan_json(ROOT / "campaigns/spring-sale/campaign.toml", config)
     second = plan_json(ROOT / "campaigns/spring-sale/campaign.toml", config)
+    sources = first.pop("rates"), second.pop("rates")
     assert first == second
+    assert {s["origin"] for s in sources[1].values()} <= {"cache", "static"}, sources[1]
     with sqlite3.connect(tmp_path / "dispatch.db") as conn:
         assert conn.execute("SELECT count(*) FROM messages").fetchone() == (1001,)
 
