@@ -145,14 +145,20 @@ async def test_fast_path_sends_what_an_httpx_request_sends(server: Server) -> No
 
 
 async def test_answer_is_read_once_and_decoded(server: Server) -> None:
-    """The answer comes back read: a gzip body decoded once, the JSON readable."""
+    """The answer comes back read, and reads the same every way httpx offers: a plain body
+    as it came, a gzip body decoded once."""
     wire = Wire(server.url, AiohttpPool())
     try:
-        answer = await wire.post("/gzip", json={"a": 1})
+        plain = await wire.post("/plain", json={"a": 1})
+        packed = await wire.post("/gzip", json={"a": 1})
     finally:
         await wire.aclose()
-    assert answer.status_code == 200
-    assert json_body(answer) == {"path": "/api/gzip", "body": '{"a":1}'}
+    for answer, path in ((plain, "/api/plain"), (packed, "/api/gzip")):
+        expected = {"path": path, "body": '{"a":1}'}
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+        assert json_body(answer) == answer.json() == json.loads(answer.text) == expected
+        assert await answer.aread() == answer.content == answer.read()
+        assert [chunk async for chunk in answer.aiter_bytes()] == [answer.content]
 
 
 async def test_every_request_takes_a_limiter_place_and_a_connection_slot(
