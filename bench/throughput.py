@@ -642,8 +642,10 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool,
         stats = outcome.stats
         extra: dict[str, Any] = {}
         if seen:
-            cp = seen[0].checkpoint
-            extra = {"checkpoint_flushes": cp.flushes, "checkpoint_rows": cp.rows_written}
+            # the checkpoint writer behind the dispatcher's outbox (SqliteOutbox), if it is one
+            cp = getattr(seen[0].outbox, "_writes", None)
+            extra = {"checkpoint_flushes": getattr(cp, "flushes", 0),
+                     "checkpoint_rows": getattr(cp, "rows_written", 0)}
             started = seen[0].started_at - time.monotonic() + time.perf_counter()
             extra["dispatcher_span"] = [started, started + stats.seconds]
         extra["provider_seconds"] = provider_spans(config.database, campaign.name, t0)
