@@ -82,7 +82,7 @@ class TextChunk:
 def may_hold_control(data: bytes) -> bool:
     """Whether *data*, UTF-8 or not, may decode to a text holding :data:`CONTROL_CHARS`."""
     return (len(data.translate(None, CONTROL_BYTES)) != len(data)
-            or C1_UTF8.search(data) is not None)
+            or (b"\xc2" in data and C1_UTF8.search(data) is not None))
 
 
 def parse_chunk(chunk: TextChunk, delimiter: str, width: int, *, after: int = 0,
