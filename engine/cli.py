@@ -433,7 +433,7 @@ def _run(args: argparse.Namespace) -> int:
 
     outcome = event_loop.run(go)
     print_run(outcome, out)
-    print_rate_sources(outcome.rates, Console(), problems_only=True)
+    print_rate_sources(outcome.rates, out, problems_only=True)
     if outcome.stopped:
         config_arg = f" --config {args.config}" if args.config else ""
         print(f"stopped ({outcome.stopped}); resume with: dispatch run {args.campaign}"
@@ -498,20 +498,16 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from engine.report import only_states, with_delivery, write_report
-    from engine.store.sqlite.delivery_store import DeliveryStore
+    from engine.report import write_report
 
     if args.html:
         return _html_report(args)
 
     async def export(store: Store, record: CampaignRecord) -> int:
-        rows = with_delivery(store.report_rows(record.id),
-                             DeliveryStore(store).report_rows(record.id))
-        if args.state:
-            rows = only_states(rows, set(args.state))
+        rows = store.report_rows(record.id, states=tuple(args.state or ()))
         if not args.csv:
             try:
-                return await write_report(rows, sys.stdout, as_json=args.json, delivery=True)
+                return await write_report(rows, sys.stdout, as_json=args.json)
             except BrokenPipeError:
                 raise
             except OSError as exc:
@@ -524,7 +520,7 @@ def _report(args: argparse.Namespace) -> int:
                               path=args.csv, opened=False) from None
         try:
             with out:
-                return await write_report(rows, out, as_json=False, delivery=True)
+                return await write_report(rows, out, as_json=False)
         except OSError as exc:
             removed = args.csv.is_file()  # a part of a report, not a device (/dev/full)
             if removed:

@@ -17,6 +17,7 @@ from engine.plan.planner import PlanSummary
 from engine.plan.tally import Group
 from engine.providers.base import Readiness
 from engine.routing import nanos_to_decimal
+from engine.store.records import ReportRow
 from engine.store.sqlite.delivery_store import DeliveryGroup, DeliverySummary
 from engine.store.sqlite.store import SPENDING_STATES
 
@@ -189,25 +190,32 @@ REPORT_COLUMNS: Final = ("phone", "line", "state", "provider", "route", "segment
                   "provider_message_id", "reason")
 
 
-async def write_report(rows: AsyncIterator[tuple[Any, ...]], out: TextIO, *,
-                       as_json: bool, delivery: bool = False) -> int:
-    """Stream every recipient's row as CSV (or JSON lines) to *out*; the number written.
-    With *delivery*, rows come from :func:`with_delivery` and carry its columns."""
+async def write_report(rows: AsyncIterator[ReportRow], out: TextIO, *, as_json: bool) -> int:
+    """Stream every recipient's row as CSV (or JSON lines) to *out*; the number written."""
     writer = None if as_json else csv.writer(out)
-    columns = REPORT_COLUMNS + (DELIVERY_COLUMNS if delivery else ())
+    columns = REPORT_COLUMNS + DELIVERY_COLUMNS
     if writer is not None:
         writer.writerow(columns)
     count = 0
-    async for phone, line, state, provider, route, segments, nanos, pmid, reason, *more in rows:
-        cost = str(nanos_to_decimal(nanos)) if nanos is not None else ""
-        values = (phone, line, state, provider or "", route or "", segments or "", cost,
-                  pmid or "", reason or "", *more)
+    async for r in rows:
+        at = r.delivered_at
+        values = (r.phone, r.line, r.state, r.provider or "", r.route or "", r.segments or "",
+                  _money(r.cost_nanos), r.provider_message_id or "", r.reason or "",
+                  _money(r.estimated_nanos), r.delivery_state or "", r.delivery_status or "",
+                  r.delivery_reason or "",
+                  datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+                  if at else "",
+                  round(r.delivery_seconds, 3) if r.delivery_seconds is not None else "")
         if writer is None:
             out.write(json.dumps(dict(zip(columns, values, strict=True))) + "\n")
         else:
             writer.writerow(values)
         count += 1
     return count
+
+
+def _money(nanos: int | None) -> str:
+    return str(nanos_to_decimal(nanos)) if nanos is not None else ""
 
 
 def status_json(name: str, counts: Sequence[tuple[str, str | None, int, int, int]],
@@ -314,28 +322,7 @@ DELIVERY_COLUMNS: Final = ("estimated_cost", "delivery_state", "delivery_status"
                            "delivery_reason", "delivered_at", "delivery_seconds")
 
 
-async def only_states(rows: AsyncIterator[tuple[Any, ...]], states: set[str]
-                      ) -> AsyncIterator[tuple[Any, ...]]:
-    """The report rows whose state (the third column) is one of *states*."""
-    async for row in rows:
-        if row[2] in states:
-            yield row
-
-
 def print_run_start(summary: PlanSummary, console: Console) -> None:
     """What `dispatch run` is about to work through, before anything is sent."""
     say(console, f"Campaign {summary.campaign}", style="bold")
     print_plan_counts(summary, console, listing=f"dispatch report {summary.campaign}")
-
-
-async def with_delivery(rows: AsyncIterator[tuple[Any, ...]],
-                        delivery: AsyncIterator[tuple[Any, ...]]
-                        ) -> AsyncIterator[tuple[Any, ...]]:
-    """Each report row followed by its delivery columns (both streams are in line order)."""
-    async for row in rows:
-        line, est, state, word, reason, at, seconds = await anext(delivery)
-        assert line == row[1], "report and delivery rows out of step"
-        yield (*row, str(nanos_to_decimal(est)) if est is not None else "", state or "",
-               word or "", reason or "",
-               datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds") if at else "",
-               round(seconds, 3) if seconds is not None else "")

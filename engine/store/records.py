@@ -61,6 +61,32 @@ SETTLEMENT_COLUMNS: tuple[str, ...] = Settlement._fields[:-1]
 which row."""
 
 
+class ReportRow(NamedTuple):
+    """One CSV row of a campaign as the report shows it: what was sent, where, what it cost,
+    and what became of it."""
+
+    phone: str | None
+    """As normalised, or as written where it could not be."""
+    line: int
+    state: str
+    provider: str | None
+    route: str | None
+    segments: int | None
+    cost_nanos: int | None
+    """What the provider charged where it said, else the plan's estimate."""
+    provider_message_id: str | None
+    reason: str | None
+    """The reason and its detail (``invalid_number: ...``)."""
+    estimated_nanos: int | None
+    delivery_state: str | None
+    delivery_status: str | None
+    """The provider's own word."""
+    delivery_reason: str | None
+    delivered_at: float | None
+    delivery_seconds: float | None
+    """From the send to the delivery report's time."""
+
+
 @dataclass(frozen=True, slots=True)
 class CampaignRecord:
     """A campaign as the store knows it."""

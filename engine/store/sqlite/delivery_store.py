@@ -8,7 +8,7 @@ connection.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -274,19 +274,3 @@ class DeliveryStore:
     async def summary(self, campaign_id: int) -> DeliverySummary:
         """Delivery outcome and cost per provider and country; send-to-delivery time."""
         return await _delivery_summary(self.store, campaign_id)
-
-    async def report_rows(self, campaign_id: int) -> AsyncIterator[tuple[Any, ...]]:
-        """By line: line, estimated cost nanos, delivery state, provider status, reason,
-        delivered at (epoch s), seconds from send to delivery."""
-        after = 0
-        while True:
-            rows = await self.store._rows(
-                "SELECT line, cost_nanos, delivery_state, delivery_status, delivery_reason, "
-                "delivered_at, delivered_at - updated_at FROM messages "
-                "WHERE campaign_id = ? AND line > ? ORDER BY line LIMIT 5000",
-                (campaign_id, after))
-            if not rows:
-                return
-            for row in rows:
-                yield tuple(row)
-            after = rows[-1][0]

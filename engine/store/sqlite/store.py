@@ -30,7 +30,7 @@ import anyio
 from engine.errors import CampaignError, StoreError
 from engine.plan.tally import PlanCounts, Tally
 from engine.routing import RatePlan, RateRow
-from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute
+from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute, ReportRow
 from engine.store.sqlite.checkpoint_writer import PRAGMAS
 from engine.store.sqlite.plan_writer import PLAN_TEMP_STORE
 
@@ -638,20 +638,24 @@ class Store:
             (campaign_id,))
         return [tuple(r) for r in rows]
 
-    async def report_rows(self, campaign_id: int) -> AsyncIterator[tuple[Any, ...]]:
-        """phone, line, state, provider, route, segments, cost nanos, provider id, reason."""
+    async def report_rows(self, campaign_id: int, states: Collection[str] = ()
+                          ) -> AsyncIterator[ReportRow]:
+        """Every CSV row of the campaign in line order (only those in *states*, if given)."""
+        where = (f" AND state IN ({', '.join('?' * len(states))})" if states else "")
         after = 0
         while True:
             rows = await self._rows(
                 "SELECT coalesce(phone, phone_raw), line, state, provider, route, segments, "
                 "coalesce(actual_cost_nanos, cost_nanos), provider_message_id, "
-                "coalesce(reason || coalesce(': ' || detail, ''), detail) FROM messages "
-                "WHERE campaign_id = ? AND line > ? ORDER BY line LIMIT 5000",
-                (campaign_id, after))
+                "coalesce(reason || coalesce(': ' || detail, ''), detail), cost_nanos, "
+                "delivery_state, delivery_status, delivery_reason, delivered_at, "
+                "delivered_at - updated_at FROM messages "
+                f"WHERE campaign_id = ? AND line > ?{where} ORDER BY line LIMIT 5000",
+                (campaign_id, after, *states))
             if not rows:
                 return
             for row in rows:
-                yield tuple(row)
+                yield ReportRow._make(row)
             after = rows[-1][1]
 
     async def cached_rates(self, provider: str) -> tuple[float, list[RateRow]] | None:
