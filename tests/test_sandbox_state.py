@@ -126,3 +126,30 @@ async def test_a_state_file_that_is_not_sqlite_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sandbox\.db: cannot use it as the sandbox's state"):
         async with running_sandbox(fast_settings(state_path=state)):
             pass
+
+
+async def test_a_same_key_resend_to_a_restarted_sandbox_is_billed_once(
+        tmp_path: Path) -> None:
+    """A resend under the same Idempotency-Key after the sending process died (a new
+    sandbox on the same state file) gets the first answer back and is not billed again;
+    the same key with another body is still refused."""
+    state = tmp_path / "sandbox.db"
+    settings = fast_settings(state_path=state)
+    body = {"to": "+421912345678", "text": "spring sale"}
+    key = {"Idempotency-Key": "spring-sale-7"}
+
+    async def send(sandbox: Sandbox, payload: dict[str, Any]) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=sandbox.base_url("smsvoip"),
+                                     headers={**SMSVOIP, **key}) as c:
+            return await c.post("/sms/send", json=payload)
+
+    async with running_sandbox(settings) as first:
+        answer = await send(first, body)
+        assert answer.status_code == 200
+    async with running_sandbox(settings) as second:
+        again = await send(second, body)
+        other = await send(second, {**body, "text": "another text"})
+        billed = [e for e in second.ledger if e.provider == "smsvoip"]
+    assert (again.status_code, again.json()) == (200, answer.json())
+    assert other.status_code == 400 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert billed == []

@@ -15,7 +15,7 @@ from engine.sandbox.messages import IdSource, MessageBook, SentMessage
 from engine.sandbox.prices import PriceRow, PriceTable
 from engine.sandbox.reports import Reporter, ReportMaker
 from engine.sandbox.settings import ProviderAccount, SandboxSettings
-from engine.sandbox.state import Loaded, SandboxState
+from engine.sandbox.state import Loaded, Replay, SandboxState
 from engine.sandbox.wire import Request, Response
 
 
@@ -84,6 +84,8 @@ class Core:
         self.violations: list[Violation] = []
         self.suspended: set[str] = set()
         self.state: SandboxState | None = None
+        self.replays: dict[str, list[Replay]] = {}
+        """Idempotent answers a state file kept, by kind, for the provider modules to load."""
 
     def account(self, kind: str) -> ProviderAccount:
         return self.accounts[kind]
@@ -93,6 +95,7 @@ class Core:
         from now on is written to it. Call before the provider modules are built."""
         self.state = state
         self.ids = IdSource(loaded.id_start)
+        self.replays = loaded.replays
         for kind, messages in loaded.messages.items():
             book = self.books.get(kind)
             if book is not None:

@@ -18,6 +18,7 @@ from engine.sandbox.core import Billing, Core, Refusal
 from engine.sandbox.messages import SentMessage
 from engine.sandbox.reports import Headers, Report
 from engine.sandbox.settings import is_loopback_url
+from engine.sandbox.state import Replay
 from engine.sandbox.wire import Request, Response, json_response
 
 KIND: Final = "smsvoip"
@@ -39,7 +40,9 @@ class SmsVoip:
     def __init__(self, core: Core) -> None:
         self._core = core
         self._account = core.account(KIND)
-        self._idempotent: dict[tuple[str, str], tuple[str, Response]] = {}
+        self._idempotent: dict[tuple[str, str], tuple[str, Response]] = {
+            (self._account.api_key, r.key): (r.fingerprint, Response(r.status, r.body))
+            for r in core.replays.get(KIND, ())}
         self._routes = {
             ("POST", "/sms/send"): self._send,
             ("GET", "/rates"): self._rates,
@@ -83,6 +86,9 @@ class SmsVoip:
         response = self._accept(body, idem)
         if idem is not None:
             self._idempotent[(self._account.api_key, idem)] = (fingerprint, _replay(response))
+            if self._core.state is not None:
+                self._core.state.remember(KIND, Replay(idem, fingerprint, response.status,
+                                                       response.body))
         return response
 
     def _accept(self, body: dict[str, Any], idem: str | None) -> Response:

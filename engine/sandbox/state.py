@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 import anyio
 import structlog
@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS messages (
     reported INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, id));
 CREATE INDEX IF NOT EXISTS messages_created ON messages (created);
+CREATE TABLE IF NOT EXISTS replays (
+    kind TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
+    body BLOB NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (kind, key));
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _COLUMNS: Final = ("kind, id, recipient, text, sender, segments, cost, currency, created, "
@@ -66,6 +70,18 @@ def state_path_for(database: Path) -> Path:
     return database.with_name(f"{database.stem}.sandbox.db")
 
 
+class Replay(NamedTuple):
+    """An answer kept for a repeat of its request under the same idempotency key (SMS &
+    Voice Platform): a resend after a crash, from another process, is answered the same and
+    billed once."""
+
+    key: str
+    fingerprint: str
+    """The request body the key was first used with."""
+    status: int
+    body: bytes
+
+
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """What a starting sandbox takes from the file."""
@@ -76,6 +92,8 @@ class Loaded:
     """Final-or-not messages whose delivery report was never acknowledged."""
     wallets: dict[str, Decimal]
     id_start: int
+    replays: dict[str, list[Replay]]
+    """By kind: the idempotent answers of the last :data:`KEEP_S`."""
 
 
 class SandboxState:
@@ -87,6 +105,7 @@ class SandboxState:
         self._conn: sqlite3.Connection | None = None
         self._rows: list[tuple[object, ...]] = []
         self._reported: list[tuple[str, str]] = []
+        self._replays: list[tuple[object, ...]] = []
         self._spent: dict[str, Decimal] = {}
         self._wallets: dict[str, Decimal] = {}
         self.written = 0
@@ -105,12 +124,17 @@ class SandboxState:
             conn.executescript(SCHEMA)
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM messages WHERE created < ?", (now - KEEP_S,))
+            conn.execute("DELETE FROM replays WHERE created < ?", (now - KEEP_S,))
             meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
             start = max(int(meta.get("next_id", "0")), id_start())
             conn.execute(_SET_META, ("next_id", str(start + ID_BLOCK)))
             conn.execute("COMMIT")
             rows = conn.execute(f"SELECT {_COLUMNS}, reported FROM messages "
                                 "ORDER BY created, rowid").fetchall()
+            replays: dict[str, list[Replay]] = {}
+            for kind, *replay in conn.execute(
+                    "SELECT kind, key, fingerprint, status, body FROM replays"):
+                replays.setdefault(kind, []).append(Replay(*replay))
             for kind, balance in wallets.items():
                 stored = meta.get(f"wallet:{kind}")
                 self._wallets[kind] = Decimal(stored) if stored is not None else balance
@@ -127,7 +151,7 @@ class SandboxState:
                               "damaged, delete it and the sandbox starts afresh",
                               file=self.path) from None
         log.debug("sandbox.state_loaded", messages=len(rows), unreported=len(unreported))
-        return Loaded(by_kind, unreported, dict(self._wallets), start)
+        return Loaded(by_kind, unreported, dict(self._wallets), start, replays)
 
     def record(self, kind: str, messages: Sequence[SentMessage]) -> None:
         """Billed messages, written at the next flush."""
@@ -139,16 +163,20 @@ class SandboxState:
             spent = sum((m.cost for m in messages), Decimal(0))
             self._spent[kind] = self._spent.get(kind, Decimal(0)) + spent
 
+    def remember(self, kind: str, replay: Replay) -> None:
+        """An idempotent answer, written at the next flush."""
+        self._replays.append((kind, *replay, time.time()))
+
     def reported(self, kind: str, message_id: str) -> None:
         """A delivery report the receiver acknowledged."""
         self._reported.append((kind, message_id))
 
     async def run(self) -> None:
-        """Write what :meth:`record` and :meth:`reported` gathered, every
+        """Write what :meth:`record`, :meth:`remember` and :meth:`reported` gathered, every
         :data:`FLUSH_INTERVAL_S`, until cancelled (a write under way finishes first)."""
         while True:
             await anyio.sleep(FLUSH_INTERVAL_S)
-            if self._rows or self._reported or self._spent:
+            if self._rows or self._reported or self._spent or self._replays:
                 batch = self._take()
                 await anyio.to_thread.run_sync(self._write, *batch)
 
@@ -156,25 +184,27 @@ class SandboxState:
         """Write what is left and close the file."""
         if self._conn is None:
             return
-        if self._rows or self._reported or self._spent:
+        if self._rows or self._reported or self._spent or self._replays:
             self._write(*self._take())
         self._conn.close()
         self._conn = None
 
     def _take(self) -> tuple[list[tuple[object, ...]], list[tuple[str, str]],
-                             dict[str, Decimal]]:
-        batch = (self._rows, self._reported, self._spent)
-        self._rows, self._reported, self._spent = [], [], {}
+                             dict[str, Decimal], list[tuple[object, ...]]]:
+        batch = (self._rows, self._reported, self._spent, self._replays)
+        self._rows, self._reported, self._spent, self._replays = [], [], {}, []
         return batch
 
     def _write(self, rows: list[tuple[object, ...]], reported: list[tuple[str, str]],
-               spent: dict[str, Decimal]) -> None:
+               spent: dict[str, Decimal], replays: list[tuple[object, ...]]) -> None:
         conn = self._conn
         if conn is None:
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(_INSERT, rows)
+            conn.executemany("INSERT OR IGNORE INTO replays (kind, key, fingerprint, status, "
+                             "body, created) VALUES (?, ?, ?, ?, ?, ?)", replays)
             conn.executemany("UPDATE messages SET reported = 1 WHERE kind = ? AND id = ?",
                              reported)
             for kind, amount in spent.items():
