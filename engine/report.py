@@ -19,7 +19,7 @@ from engine.providers.base import Readiness
 from engine.routing import nanos_to_decimal
 from engine.store.records import ReportRow
 from engine.store.sqlite.delivery_store import DeliveryGroup, DeliverySummary
-from engine.store.sqlite.store import SPENDING_STATES
+from engine.store.states import SPENDING_STATES
 
 if TYPE_CHECKING:
     from engine.rates import RateSource

@@ -31,10 +31,10 @@ from engine.send.worker import (
     lease_rule,
     process_started,
 )
-from engine.store.records import Settlement
+from engine.store.records import Settlement, WorkerRecord
 from engine.store.sqlite.checkpoint_writer import CheckpointWriter
 from engine.store.sqlite.outbox import SqliteOutbox
-from engine.store.sqlite.store import Store, WorkerRecord
+from engine.store.sqlite.store import Store
 from tests.helpers import ROOT, children_of, dispatch, wait_gone, write_config
 from tests.run_fixtures import external_sandbox, run_config
 from tests.test_run import assert_once_or_reported, sent_counts

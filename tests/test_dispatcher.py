@@ -27,8 +27,7 @@ from engine.providers.base import OutboundMessage, Outcome, Provider, SendResult
 from engine.routing import to_nanos
 from engine.send.dispatcher import Dispatcher, RunStats
 from engine.store.memory import MemoryCampaign, MemoryOutbox, outgoing
-from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute
-from engine.store.sqlite.store import WorkerRecord
+from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute, WorkerRecord
 from engine.store.states import ACCEPTED, CLAIMED, FAILED, PENDING, SENDING, UNKNOWN
 from engine.template import Template
 

@@ -25,10 +25,10 @@ from engine.errors import LeaseLost
 from engine.send.worker import WORKER_LEASE_S, Host, lease_rule, process_started
 from engine.store.memory import MemoryCampaign, MemoryOutbox, outgoing
 from engine.store.protocols import Outbox
-from engine.store.records import Outgoing, Settlement
+from engine.store.records import Outgoing, Settlement, WorkerRecord
 from engine.store.sqlite.outbox import SqliteOutbox
 from engine.store.sqlite.plan_writer import PlanWriter
-from engine.store.sqlite.store import Store, WorkerRecord
+from engine.store.sqlite.store import Store
 from engine.store.states import CLAIMED, PENDING, UNKNOWN
 
 pytestmark = pytest.mark.anyio

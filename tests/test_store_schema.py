@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from engine.send.worker import lease_rule
+from engine.store.records import WorkerRecord
 from engine.store.sqlite.delivery_store import DeliveryStore
 from engine.store.sqlite.outbox import SqliteOutbox
-from engine.store.sqlite.store import SCHEMA, SCHEMA_VERSION, Store, WorkerRecord
+from engine.store.sqlite.store import SCHEMA, SCHEMA_VERSION, Store
 
 OLD_INDEX = "CREATE INDEX IF NOT EXISTS messages_state ON messages (campaign_id, state);"
 

@@ -32,7 +32,8 @@ import anyio.lowlevel
 import structlog
 
 from engine.errors import StoreError
-from engine.store.sqlite.store import Heartbeat, Store, WorkerRecord
+from engine.store.records import WorkerRecord
+from engine.store.sqlite.store import Heartbeat, Store
 
 log = structlog.get_logger()
 

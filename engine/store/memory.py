@@ -24,13 +24,13 @@ import anyio
 import anyio.lowlevel
 
 from engine.errors import LeaseLost
-from engine.store.records import Outgoing, Settlement
-from engine.store.sqlite.store import SPENDING_STATES, WorkerRecord
+from engine.store.records import Outgoing, Settlement, WorkerRecord
 from engine.store.states import (
     CLAIMED,
     HELD_STATES,
     PENDING,
     SENDING,
+    SPENDING_STATES,
     UNKNOWN,
     Claim,
     Rescued,

@@ -106,3 +106,19 @@ class RatePlanRoute:
     provider: str
     route: str
     price_nanos: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A process sending a campaign: who and where it is (its host's name and boot id, its
+    pid and that process's start time in clock ticks after boot, ``None`` where unknown),
+    and when it started and last said it was alive (epoch seconds)."""
+
+    id: str
+    campaign: str
+    host: str
+    boot_id: str
+    pid: int
+    pid_started: int | None
+    started_at: float
+    heartbeat_at: float

@@ -47,6 +47,8 @@ UNKNOWN: Final = "unknown"
 REJECTED: Final = "rejected"
 SKIPPED: Final = "skipped"
 
+SPENDING_STATES: Final = (SENDING, ACCEPTED, "delivered", "undelivered", UNKNOWN)
+"""States whose message has cost, or may have cost, money."""
 HELD_STATES: Final = (CLAIMED, SENDING, UNKNOWN)
 """States in which a message may be held by a worker (``unknown`` only while settled)."""
 

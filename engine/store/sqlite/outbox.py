@@ -14,10 +14,19 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from engine.store.records import Outgoing, Settlement
+from engine.store.records import Outgoing, Settlement, WorkerRecord
 from engine.store.sqlite.checkpoint import Checkpointer
-from engine.store.sqlite.store import OUTGOING_COLUMNS, SPENDING_STATES, Store, WorkerRecord
-from engine.store.states import CLAIMED, HELD_STATES, PENDING, SENDING, UNKNOWN, Claim, Rescued
+from engine.store.sqlite.store import OUTGOING_COLUMNS, Store
+from engine.store.states import (
+    CLAIMED,
+    HELD_STATES,
+    PENDING,
+    SENDING,
+    SPENDING_STATES,
+    UNKNOWN,
+    Claim,
+    Rescued,
+)
 
 _ELIGIBLE: Final = (
     "FROM messages WHERE campaign_id = ? AND state = ? AND provider = ? AND worker IS NULL "

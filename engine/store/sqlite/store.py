@@ -19,7 +19,6 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager, closing
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -30,9 +29,10 @@ import anyio
 from engine.errors import CampaignError, StoreError
 from engine.plan.tally import PlanCounts, Tally
 from engine.routing import RatePlan, RateRow
-from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute, ReportRow
+from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute, ReportRow, WorkerRecord
 from engine.store.sqlite.checkpoint_writer import PRAGMAS
 from engine.store.sqlite.plan_writer import PLAN_TEMP_STORE
+from engine.store.states import SPENDING_STATES
 
 SCHEMA_VERSION: Final = 6
 READ_ONLY_SCHEMA_FROM: Final = 3
@@ -188,8 +188,6 @@ UPDATE messages SET state = 'skipped', reason = 'duplicate',
 WHERE campaign_id = ? AND line = ?
 """
 
-SPENDING_STATES: Final = ("sending", "accepted", "delivered", "undelivered", "unknown")
-"""States whose message has cost, or may have cost, money."""
 
 
 OUTGOING_COLUMNS: Final = ("line, phone, text, encoding, segments, provider, route, price_nanos,"
@@ -271,22 +269,6 @@ async def _connect_read_only(path: Path) -> aiosqlite.Connection:
         db = await aiosqlite.connect(f"{uri}?mode=ro&immutable=1", uri=True,
                                      isolation_level=None)
     return db
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerRecord:
-    """A process sending a campaign: who and where it is (its host's name and boot id, its
-    pid and that process's start time in clock ticks after boot, ``None`` where unknown),
-    and when it started and last said it was alive (epoch seconds)."""
-
-    id: str
-    campaign: str
-    host: str
-    boot_id: str
-    pid: int
-    pid_started: int | None
-    started_at: float
-    heartbeat_at: float
 
 
 WORKER_COLUMNS: Final = ("id, campaign, host, boot_id, pid, pid_started, started_at, "
