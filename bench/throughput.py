@@ -321,27 +321,24 @@ def copy_database(source: Path, target: Path) -> None:
 
 async def planned_messages(config: Any, campaign: Any) -> dict[str, list[Any]]:
     """Every valid planned message, by provider, built by the dispatcher's own
-    ``Dispatcher._message`` (so text, key, route and per-number variables are what the
+    :class:`engine.send.jobs.Messages` (so text, key, route and per-number variables are what the
     dispatch phase sends; each with the template and variables, which only the bulk
     provider reads), under another campaign name so that the idempotency keys differ
     and SMS & Voice Platform does not answer the dispatch phase from its key cache. Read
     from the copy of the plan taken before either phase ran, so the order does not matter."""
-    from types import SimpleNamespace
-
-    from engine.send.dispatcher import Dispatcher, Job
+    from engine.send.jobs import Job, Messages, key_prefix
     from engine.store.sqlite.store import Store
 
     out: dict[str, list[Any]] = {}
     async with Store.open(config.database.with_name(PLANNED_DB)) as store:
         record = await store.campaign_named(campaign.name)
-        shim = SimpleNamespace(campaign=campaign,
-                               _key_prefix=f"bare-{record.name}-{record.fingerprint}-")
+        build = Messages(campaign, f"bare-{key_prefix(record)}").build
         after = 0
         while rows := await store.outgoing(record.id, state="pending", after_line=after,
                                            limit=5000):
             for row in rows:
                 out.setdefault(row.provider, []).append(
-                    Dispatcher._message(shim, Job.of(row, campaign.message), bulk=True))  # type: ignore[arg-type]
+                    build(Job.of(row, campaign.message), bulk=True))
             after = rows[-1].line
     return out
 
@@ -631,7 +628,7 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool,
         w0 = loop_thread()
         requests.clear()
         def accepted() -> int:
-            return seen[0].counts["accepted"] if seen else 0
+            return seen[0].statistics().accepted if seen else 0
 
         with anyio.fail_after(timeout_s + CHILD_GRACE_S / 2):
             async with sampled_windows(accepted) as windows:
@@ -646,7 +643,7 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool,
             cp = getattr(seen[0].outbox, "_writes", None)
             extra = {"checkpoint_flushes": getattr(cp, "flushes", 0),
                      "checkpoint_rows": getattr(cp, "rows_written", 0)}
-            started = seen[0].started_at - time.monotonic() + time.perf_counter()
+            started = seen[0].statistics().started_at - time.monotonic() + time.perf_counter()
             extra["dispatcher_span"] = [started, started + stats.seconds]
         extra["provider_seconds"] = provider_spans(config.database, campaign.name, t0)
         extra["http_requests"] = dict(sorted(requests.items()))

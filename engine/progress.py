@@ -9,14 +9,13 @@ written to stdout or stderr (log lines) are printed above it.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Final
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
-from engine.send.dispatcher import Dispatcher
+from engine.send.dispatcher import Dispatcher, DispatcherStatistics
 
 BAR_WIDTH_CHARS: Final = 16
 REFRESH_PER_S: Final = 4
@@ -33,13 +32,12 @@ class Snapshot:
     eta_s: float | None
 
     @classmethod
-    def of(cls, dispatcher: Dispatcher, now: float) -> Snapshot:
-        c = dispatcher.counts
-        done = c["accepted"] + c["failed"] + c["unknown"]
-        total = max(sum(dispatcher.totals.values()), done)
-        per_s = done / max(now - dispatcher.started_at, 1e-3)
+    def of(cls, stats: DispatcherStatistics) -> Snapshot:
+        done = stats.done
+        total = max(stats.pending_at_start, done)
+        per_s = done / max(stats.elapsed_s, 1e-3)
         eta = (total - done) / per_s if per_s > 0 and done else None
-        spent = f"{dispatcher.spent_nanos / 1e9:,.2f} {dispatcher.routing.currency}"
+        spent = f"{stats.spent_nanos / 1e9:,.2f} {stats.currency}"
         return cls(done, total, per_s, spent, eta)
 
 
@@ -52,8 +50,9 @@ def clock(seconds: float | None) -> str:
 
 
 class TerminalProgress:
-    """Call :meth:`update` with the dispatcher as often as the display should move, and
-    :meth:`close` once (it may be called before any update)."""
+    """Call :meth:`update` with the dispatcher (or :meth:`show` with its statistics) as often
+    as the display should move, and :meth:`close` once (it may be called before any
+    update)."""
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
@@ -65,25 +64,30 @@ class TerminalProgress:
         self._lanes: dict[str, TaskID] = {}
 
     def update(self, dispatcher: Dispatcher) -> None:
+        """Show *dispatcher*'s state now (:meth:`~Dispatcher.statistics`)."""
+        self.show(dispatcher.statistics())
+
+    def show(self, stats: DispatcherStatistics) -> None:
+        """Show *stats*; the display starts at the first call."""
         if not self._started:
             self._progress.start()
             self._started = True
-        s = Snapshot.of(dispatcher, time.monotonic())
-        width = max((len(n) for n in dispatcher.lanes), default=3)
+        s = Snapshot.of(stats)
+        width = max((len(lane.provider) for lane in stats.lanes), default=3)
         detail = f"{s.per_s:,.0f} msg/s  {s.spent}  ETA {clock(s.eta_s)}"
         if self._total is None:
             self._total = self._progress.add_task("all".ljust(width), done="", detail="")
         self._progress.update(self._total, completed=s.done, total=s.total or None,
                               done=f"{s.done:,} of {s.total:,}", detail=detail)
-        for name, lane in dispatcher.lanes.items():
-            total = dispatcher.totals.get(name, 0)
+        for lane in stats.lanes:
+            name, total = lane.provider, lane.pending_at_start
             if not total and not lane.accepted and not lane.down:
                 continue
             if name not in self._lanes:
                 self._lanes[name] = self._progress.add_task(name.ljust(width), done="",
                                                             detail="")
             total = max(total, lane.accepted)
-            state = "stopped" if lane.down else f"{len(lane.queued):,} queued"
+            state = "stopped" if lane.down else f"{lane.queued:,} queued"
             self._progress.update(self._lanes[name], completed=lane.accepted,
                                   total=total or None, done=f"{lane.accepted:,} of {total:,}",
                                   detail=state)

@@ -8,7 +8,6 @@ what is in flight finishes and is checkpointed before the process exits.
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -195,17 +194,14 @@ async def _stop_on_signal(dispatcher: Dispatcher) -> None:
 
 async def _report_progress(dispatcher: Dispatcher, on_progress: Progress | None) -> None:
     """A progress callback twice a second (the TTY display), or a log line every 5 s."""
-    started = time.monotonic()
     while True:
         if on_progress is not None:
             on_progress(dispatcher)
             await anyio.sleep(0.5)
             continue
         await anyio.sleep(PROGRESS_LOG_EVERY_S)
-        c = dispatcher.counts
-        elapsed = time.monotonic() - started
-        log.info("run.progress", done=c["accepted"] + c["failed"] + c["unknown"],
-                 of=sum(dispatcher.totals.values()), accepted=c["accepted"],
-                 failed=c["failed"], unknown=c["unknown"],
-                 per_s=round(c["accepted"] / elapsed, 1),
-                 spent=str(nanos_to_decimal(dispatcher.spent_nanos)))
+        s = dispatcher.statistics()
+        log.info("run.progress", done=s.done, of=s.pending_at_start, accepted=s.accepted,
+                 failed=s.failed, unknown=s.unknown,
+                 per_s=round(s.accepted / max(s.elapsed_s, 1e-3), 1),
+                 spent=str(nanos_to_decimal(s.spent_nanos)))

@@ -1,0 +1,123 @@
+"""Feeding: a feeder per lane claims the lane's pending messages, in line order, and queues
+them for its workers, keeping at most the lane's backlog ahead of them.
+
+Claims come from the outbox (:meth:`engine.store.protocols.Outbox.claim`): held by this
+worker alone, their estimated cost reserved against ``max_cost``; a claim that finds the
+next message past the budget ends the feeding, and the run stops once what it holds is
+sent. Where a provider lets an unknown outcome be settled exactly (the same idempotency
+key, or a look-up in its logs), the feeder marks what it feeds ``sending``, a backlog at a
+time (one commit waited for per refill, not one per message), so a worker finds its message
+marked and sends at once. A crash can then leave up to the lane's backlog marked but never
+sent, which the next run settles exactly (found absent, sent once). Where a provider gives
+no such way, an unsent mark would become an ``unknown`` that is never resent, so its lane
+marks only what it is about to send.
+
+Before anything new is fed, a round settles the campaign's ``unknown`` messages
+(``on_unknown``: resent with the same key or whatever the campaign says, looked up, or left
+and reported). A lane that is down feeds nothing: its pending messages are drained to their
+next routes instead.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from engine.send.jobs import Job
+from engine.send.lanes import Lane
+from engine.send.settling import Settling
+from engine.store.states import UNKNOWN
+
+FEED_PAGE_ROWS: Final = 500
+
+
+class Feeding(Settling):
+    """The dispatcher's feeding part: each feeder counts in ``_feeding`` while it runs, and
+    every job it queues is alive until settled or left."""
+
+    async def _settle_unknown(self) -> None:
+        """Messages whose outcome is unknown are dealt with before anything new is sent."""
+        if self.campaign.on_unknown == "report":
+            return
+        resend = self.campaign.on_unknown == "resend"
+        for lane in self.lanes.values():
+            after = 0
+            while not (lane.down or self.stopping) and (claim := await self.outbox.claim(
+                    lane.name, state=UNKNOWN, after_line=after)).messages:
+                after = claim.after_line
+                for row in claim.messages:
+                    job = Job.of(row, self.campaign.message)
+                    if resend or lane.adapter.supports_idempotency:
+                        self._put(lane, job)
+                    elif lane.adapter.can_lookup:
+                        self._alive += 1
+                        self._spawn(self._lookup, lane, job)
+
+    async def _feed(self, lane: Lane) -> None:
+        """Claim and queue *lane*'s pending messages until none is left, the budget is
+        reached, the run stops or the lane goes down (then drain it)."""
+        try:
+            if lane.down:
+                await self._drain(lane)
+                return
+            after = 0
+            while not (self.stopping or lane.down):
+                claim = await self.outbox.claim(lane.name, after_line=after,
+                                                limit=FEED_PAGE_ROWS,
+                                                budget_nanos=self.max_cost_nanos)
+                after = claim.after_line
+                fed: list[Job] = []
+                for i, row in enumerate(claim.messages):
+                    if not lane.backlog.try_take():
+                        await self._put_fed(lane, fed)
+                        await lane.backlog.take()
+                    if self.stopping or lane.down:
+                        lane.backlog.release()
+                        await self.outbox.release([r.line for r in claim.messages[i:]])
+                        break
+                    job = Job.of(row, self.campaign.message)
+                    job.fed = True
+                    fed.append(job)
+                await self._put_fed(lane, fed)
+                if claim.over_budget:
+                    self.over_budget = True  # what it claimed fits; the next does not
+                    return
+                if not claim.messages:
+                    return
+            if lane.down and not self.stopping:
+                await self._drain(lane)
+        finally:
+            self._feeding -= 1
+            self._check_done()
+
+    async def _drain(self, lane: Lane) -> None:
+        """Move a stopped lane's pending messages to their next routes."""
+        await self.outbox.flush()
+        after = 0
+        while not self.stopping:
+            claim = await self.outbox.claim(lane.name, after_line=after, limit=FEED_PAGE_ROWS)
+            if not claim.messages:
+                return
+            after = claim.after_line
+            for row in claim.messages:
+                job = Job.of(row, self.campaign.message)
+                self._alive += 1
+                await self._fail_over(job, f"{lane.name} stopped: {lane.down}", account=True,
+                                      backpressure=True)
+
+    async def _put_fed(self, lane: Lane, jobs: list[Job]) -> None:
+        """Queue what the feeder took (and empty *jobs*), marked ``sending`` first in one
+        commit on a lane that marks ahead."""
+        if not jobs:
+            return
+        if lane.mark_ahead and not self.stopping:
+            await self.outbox.mark_sending([job.line for job in jobs])
+            for job in jobs:
+                job.marked, job.marked_for = True, lane.name
+        for job in jobs:
+            self._put(lane, job)
+        jobs.clear()
+
+    def _put(self, lane: Lane, job: Job) -> None:
+        """Queue a new job on *lane*: it is alive until settled or left."""
+        self._alive += 1
+        lane.enqueue(job)
