@@ -16,21 +16,23 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_per_message_provider_sends_each_recipients_own_text(tmp_path: Path) -> None:
-    """Names with braces, quotes, non-GSM letters and the variable separator itself."""
-    names = ["Ann", "{Bob}", 'Č"e', "Zoë 😀", f"Odd{VARIABLE_SEPARATOR}Name", "{0}"]
+    """Names with braces, quotes and non-GSM letters are each sent as written; a name holding
+    the variable separator (a control character) is rejected, never sent cut or merged."""
+    names = ["Ann", "{Bob}", 'Č"e', "Zoë 😀", "{0}", f"Odd{VARIABLE_SEPARATOR}Name"]
     rows = "".join(f'+42191234567{i},"{n.replace(chr(34), chr(34) * 2)}",{i * 7}\n'
                    for i, n in enumerate(names))
     campaign_path = write_campaign(tmp_path, "phone,name,points\n" + rows,
                                    message="Hi {name}, you have {points} points {{today}}")
     outcome, config, texts = await run_and_read_texts(tmp_path, campaign_path, ("smsvoip",))
-    assert outcome.stats.accepted == len(names)
+    sent = names[:-1]
+    assert outcome.stats.accepted == len(sent)
     assert texts == {f"42191234567{i}": f"Hi {n}, you have {i * 7} points {{today}}"
-                     for i, n in enumerate(names)}
+                     for i, n in enumerate(sent)}
     with sqlite3.connect(config.database) as db:
-        stored = dict(db.execute("SELECT line, text FROM messages ORDER BY line").fetchall())
-    assert [line for line, text in stored.items() if text is not None] == [6], \
-        "only the row whose value holds the separator keeps its text"
-
+        stored = db.execute("SELECT line, state, reason, detail, text FROM messages "
+                            "ORDER BY line").fetchall()
+    assert [line for line, *_, text in stored if text is not None] == []
+    assert stored[-1][1:3] == ("rejected", "malformed_row") and "name" in stored[-1][3]
 
 
 @pytest.mark.parametrize(
