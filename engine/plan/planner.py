@@ -37,9 +37,9 @@ from engine.plan.tally import NO_SAVING, Group, PlanCounts, SmartSaving, Tally
 from engine.plan.workers import PlanAborted, Turns, worker_init, worker_plan
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
 from engine.segments import measure
+from engine.store.protocols import PieceWriter, PlanSink, PlanWriters
 from engine.store.records import CampaignRecord
-from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR, PlanWriter
-from engine.store.sqlite.store import Store
+from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR
 from engine.template import BoundTemplate
 
 log = structlog.get_logger()
@@ -155,7 +155,7 @@ def plan_context(campaign: Campaign, recipients: RecipientsFile, template: Bound
         smart=campaign.encoding == "smart", transliterate=campaign.transliterate)
 
 
-async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
+async def plan_campaign(config: Config, campaign: Campaign, store: PlanSink, *,
                         workers: int = 1, routes: RouteTable | None = None) -> PlanSummary:
     """Plan *campaign* into *store* (or finish a plan a killed process left half done).
 
@@ -178,7 +178,7 @@ async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
             try:
                 written = await _run(ctx, recipients, store, record, workers)
             except BrokenQuote as exc:
-                await asyncio.to_thread(_discard, store.path, record.id)
+                await asyncio.to_thread(_discard, store.plan_writers(record.id))
                 raise recipients.refuse(exc) from None
             fresh = record.planned_through == 0
             await store.finish_plan(record.id, written.maybe_duplicates,
@@ -194,7 +194,8 @@ async def plan_campaign(config: Config, campaign: Campaign, store: Store, *,
                        tuple(p.name for p in providers))
 
 
-async def smart_saving(campaign: Campaign, store: Store, campaign_id: int) -> SmartSaving:
+async def smart_saving(campaign: Campaign, store: PlanSink, campaign_id: int
+                       ) -> SmartSaving:
     """What smart encoding saved, from the stored plan: the tally of a fresh plan counts it
     as rows are planned, but the store keeps only the text as sent, so the text as written
     is rendered again from each changed row's variables. A row whose values hold
@@ -221,14 +222,14 @@ async def smart_saving(campaign: Campaign, store: Store, campaign_id: int) -> Sm
     return total
 
 
-def _discard(db: Path, campaign_id: int) -> None:
+def _discard(writers: PlanWriters) -> None:
     """Forget a plan refused half-way: planned again from the first line once the file is
     fixed, none of the broken file's rows (past the bad quote, in worker processes) stay."""
-    with closing(PlanWriter(db, campaign_id)) as writer:
+    with closing(writers.open()) as writer:
         writer.discard()
 
 
-async def _run(ctx: PlanContext, recipients: RecipientsFile, store: Store,
+async def _run(ctx: PlanContext, recipients: RecipientsFile, store: PlanSink,
                record: CampaignRecord, workers: int) -> Written:
     """Plan and write every chunk past the resume point: the tally of what was written, and
     every number that may occur on more than one valid line, earlier runs included.
@@ -255,19 +256,19 @@ async def _run(ctx: PlanContext, recipients: RecipientsFile, store: Store,
                     maybe.update(seen.add(numbers))
             if workers <= 1:
                 _in_process(ctx, map(recipients.text, pieces), after,
-                            PlanWriter(store.path, record.id), seen, add)
+                            store.plan_writers(record.id).open(), seen, add)
             else:
-                await _in_workers(ctx, pieces, after, store.path, record.id, bits,
+                await _in_workers(ctx, pieces, after, store.plan_writers(record.id), bits,
                                   recipients.path, workers, add)
     return Written(tally, sorted(maybe))
 
 
-def _in_process(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, writer: PlanWriter,
+def _in_process(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, writer: PieceWriter,
                 seen: SeenNumbers, add: Callable[[Written], None]) -> None:
     """Plan here, and write each chunk from a thread while the next is planned.
 
     The thread's SQLite work (about a third of a row's cost) then runs on another core: it
-    holds no GIL, as each batch is a few calls (:meth:`PlanWriter.write_json`). One batch at
+    holds no GIL, as each batch is a few calls (:meth:`PieceWriter.write_json`). One batch at
     most is being written, so memory stays flat, and a batch is counted only once written.
     """
     writing: tuple[Future[None], Written] | None = None
@@ -290,15 +291,15 @@ def _in_process(ctx: PlanContext, chunks: Iterator[TextChunk], after: int, write
         wait_written()
 
 
-async def _in_workers(ctx: PlanContext, pieces: Iterator[Piece], after: int, db: Path,
-                      campaign_id: int, bits: Path, recipients: Path, workers: int,
+async def _in_workers(ctx: PlanContext, pieces: Iterator[Piece], after: int,
+                      writers: PlanWriters, bits: Path, recipients: Path, workers: int,
                       add: Callable[[Written], None]) -> None:
     loop = asyncio.get_running_loop()
     pending: deque[Future[Written]] = deque()
     mp = multiprocessing.get_context("spawn")
     turns = Turns(mp, 2 * workers * CHUNKS_IN_FLIGHT_PER_WORKER)
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=worker_init,
-                             initargs=(ctx, db, campaign_id, bits, turns, recipients)) as pool:
+                             initargs=(ctx, writers, bits, turns, recipients)) as pool:
         try:
             for index, piece in enumerate(pieces):
                 pending.append(pool.submit(worker_plan, index, piece, after))

@@ -14,13 +14,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from engine.gc_policy import set_rare
 from engine.plan.recipients import Piece, piece_text
 from engine.plan.rows import PlanContext, Written, add_numbers, plan_piece
 from engine.plan.seen import SeenNumbers
-from engine.store.sqlite.plan_writer import PlanWriter
+
+if TYPE_CHECKING:  # a planning process starts without the store's modules
+    from engine.store.protocols import PieceWriter, PlanWriters
 
 NOT_WRITTEN: Final = -1
 PARENT_CHECK_S: Final = 0.5
@@ -99,13 +101,13 @@ class Turns:
         self._aborted.value = 1
 
 
-_WORKER: tuple[PlanContext, PlanWriter, SeenNumbers, Turns, int] | None = None
+_WORKER: tuple[PlanContext, PieceWriter, SeenNumbers, Turns, int] | None = None
 
 
-def worker_init(ctx: PlanContext, db: Path, campaign_id: int, bits: Path, turns: Turns,
+def worker_init(ctx: PlanContext, writers: PlanWriters, bits: Path, turns: Turns,
                  recipients: Path) -> None:
     global _WORKER
-    _WORKER = (ctx, PlanWriter(db, campaign_id), SeenNumbers.mapped(bits), turns,
+    _WORKER = (ctx, writers.open(), SeenNumbers.mapped(bits), turns,
                os.open(recipients, os.O_RDONLY))
     set_rare()
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,

@@ -1,6 +1,8 @@
 """What the engine asks of a store, by the callers' needs; every backend provides these.
 
-The dispatcher knows only :class:`Outbox`: one worker's view of one campaign's messages.
+The planner knows only :class:`PlanSink` (and hands its worker processes a
+:class:`PlanWriters`, never a path); the dispatcher knows only :class:`Outbox`: one worker's
+view of one campaign's messages.
 Backends: :class:`engine.store.sqlite.outbox.SqliteOutbox` (the embedded default) and
 :class:`engine.store.memory.MemoryOutbox` (the same rules in plain Python, for fast tests).
 The rules every backend keeps are in :mod:`engine.store.states`, and one contract test
@@ -9,11 +11,66 @@ suite (``tests/test_outbox_contract.py``) runs against each.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Collection, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
-from engine.store.records import Settlement
+from engine.plan.tally import PlanCounts, Tally
+from engine.routing import RatePlan
+from engine.store.records import CampaignRecord, Settlement
 from engine.store.states import PENDING, Claim, Rescued
+
+
+class PieceWriter(Protocol):
+    """Writes planned pieces of one campaign, in the process that planned them: each piece
+    and the plan's resume point in one transaction."""
+
+    def write(self, valid: Sequence[tuple[Any, ...]], not_sent: Sequence[tuple[Any, ...]], *,
+              through: int | None) -> None:
+        """A piece's rows (``PLANNED_COLUMNS`` / ``NOT_SENT_COLUMNS`` tuples) and the resume
+        point (``None``: it stays where it is)."""
+
+    def write_json(self, valid: str, not_sent: str, *, through: int) -> None:
+        """:meth:`write` with each list of tuples as one JSON array."""
+
+    def discard(self) -> None:
+        """Forget every row of a plan that is not complete, and its resume point."""
+
+    def close(self) -> None: ...
+
+
+class PlanWriters(Protocol):
+    """Opens a :class:`PieceWriter` in whichever process asks (picklable: it crosses to the
+    planning worker processes)."""
+
+    def open(self) -> PieceWriter: ...
+
+
+class PlanSink(Protocol):
+    """Where a plan goes: the campaign's record, its planned rows, the duplicates pass."""
+
+    async def open_campaign(self, *, name: str, fingerprint: str, path: Path, currency: str,
+                            plans: Sequence[RatePlan]) -> CampaignRecord:
+        """The campaign named *name*, created with its rate plans if new; a campaign of
+        another fingerprint under that name is a :class:`~engine.errors.CampaignError`."""
+
+    def plan_writers(self, campaign_id: int) -> PlanWriters:
+        """What writes the campaign's planned pieces, in this process or another."""
+
+    def planned_numbers(self, campaign_id: int, page: int = ...) -> AsyncIterator[list[str]]:
+        """The numbers of the valid rows planned so far, a page at a time."""
+
+    async def finish_plan(self, campaign_id: int, maybe_duplicates: Collection[str],
+                          tally: Tally | None = None) -> None:
+        """Later occurrences of a number become ``skipped``/``duplicate``; the plan is
+        complete."""
+
+    async def plan_counts(self, campaign_id: int) -> PlanCounts:
+        """What the stored plan holds, by state and reason."""
+
+    def stored_texts(self, campaign_id: int, page: int = ...
+                     ) -> AsyncIterator[list[tuple[str, str | None, int, int]]]:
+        """(text, variables, segments, price) of valid rows whose text is stored."""
 
 
 class Outbox(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
@@ -86,6 +87,18 @@ PLAN_TEMP_STORE: Final = "PRAGMA temp_store=MEMORY"
 it alone if a row breaks a constraint), and SQLite keeps that in a temporary file: a file
 created, written and deleted for every batch, ~1.3 KB of writes a row. In memory it is the
 same copies without the system calls: 1.6 -> 0.6 µs of kernel time a row written."""
+
+
+@dataclass(frozen=True, slots=True)
+class SqlitePlanWriters:
+    """:class:`engine.store.protocols.PlanWriters` on SQLite: a :class:`PlanWriter` on one
+    campaign of one database file, opened in whichever process asks."""
+
+    path: Path
+    campaign_id: int
+
+    def open(self) -> PlanWriter:
+        return PlanWriter(self.path, self.campaign_id)
 
 
 class PlanWriter:

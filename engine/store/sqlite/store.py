@@ -31,7 +31,7 @@ from engine.plan.tally import PlanCounts, Tally
 from engine.routing import RatePlan, RateRow
 from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute, ReportRow, WorkerRecord
 from engine.store.sqlite.checkpoint_writer import PRAGMAS
-from engine.store.sqlite.plan_writer import PLAN_TEMP_STORE
+from engine.store.sqlite.plan_writer import PLAN_TEMP_STORE, SqlitePlanWriters
 from engine.store.states import SPENDING_STATES
 
 SCHEMA_VERSION: Final = 6
@@ -481,6 +481,10 @@ class Store:
         """The workers registered for *campaign*, live or not."""
         return [WorkerRecord(*row) for row in await self._rows(
             f"SELECT {WORKER_COLUMNS} FROM workers WHERE campaign = ?", (campaign,))]
+
+    def plan_writers(self, campaign_id: int) -> SqlitePlanWriters:
+        """What writes the campaign's planned pieces, in this process or a planning one."""
+        return SqlitePlanWriters(self.path, campaign_id)
 
     async def planned_numbers(self, campaign_id: int,
                               page: int = 50_000) -> AsyncIterator[list[str]]:
