@@ -178,12 +178,11 @@ def dead_pid() -> int:
 
 async def written(outbox: Outbox, *, marks: Sequence[int] = (),
                   settlements: Sequence[Settlement] = (), adjust_nanos: int = 0) -> bool:
-    """Queue *settlements* and *adjust_nanos*, mark *marks* ``sending`` and flush: True if
-    it was all applied, False if the outbox said its lease was lost."""
-    for settlement in settlements:
-        outbox.settle(settlement)
-    if adjust_nanos:
-        outbox.adjust_committed(adjust_nanos)
+    """Queue *settlements* (the first moving *adjust_nanos* of committed money), mark
+    *marks* ``sending`` and flush: True if it was all applied, False if the outbox said its
+    lease was lost."""
+    for i, settlement in enumerate(settlements):
+        outbox.settle(settlement, adjust_nanos if i == 0 else 0)
     lost = False
     try:
         async with anyio.create_task_group() as tg:
@@ -396,14 +395,15 @@ async def test_settling_to_claimed_keeps_the_holder_and_other_states_drop_it(
 async def test_committed_money_is_kept_from_the_first_claim_and_adjusted(
         make: Make) -> None:
     """Committed money is computed from the messages at the first claim of ``pending``
-    ones and kept from then on: an adjustment applies when flushed, not before."""
+    ones and kept from then on: what a settlement moves applies when flushed, not before."""
     backend = await make()
     a = await backend.outbox(worker("a"))
     assert await backend.committed() is None
     rows = (await a.claim("alpha", limit=4)).messages
     reserved = sum(r.cost_nanos for r in rows)
     assert await backend.committed() == reserved
-    a.adjust_committed(-rows[0].cost_nanos + 123)
+    a.settle(settled(rows[0], "accepted", message_id="m-1", actual_nanos=123),
+             123 - rows[0].cost_nanos)
     assert await backend.committed() == reserved
     assert await written(a)
     assert await backend.committed() == reserved - rows[0].cost_nanos + 123
@@ -432,10 +432,6 @@ async def test_spent_and_pending_by_provider_follow_the_states(make: Make) -> No
     assert held.state == CLAIMED
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: a committed-money adjustment is applied "
-                   "even when its settlement is refused as not held (checkpoint_writer.write "
-                   "adds committed_nanos whatever was written), so a worker whose lease "
-                   "lapsed takes back money for a message the rescue made unknown")
 async def test_money_of_a_refused_settlement_is_not_taken_back(make: Make) -> None:
     """A worker whose lease lapsed mid-send settles its message failed and gives back its
     reservation; the settlement is refused (the rescue made the message ``unknown``: it

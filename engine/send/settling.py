@@ -95,13 +95,12 @@ class Settling(RunState):
         """*job* was accepted: spent what the provider charged, else its estimate."""
         actual = self._home_nanos(result.cost, result.currency)
         self.spent_nanos += actual if actual is not None else job.cost_nanos
-        if actual is not None:
-            self.outbox.adjust_committed(actual - job.cost_nanos)
         lane.accepted += 1
         self.counts["accepted"] += 1
         self.outbox.settle(Settlement(
             "accepted", None, None, job.provider, job.route, job.price_nanos, job.cost_nanos,
-            result.provider_message_id, actual, job.attempts, time.time(), job.line))
+            result.provider_message_id, actual, job.attempts, time.time(), job.line),
+            actual - job.cost_nanos if actual is not None else 0)
         self._finish(lane, job)
 
     def _record(self, lane: Lane | None, job: Job, state: str, reason: str,
@@ -109,13 +108,11 @@ class Settling(RunState):
         """*job* ends ``failed`` or ``unknown`` (*state*) for *reason*."""
         if state == "unknown":
             self.spent_nanos += job.cost_nanos
-        else:
-            self.outbox.adjust_committed(-job.cost_nanos)
         self.counts[state] += 1
         self.outbox.settle(Settlement(
             state, reason, (detail or (result.detail if result else ""))[:300] or None,
             job.provider, job.route, job.price_nanos, job.cost_nanos, None, None, job.attempts,
-            time.time(), job.line))
+            time.time(), job.line), 0 if state == "unknown" else -job.cost_nanos)
         self._finish(lane, job)
 
     def _leave(self, lane: Lane | None, job: Job) -> None:
@@ -124,12 +121,10 @@ class Settling(RunState):
         self.counts["left"] += 1
         if job.marked:
             state = "unknown" if job.unsure else "pending"
-            if not job.unsure:
-                self.outbox.adjust_committed(-job.cost_nanos)
             self.outbox.settle(Settlement(
                 state, "interrupted" if job.unsure else None, None, job.provider, job.route,
                 job.price_nanos, job.cost_nanos, None, None, job.attempts, time.time(),
-                job.line))
+                job.line), 0 if job.unsure else -job.cost_nanos)
         self._finish(lane, job)
 
     def _requeue(self, lane: Lane, job: Job, delay_s: float) -> None:
@@ -181,11 +176,10 @@ class Settling(RunState):
             job.provider, job.route = route.provider, route.route
             job.price_nanos = route.price_nanos
             job.cost_nanos = route.price_nanos * job.segments
-            self.outbox.adjust_committed(job.cost_nanos - cost_before)
             self.outbox.settle(Settlement(
                 CLAIMED, None, f"failed over: {why}"[:300], job.provider, job.route,
                 job.price_nanos, job.cost_nanos, None, None, job.attempts, time.time(),
-                job.line))
+                job.line), job.cost_nanos - cost_before)
             log.info("run.failover", line=job.line, to=job.provider, why=why)
             job.marked = job.unsure = False
             if backpressure:

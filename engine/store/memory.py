@@ -146,9 +146,8 @@ class MemoryOutbox:
         self.worker = worker
         self.worker_id = worker.id
         self._live = live
-        self._settlements: list[Settlement] = []
+        self._settlements: list[tuple[Settlement, int]] = []
         self._marks: list[tuple[float, int]] = []
-        self._committed_nanos = 0
         self._closed = anyio.Event()
         self.flushes = 0
 
@@ -162,11 +161,8 @@ class MemoryOutbox:
         self._marks.extend((now, line) for line in lines)
         await self.flush()
 
-    def settle(self, settlement: Settlement) -> None:
-        self._settlements.append(settlement)
-
-    def adjust_committed(self, nanos: int) -> None:
-        self._committed_nanos += nanos
+    def settle(self, settlement: Settlement, committed_nanos: int = 0) -> None:
+        self._settlements.append((settlement, committed_nanos))
 
     async def flush(self) -> None:
         """Apply what is queued, settlements before marks (a line failed over and then
@@ -174,17 +170,17 @@ class MemoryOutbox:
         await anyio.lowlevel.checkpoint()
         settlements, self._settlements = self._settlements, []
         marks, self._marks = self._marks, []
-        nanos, self._committed_nanos = self._committed_nanos, 0
-        if not (settlements or marks or nanos):
+        if not (settlements or marks):
             return
         messages, me = self.campaign.messages, self.worker_id
-        not_held = 0
-        for s in settlements:
+        not_held = nanos = 0
+        for s, moves in settlements:
             if messages[s.line].worker != me:
                 not_held += 1
                 continue
             self.campaign.update(s.line, **s._asdict(),
                                   worker=me if s.state == CLAIMED else None)
+            nanos += moves
         for at, line in marks:
             if messages[line].worker != me:
                 not_held += 1

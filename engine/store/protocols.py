@@ -77,10 +77,10 @@ class Outbox(Protocol):
     """One worker's claims, marks and settlements on one campaign.
 
     Claims, rescues and releases take effect at once for every worker. Marks are durable
-    when :meth:`mark_sending` returns; settlements and committed-money adjustments are
-    queued and written by :meth:`run` (a task), at the latest by :meth:`flush` or
-    :meth:`close`. A mark or settlement for a message the worker no longer holds is not
-    written and raises :class:`engine.errors.LeaseLost` from the write that found it.
+    when :meth:`mark_sending` returns; settlements are queued and written by :meth:`run` (a
+    task), at the latest by :meth:`flush` or :meth:`close`. A mark or settlement for a
+    message the worker no longer holds is not written and raises
+    :class:`engine.errors.LeaseLost` from the write that found it.
     """
 
     worker_id: str
@@ -98,13 +98,11 @@ class Outbox(Protocol):
     async def mark_sending(self, lines: Sequence[int]) -> None:
         """Held messages are ``sending``, durably, their attempt counted."""
 
-    def settle(self, settlement: Settlement) -> None:
+    def settle(self, settlement: Settlement, committed_nanos: int = 0) -> None:
         """Queue a held message's new state (accepted, failed, unknown, pending, or claimed
-        on its next route)."""
-
-    def adjust_committed(self, nanos: int) -> None:
-        """Queue a change of the campaign's committed money (settled for more or less than
-        reserved, given back, or failed over to another price)."""
+        on its next route), and what it changes in the campaign's committed money (settled
+        for more or less than reserved, given back, or failed over to another price): the
+        money moves only if the settlement is written."""
 
     async def flush(self) -> None:
         """Write everything queued, now."""

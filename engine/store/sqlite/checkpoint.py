@@ -32,7 +32,9 @@ class Checkpointer:
         self._lock = anyio.Lock()
         self._sending: list[tuple[float, int]] = []
         self._updates: list[Settlement] = []
-        self._committed_nanos = 0
+        self._moves: list[tuple[int, int]] = []
+        """(index in the flush's settlements, nanos): what a settlement moves in committed
+        money, only where it moves any."""
         self._wake = anyio.Event()
         self._committed = anyio.Event()
         self._closed = False
@@ -47,28 +49,25 @@ class Checkpointer:
         self._wake.set()
         await committed.wait()
 
-    def update(self, row: Settlement) -> None:
-        """Queue one settlement for the next flush."""
+    def update(self, row: Settlement, committed_nanos: int = 0) -> None:
+        """Queue one settlement, and what it moves in committed money, for the next flush."""
+        if committed_nanos:
+            self._moves.append((len(self._updates), committed_nanos))
         self._updates.append(row)
         if len(self._updates) >= MAX_UPDATES_PER_FLUSH:
             self._wake.set()
-
-    def adjust_committed(self, nanos: int) -> None:
-        """Add *nanos* to the campaign's committed money with the next flush (a message
-        settled for more or less than its claim reserved, or given back)."""
-        self._committed_nanos += nanos
 
     async def flush(self) -> None:
         """Write everything queued so far, now."""
         async with self._lock:
             sending, self._sending = self._sending, []
             updates, self._updates = self._updates, []
-            nanos, self._committed_nanos = self._committed_nanos, 0
+            moves, self._moves = self._moves, []
             committed, self._committed = self._committed, anyio.Event()
             not_held = 0
-            if sending or updates or nanos:
+            if sending or updates:
                 with anyio.CancelScope(shield=True):
-                    not_held = await self._writer.write(sending, updates, nanos)
+                    not_held = await self._writer.write(sending, updates, moves)
                 self.flushes += 1
                 self.rows_written += len(sending) + len(updates)
             committed.set()

@@ -7,7 +7,7 @@ whole time, and the loop itself waited on the GIL for part of every commit. A pr
 no GIL to share. The run sends each group commit down a pipe and waits for one byte back.
 
 Frames on the pipe: parent to child, a 4-byte big-endian length and a ``marshal``-ed
-``(sending, updates, committed_nanos)`` triple (the arguments of
+``(sending, updates, committed)`` triple (the arguments of
 :meth:`engine.store.sqlite.checkpoint_writer.CheckpointWriter.write`); child to parent, ``0``
 when committed, ``2`` and a 4-byte count when committed but that many rows were not the
 worker's to write, or ``1``, a 4-byte length and a UTF-8 error message. The child answers
@@ -68,14 +68,15 @@ class CheckpointProcess:
         await self._reply()
 
     async def write(self, sending: Sequence[tuple[float, int]],
-                    updates: Sequence[tuple[Any, ...]], committed_nanos: int = 0) -> int:
+                    updates: Sequence[tuple[Any, ...]],
+                    committed: Sequence[tuple[int, int]] = ()) -> int:
         """Commit one transaction in the child; returns once it is on disk, with how many
         rows were not written because the worker no longer holds them."""
         if self._process is None:
             await self.start()
         assert self._process is not None and self._process.stdin is not None
         frame = marshal.dumps((list(sending), [tuple(u) for u in updates],  # no NamedTuple
-                               committed_nanos))
+                               list(committed)))
         try:
             await self._process.stdin.send(len(frame).to_bytes(4, "big") + frame)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):

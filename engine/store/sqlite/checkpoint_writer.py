@@ -67,7 +67,8 @@ class CheckpointWriter:
         self._worker_id = worker_id
 
     def write(self, sending: Sequence[tuple[float, int]],
-              updates: Sequence[tuple[Any, ...]], committed_nanos: int = 0) -> int:
+              updates: Sequence[tuple[Any, ...]],
+              committed: Sequence[tuple[int, int]] = ()) -> int:
         """Settlements (:class:`~engine.store.records.Settlement` as plain tuples), then messages
         about to be sent.
 
@@ -76,21 +77,29 @@ class CheckpointWriter:
         the mark is the later, and must be what stays. An outcome never shares a transaction
         with its own attempt's mark, which committed before the request left.
 
-        *committed_nanos* is added to the campaign's committed money (a message settled for
-        more or less than was reserved, or given back). Returns how many rows were not
-        written because this worker no longer holds them.
+        *committed* pairs the index of a settlement in *updates* with what it moves in the
+        campaign's committed money (settled for more or less than was reserved, given back):
+        moved only if that settlement is written. Returns how many rows were not written
+        because this worker no longer holds them.
         """
         c, w = self._campaign_id, self._worker_id
-        written = 0
+        rows = [(*u[:-1], u[0], c, u[-1], w) for u in updates]
+        written = money = start = 0
         with immediate_transaction(self._conn) as conn:
-            if updates:
-                written += conn.executemany(
-                    _UPDATE, [(*u[:-1], u[0], c, u[-1], w) for u in updates]).rowcount
+            for index, nanos in committed:  # in order: a line may be settled twice
+                if index > start:
+                    written += conn.executemany(_UPDATE, rows[start:index]).rowcount
+                if conn.execute(_UPDATE, rows[index]).rowcount:
+                    written += 1
+                    money += nanos
+                start = index + 1
+            if start < len(rows):
+                written += conn.executemany(_UPDATE, rows[start:]).rowcount
             if sending:
                 written += conn.executemany(
                     _SENDING, [(t, c, line, w) for t, line in sending]).rowcount
-            if committed_nanos:
-                conn.execute(_COMMITTED, (committed_nanos, c))
+            if money:
+                conn.execute(_COMMITTED, (money, c))
         return len(updates) + len(sending) - written
 
     def close(self) -> None:

@@ -70,11 +70,8 @@ class SqliteOutbox:
     def mark_sending(self, lines: Sequence[int]) -> Coroutine[Any, Any, None]:
         return self._writes.mark_sending(lines)  # the writer's own coroutine: no frame more
 
-    def settle(self, settlement: Settlement) -> None:
-        self._writes.update(settlement)
-
-    def adjust_committed(self, nanos: int) -> None:
-        self._writes.adjust_committed(nanos)
+    def settle(self, settlement: Settlement, committed_nanos: int = 0) -> None:
+        self._writes.update(settlement, committed_nanos)
 
     async def flush(self) -> None:
         await self._writes.flush()
