@@ -1,2 +1,3 @@
-"""Sending: the dispatcher (one lane per provider, admission, retries, failover, settling),
-provider sessions and preflight."""
+"""Sending: the dispatcher (:mod:`.dispatcher`, made of feeding, admission, sending and
+settling over one shared state; lanes, jobs and the statistics it reports), the campaign's
+workers, provider sessions and preflight."""
