@@ -20,6 +20,11 @@ from engine.send.jobs import Job
 FEED_AHEAD_PER_WORKER: Final = 4
 """Messages fed ahead per worker of a lane (also what a crash may leave marked unsent on a
 lane that marks ahead, and the next run settles exactly)."""
+CLAIM_PAGE_MAX: Final = 500
+CLAIM_PAGE_SECONDS: Final = 2.0
+"""A claim takes about this many seconds of a rate-limited lane's sending (at least its
+backlog, at most :data:`CLAIM_PAGE_MAX`): a worker holds no more than it sends soon, so
+that other workers of the campaign find work too."""
 BULK_WORKERS: Final = 2
 """Batches in flight at once on a provider with a bulk API: one collects while one sends."""
 
@@ -87,6 +92,11 @@ class Lane:
         self.backlog = Backlog(max(config.concurrency * FEED_AHEAD_PER_WORKER,
                                    2 * self.workers * adapter.max_batch))
         """Room for two full batches per bulk worker: a smaller backlog caps every batch."""
+        limit = config.rate_limit
+        per_claim = (CLAIM_PAGE_MAX if limit is None else
+                     int(limit.count / limit.period_s * CLAIM_PAGE_SECONDS * adapter.max_batch))
+        self.claim_rows = max(self.backlog.limit, min(CLAIM_PAGE_MAX, per_claim))
+        """How many messages its feeder claims at a time."""
 
     def enqueue(self, job: Job) -> None:
         """Queue *job* for this lane's workers."""

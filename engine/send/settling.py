@@ -34,7 +34,7 @@ from engine.send.jobs import Job
 from engine.send.lanes import Lane
 from engine.send.state import RunState
 from engine.store.records import Settlement
-from engine.store.states import CLAIMED
+from engine.store.states import CLAIMED, UNKNOWN
 
 log = structlog.get_logger()
 
@@ -116,15 +116,16 @@ class Settling(RunState):
         self._finish(lane, job)
 
     def _leave(self, lane: Lane | None, job: Job) -> None:
-        """Not sent this run: left for the next one, ``pending`` again if this run marked it
-        ``sending`` (``unknown`` if its last attempt's outcome is unknown)."""
+        """Not sent this run: left for the next one. It stays held (``claimed`` again if
+        this run marked it ``sending``) until the run releases what it holds as it ends, so
+        that no part of this run takes it up again; ``unknown`` if its last attempt's
+        outcome is unknown."""
         self.counts["left"] += 1
         if job.marked:
-            state = "unknown" if job.unsure else "pending"
             self.outbox.settle(Settlement(
-                state, "interrupted" if job.unsure else None, None, job.provider, job.route,
-                job.price_nanos, job.cost_nanos, None, None, job.attempts, time.time(),
-                job.line), 0 if job.unsure else -job.cost_nanos)
+                UNKNOWN if job.unsure else CLAIMED, "interrupted" if job.unsure else None, None,
+                job.provider, job.route, job.price_nanos, job.cost_nanos, None, None,
+                job.attempts, time.time(), job.line))
         self._finish(lane, job)
 
     def _requeue(self, lane: Lane, job: Job, delay_s: float) -> None:
