@@ -639,10 +639,10 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool,
         stats = outcome.stats
         extra: dict[str, Any] = {}
         if seen:
-            # the checkpoint writer behind the dispatcher's outbox (SqliteOutbox), if it is one
-            cp = getattr(seen[0].outbox, "_writes", None)
-            extra = {"checkpoint_flushes": getattr(cp, "flushes", 0),
-                     "checkpoint_rows": getattr(cp, "rows_written", 0)}
+            # the checkpoint writer's work behind the dispatcher's outbox (a SqliteOutbox)
+            outbox = seen[0].outbox
+            extra = {"checkpoint_flushes": getattr(outbox, "flushes", 0),
+                     "checkpoint_rows": getattr(outbox, "rows_written", 0)}
             started = seen[0].statistics().started_at - time.monotonic() + time.perf_counter()
             extra["dispatcher_span"] = [started, started + stats.seconds]
         extra["provider_seconds"] = provider_spans(config.database, campaign.name, t0)

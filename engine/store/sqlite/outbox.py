@@ -82,6 +82,16 @@ class SqliteOutbox:
     async def stop(self) -> None:
         await self._writes.release()
 
+    @property
+    def flushes(self) -> int:
+        """Transactions the checkpoint writer has committed for this worker."""
+        return self._writes.flushes
+
+    @property
+    def rows_written(self) -> int:
+        """Marks and settlements in them."""
+        return self._writes.rows_written
+
     # --- reads -----------------------------------------------------------------------------
 
     async def spent_nanos(self) -> int:
