@@ -17,19 +17,16 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from engine.store.records import SETTLEMENT_COLUMNS
+from engine.store.sqlite.sql import query, statements
 
-PRAGMAS: Final = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
-                  "PRAGMA busy_timeout=10000", "PRAGMA cache_size=-8192")
+PRAGMAS: Final = statements("connection_pragmas")
 
-# Only a row the worker still holds is written (``worker IS ?``: a writer without a worker
-# id writes rows held by nobody); a settlement keeps its row held only where it stays claimed.
-_UPDATE: Final = (f"UPDATE messages SET {', '.join(c + ' = ?' for c in SETTLEMENT_COLUMNS)}, "
-                  "worker = iif(? = 'claimed', worker, NULL) "
-                  "WHERE campaign_id = ? AND line = ? AND worker IS ?")
-_SENDING: Final = ("UPDATE messages SET state = 'sending', attempts = attempts + 1, "
-                   "updated_at = ? WHERE campaign_id = ? AND line = ? AND worker IS ?")
-_COMMITTED: Final = ("UPDATE campaigns SET committed_nanos = committed_nanos + ? "
-                     "WHERE id = ? AND committed_nanos IS NOT NULL")
+_UPDATE: Final = query("settle", assignments=", ".join(c + " = ?" for c in SETTLEMENT_COLUMNS))
+_SENDING: Final = query("mark_sending")
+_COMMITTED: Final = query("move_committed")
+_BEGIN: Final = query("begin_immediate")
+_COMMIT: Final = query("commit")
+_ROLLBACK: Final = query("rollback")
 
 OK: Final = b"\x00"
 FAILED: Final = b"\x01"
@@ -42,13 +39,13 @@ NOT_HELD: Final = b"\x02"
 def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` on an autocommit connection; ``COMMIT``, or ``ROLLBACK`` on any
     exception."""
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(_BEGIN)
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute(_ROLLBACK)
         raise
-    conn.execute("COMMIT")
+    conn.execute(_COMMIT)
 
 
 class CheckpointWriter:

@@ -14,46 +14,30 @@ from typing import Any, Final
 
 import anyio
 
-from engine.store.sqlite.store import Store
+from engine.store.sqlite.sql import query
+from engine.store.sqlite.store import Store, paged
 
 FINAL_DELIVERY_STATES: Final = ("delivered", "undelivered", "expired")
 UNKNOWN_DELIVERY: Final = "unknown_delivery"
 """``delivery_reason`` of an accepted message whose report never came before the expiry."""
-AWAITING_REPORT: Final = ("state = 'accepted' AND "
-                          f"coalesce(delivery_reason, '') <> '{UNKNOWN_DELIVERY}'")
+AWAITING_REPORT: Final = query("awaiting_report_condition", unknown_delivery=UNKNOWN_DELIVERY)
 """The condition on ``messages`` of a sent message whose delivery report is still to come."""
 UNMATCHED_PER_PASS: Final = 20_000
 """Stored reports without a message yet, newest first, that one apply pass tries again."""
 
-_INSERT_REPORT: Final = (
-    "INSERT INTO delivery_reports (provider, provider_message_id, state, provider_status, "
-    "reason, at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (provider, provider_message_id, state) DO NOTHING")
-_UNAPPLIED: Final = (
-    "(SELECT provider, provider_message_id, state, provider_status, reason, at, received_at "
-    "FROM delivery_reports WHERE applied = 0 AND state IN ({states}) "
-    f"ORDER BY received_at DESC LIMIT {UNMATCHED_PER_PASS})")
-_APPLY_PROGRESS: Final = (
-    "UPDATE messages SET delivery_state = r.state, delivery_status = r.provider_status "
-    f"FROM {_UNAPPLIED.format(states=repr('accepted') + ', ' + repr('unknown'))} AS r "
-    "WHERE messages.provider = r.provider AND messages.provider_message_id = "
-    "r.provider_message_id AND messages.state = 'accepted' "
-    f"AND coalesce(messages.delivery_reason, '') <> '{UNKNOWN_DELIVERY}'")
-_APPLY_FINAL: Final = (
-    "UPDATE messages SET "
-    "state = CASE r.state WHEN 'delivered' THEN 'delivered' ELSE 'undelivered' END, "
-    "delivery_state = r.state, delivery_status = r.provider_status, "
-    "delivered_at = CASE r.state WHEN 'delivered' THEN coalesce(r.at, r.received_at) END, "
-    "delivery_reason = CASE r.state WHEN 'delivered' THEN NULL WHEN 'expired' THEN 'expired' "
-    "ELSE coalesce(nullif(r.reason, ''), r.provider_status) END "
-    f"FROM {_UNAPPLIED.format(states=', '.join(map(repr, FINAL_DELIVERY_STATES)))} AS r "
-    "WHERE messages.provider = r.provider AND messages.provider_message_id = "
-    "r.provider_message_id AND messages.state = 'accepted'")
-_MARK_APPLIED: Final = (
-    "UPDATE delivery_reports SET applied = 1 WHERE applied = 0 AND EXISTS (SELECT 1 FROM "
-    "messages AS m WHERE m.provider = delivery_reports.provider AND m.provider_message_id = "
-    "delivery_reports.provider_message_id AND m.state IN ('accepted', 'delivered', "
-    "'undelivered'))")
+_INSERT_REPORT: Final = query("insert_report")
+_APPLY_PROGRESS: Final = query(
+    "apply_progress", unknown_delivery=UNKNOWN_DELIVERY,
+    unapplied=query("unapplied", states="'accepted', 'unknown'", limit=str(UNMATCHED_PER_PASS)))
+_APPLY_FINAL: Final = query(
+    "apply_final", unapplied=query("unapplied", states=", ".join(map(repr, FINAL_DELIVERY_STATES)),
+                                   limit=str(UNMATCHED_PER_PASS)))
+_MARK_APPLIED: Final = query("mark_applied")
+_AWAITING: Final = paged(query("awaiting_columns"),
+                         query("awaiting_from", awaiting=AWAITING_REPORT))
+_GIVEN_UP: Final = query("given_up_by_provider", unknown_delivery=UNKNOWN_DELIVERY)
+_OLDEST_AWAITING: Final = query("oldest_awaiting", awaiting=AWAITING_REPORT)
+_EXPIRE: Final = query("expire", unknown_delivery=UNKNOWN_DELIVERY, awaiting=AWAITING_REPORT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +112,7 @@ async def _record_reports(store: Store, reports: Sequence[DeliveryReport]) -> Ap
         await db.execute(_APPLY_PROGRESS)
         await db.execute(_APPLY_FINAL)
         await db.execute(_MARK_APPLIED)
-        async with db.execute("SELECT count(*) FROM delivery_reports WHERE applied = 0") as cur:
+        async with db.execute(query("unapplied_count")) as cur:
             row = await cur.fetchone()
     return ApplyResult(stored, int(row[0]) if row else 0)
 
@@ -151,26 +135,19 @@ def _delivery_group(rows: Sequence[tuple[Any, ...]]) -> DeliveryGroup:
 
 
 async def _delivery_summary(store: Store, campaign_id: int) -> DeliverySummary:
-    rows = await store._rows(
-        "SELECT provider, country, state, delivery_reason, count(*), "
-        "coalesce(sum(cost_nanos), 0), coalesce(sum(coalesce(actual_cost_nanos, cost_nanos)), 0) "
-        "FROM messages WHERE campaign_id = ? AND state IN ('accepted', 'delivered', "
-        "'undelivered') GROUP BY provider, country, state, delivery_reason", (campaign_id,))
+    rows = await store._rows(query("delivery_groups"), (campaign_id,))
     per_provider: dict[str, list[tuple[Any, ...]]] = {}
     per_country: dict[str, list[tuple[Any, ...]]] = {}
     for provider, country, *rest in rows:
         per_provider.setdefault(provider or "", []).append(tuple(rest))
         per_country.setdefault(country or "", []).append(tuple(rest))
-    latency = ("SELECT delivered_at - updated_at FROM messages WHERE campaign_id = ? AND "
-               "state = 'delivered' AND delivered_at IS NOT NULL AND updated_at IS NOT NULL ")
-    count = int(await store._scalar(f"SELECT count(*) FROM ({latency})", (campaign_id,)))
+    count = int(await store._scalar(query("delivered_latency_count"), (campaign_id,)))
 
     async def quantile(q: float) -> float | None:
         if not count:
             return None
         offset = min(count - 1, int(q * (count - 1) + 0.5))
-        value = await store._scalar(f"{latency} ORDER BY 1 LIMIT 1 OFFSET ?",
-                                    (campaign_id, offset))
+        value = await store._scalar(query("delivered_latency_at"), (campaign_id, offset))
         return max(0.0, float(value)) if value is not None else None
 
     return DeliverySummary(
@@ -205,11 +182,7 @@ class DeliveryStore:
     async def awaiting(self, campaign_id: int, provider: str, *, after_line: int = 0,
                        limit: int = 1000) -> list[AwaitingDelivery]:
         """Accepted messages of *provider* without a final delivery state, in line order."""
-        rows = await self.store.page(
-            "line, provider_message_id, coalesce(updated_at, 0)",
-            f"FROM messages WHERE campaign_id = ? AND {AWAITING_REPORT} AND provider = ? "
-            "AND line > ? AND provider_message_id IS NOT NULL ORDER BY line LIMIT ?",
-            (campaign_id, provider, after_line, limit))
+        rows = await self.store.page_of(_AWAITING, (campaign_id, provider, after_line, limit))
         return [AwaitingDelivery(int(line), str(pmid), float(t)) for line, pmid, t in rows]
 
     async def awaiting_count(self, campaign_id: int) -> dict[str, int]:
@@ -217,13 +190,8 @@ class DeliveryStore:
         the state index alone, less those given up (``messages_unknown_delivery``). Asked
         in one pass over every accepted row, each read for its reason, it took 0.2 s a
         100k messages each poll round."""
-        accepted = await self.store._rows(
-            "SELECT provider, count(*) FROM messages WHERE campaign_id = ? AND state = "
-            "'accepted' GROUP BY provider", (campaign_id,))
-        given_up = dict(await self.store._rows(
-            "SELECT provider, count(*) FROM messages INDEXED BY messages_unknown_delivery "
-            f"WHERE campaign_id = ? AND delivery_reason = '{UNKNOWN_DELIVERY}' "
-            "AND state = 'accepted' GROUP BY provider", (campaign_id,)))
+        accepted = await self.store._rows(query("accepted_by_provider"), (campaign_id,))
+        given_up = dict(await self.store._rows(_GIVEN_UP, (campaign_id,)))
         counts = {str(p): int(n) - int(given_up.get(p, 0)) for p, n in accepted}
         return {p: n for p, n in counts.items() if n}
 
@@ -241,20 +209,14 @@ class DeliveryStore:
         given up that much later)."""
         if sent_before <= self._none_before.get(campaign_id, 0.0):
             return 0
-        oldest = await self.store._scalar(
-            f"SELECT min(updated_at) FROM messages WHERE campaign_id = ? AND {AWAITING_REPORT}",
-            (campaign_id,))
+        oldest = await self.store._scalar(_OLDEST_AWAITING, (campaign_id,))
         if oldest is None or oldest >= sent_before:
             self._none_before[campaign_id] = time.time() if oldest is None else float(oldest)
             return 0
         self._none_before.pop(campaign_id, None)
         with anyio.CancelScope(shield=True):
             async with self.store.transaction() as db:
-                cur = await db.execute("UPDATE messages SET delivery_state = 'unknown', "
-                                       f"delivery_reason = '{UNKNOWN_DELIVERY}' WHERE "
-                                       f"campaign_id = ? AND {AWAITING_REPORT} "
-                                       "AND updated_at < ?",
-                                       (campaign_id, sent_before))
+                cur = await db.execute(_EXPIRE, (campaign_id, sent_before))
                 changed = int(cur.rowcount)
         return changed
 
@@ -262,13 +224,12 @@ class DeliveryStore:
         """This database's secret for webhook path tokens, made on first use."""
         import secrets
 
-        value = await self.store._scalar("SELECT value FROM meta WHERE key = 'webhook_key'")
+        value = await self.store._scalar(query("webhook_key"))
         if value is None:
             with anyio.CancelScope(shield=True):
                 async with self.store.transaction() as db:
-                    await db.execute("INSERT INTO meta VALUES ('webhook_key', ?) ON CONFLICT "
-                                     "(key) DO NOTHING", (secrets.token_hex(32),))
-            value = await self.store._scalar("SELECT value FROM meta WHERE key = 'webhook_key'")
+                    await db.execute(query("insert_webhook_key"), (secrets.token_hex(32),))
+            value = await self.store._scalar(query("webhook_key"))
         return bytes.fromhex(str(value))
 
     async def summary(self, campaign_id: int) -> DeliverySummary:

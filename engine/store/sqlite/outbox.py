@@ -16,7 +16,8 @@ from typing import Any, Final
 
 from engine.store.records import Outgoing, Settlement, WorkerRecord
 from engine.store.sqlite.checkpoint import Checkpointer
-from engine.store.sqlite.store import OUTGOING_COLUMNS, Store
+from engine.store.sqlite.sql import query
+from engine.store.sqlite.store import OUTGOING_COLUMNS, Store, paged
 from engine.store.states import (
     CLAIMED,
     HELD_STATES,
@@ -32,19 +33,37 @@ _AS_CLAIMED: Final = OUTGOING_COLUMNS.replace(", state,", f", '{CLAIMED}',")
 """A claim's page reads its rows as they will be once claimed (a ``_replace`` of each row
 cost about 1.5 µs a message: bench/dispatcher_overhead.py)."""
 assert _AS_CLAIMED != OUTGOING_COLUMNS
-_ELIGIBLE: Final = (
-    "FROM messages WHERE campaign_id = ? AND state = ? AND provider = ? AND worker IS NULL "
-    "AND line > ? ORDER BY line LIMIT ?")
-_TAKE: Final = (
-    "UPDATE messages SET state = ?, worker = ? "
-    "WHERE campaign_id = ? AND line IN (SELECT value FROM json_each(?)) "
-    "AND state = ? AND worker IS NULL")
-_COMMITTED: Final = (
-    "SELECT coalesce(sum(coalesce(actual_cost_nanos, cost_nanos)), 0) FROM messages "
-    f"WHERE campaign_id = ? AND state IN ({', '.join('?' * (len(SPENDING_STATES) + 1))})")
-_ADD_COMMITTED: Final = (
-    "UPDATE campaigns SET committed_nanos = coalesce(committed_nanos, ?) + ? WHERE id = ?")
-_HELD_BY: Final = "(worker IN (SELECT value FROM json_each(?)) OR worker IS NULL)"
+_CLAIM_PENDING: Final = paged(_AS_CLAIMED, query("eligible_from"))
+_CLAIM: Final = paged(OUTGOING_COLUMNS, query("eligible_from"))
+_TAKE: Final = query("take")
+_KEPT_COMMITTED: Final = query("kept_committed")
+_COMMITTED: Final = query("spent", states=", ".join("?" * (len(SPENDING_STATES) + 1)))
+"""What every worker has sent, may have sent, or holds claimed."""
+_SET_COMMITTED: Final = query("set_committed")
+_ADD_COMMITTED: Final = query("add_committed")
+_RETURN_COMMITTED: Final = query("return_committed")
+_HELD_BY_OTHERS: Final = paged("line", query("held_by_others_from",
+                                             states=", ".join("?" * len(HELD_STATES))))
+
+_DEAD: Final = query("held_by_condition")
+"""Rescue: held by the dead workers of a JSON array of ids, or by nobody."""
+_DEAD_CLAIMED: Final = query("held_count", held_by=_DEAD, lines="")
+_UNCLAIM_DEAD: Final = query("unclaim", held_by=_DEAD, lines="")
+_INTERRUPT_DEAD: Final = query("interrupt_sending", held_by=_DEAD)
+_UNHOLD_DEAD: Final = query("unhold", held_by=query("held_by_workers_condition"), lines="")
+
+_MINE: Final = query("held_by_worker_condition")
+_OF_LINES: Final = f" AND {query('lines_condition')}"
+_RELEASE: Final = {
+    False: (query("held_count", held_by=_MINE, lines=""),
+            query("unclaim", held_by=_MINE, lines=""),
+            query("unhold", held_by=_MINE, lines="")),
+    True: (query("held_count", held_by=_MINE, lines=_OF_LINES),
+           query("unclaim", held_by=_MINE, lines=_OF_LINES),
+           query("unhold", held_by=_MINE, lines=_OF_LINES)),
+}
+"""Release's statements (count, make pending, let go of unknown), of every line the worker
+holds (False) or only of a JSON array of lines (True)."""
 
 
 class SqliteOutbox:
@@ -116,8 +135,8 @@ class SqliteOutbox:
         cid = self.campaign_id
         new_state = CLAIMED if state == PENDING else state
         async with self.store.transaction() as db:
-            rows = [Outgoing._make(r) for r in await self.store.page(
-                _AS_CLAIMED if new_state == CLAIMED else OUTGOING_COLUMNS, _ELIGIBLE,
+            rows = [Outgoing._make(r) for r in await self.store.page_of(
+                _CLAIM_PENDING if new_state == CLAIMED else _CLAIM,
                 (cid, state, provider, after_line, limit))]
             over_budget = False
             committed = None
@@ -144,14 +163,12 @@ class SqliteOutbox:
 
     async def _committed(self, db: Any) -> int:
         """The campaign's committed money: computed once from its messages, then kept."""
-        kept = await _one(db, "SELECT committed_nanos FROM campaigns WHERE id = ?",
-                          (self.campaign_id,))
+        kept = await _one(db, _KEPT_COMMITTED, (self.campaign_id,))
         if kept[0] is not None:
             return int(kept[0])
         committed = int((await _one(db, _COMMITTED, (self.campaign_id, *SPENDING_STATES,
                                                      CLAIMED)))[0])
-        await db.execute("UPDATE campaigns SET committed_nanos = ? WHERE id = ?",
-                         (committed, self.campaign_id))
+        await db.execute(_SET_COMMITTED, (committed, self.campaign_id))
         return committed
 
     async def rescue(self) -> Rescued:
@@ -164,40 +181,22 @@ class SqliteOutbox:
         cid = self.campaign_id
         async with self.store.transaction() as db:
             dead = [w.id for w in (WorkerRecord(*r) for r in await db.execute_fetchall(
-                        "SELECT id, campaign, host, boot_id, pid, pid_started, started_at, "
-                        "heartbeat_at FROM workers WHERE campaign = ? AND id != ?",
-                        (self.worker.campaign, self.worker_id)))
+                        query("other_workers"), (self.worker.campaign, self.worker_id)))
                     if not self._live(w)]
             ids = json.dumps(dead)
-            released = await _one(db, f"SELECT count(*), coalesce(sum(cost_nanos), 0) "
-                                  f"FROM messages WHERE campaign_id = ? AND state = ? "
-                                  f"AND {_HELD_BY}", (cid, CLAIMED, ids))
-            await db.execute(
-                f"UPDATE messages SET state = ?, worker = NULL WHERE campaign_id = ? "
-                f"AND state = ? AND {_HELD_BY}", (PENDING, cid, CLAIMED, ids))
+            released = await _one(db, _DEAD_CLAIMED, (cid, CLAIMED, ids))
+            await db.execute(_UNCLAIM_DEAD, (PENDING, cid, CLAIMED, ids))
             if released[0]:
-                await db.execute("UPDATE campaigns SET committed_nanos = committed_nanos - ? "
-                                 "WHERE id = ? AND committed_nanos IS NOT NULL",
-                                 (released[1], cid))
-            unknown = await db.execute(
-                f"UPDATE messages SET state = ?, reason = 'interrupted', detail = "
-                f"'the worker sending it stopped while it was being sent', worker = NULL "
-                f"WHERE campaign_id = ? AND state = ? AND {_HELD_BY}", (UNKNOWN, cid, SENDING,
-                                                                     ids))
-            await db.execute(
-                "UPDATE messages SET worker = NULL WHERE campaign_id = ? AND state = ? "
-                "AND worker IN (SELECT value FROM json_each(?))", (cid, UNKNOWN, ids))
-            await db.execute("DELETE FROM workers WHERE id IN (SELECT value FROM json_each(?))",
-                             (ids,))
+                await db.execute(_RETURN_COMMITTED, (released[1], cid))
+            unknown = await db.execute(_INTERRUPT_DEAD, (UNKNOWN, cid, SENDING, ids))
+            await db.execute(_UNHOLD_DEAD, (cid, UNKNOWN, ids))
+            await db.execute(query("delete_workers"), (ids,))
         return Rescued(len(dead), int(released[0]), unknown.rowcount)
 
     async def held_by_others(self) -> int:
         """Messages another worker holds: they may yet come back ``pending``."""
-        marks = ", ".join("?" * len(HELD_STATES))
-        rows = await self.store.page(
-            "line", f"FROM messages WHERE campaign_id = ? AND state IN ({marks}) "
-            "AND worker IS NOT NULL AND worker != ?",
-            (self.campaign_id, *HELD_STATES, self.worker_id))
+        rows = await self.store.page_of(_HELD_BY_OTHERS,
+                                        (self.campaign_id, *HELD_STATES, self.worker_id))
         return len(rows)
 
     async def release(self, lines: Sequence[int] | None = None) -> int:
@@ -205,22 +204,15 @@ class SqliteOutbox:
         None: ``pending`` again, their reservation returned) and let go of held ``unknown``
         ones; the count made ``pending``."""
         cid = self.campaign_id
-        which = ("" if lines is None else
-                 f" AND line IN (SELECT value FROM json_each('{json.dumps(list(lines))}'))")
+        count_held, unclaim, unhold = _RELEASE[lines is not None]
+        which = () if lines is None else (json.dumps(list(lines)),)
+        me = self.worker_id
         async with self.store.transaction() as db:
-            count, nanos = await _one(db, "SELECT count(*), coalesce(sum(cost_nanos), 0) "
-                                          "FROM messages WHERE campaign_id = ? AND state = ? "
-                                          f"AND worker = ?{which}", (cid, CLAIMED,
-                                                                     self.worker_id))
-            await db.execute("UPDATE messages SET state = ?, worker = NULL "
-                             f"WHERE campaign_id = ? AND state = ? AND worker = ?{which}",
-                             (PENDING, cid, CLAIMED, self.worker_id))
-            await db.execute("UPDATE messages SET worker = NULL "
-                             f"WHERE campaign_id = ? AND state = ? AND worker = ?{which}",
-                             (cid, UNKNOWN, self.worker_id))
+            count, nanos = await _one(db, count_held, (cid, CLAIMED, me, *which))
+            await db.execute(unclaim, (PENDING, cid, CLAIMED, me, *which))
+            await db.execute(unhold, (cid, UNKNOWN, me, *which))
             if count:
-                await db.execute("UPDATE campaigns SET committed_nanos = committed_nanos - ? "
-                                 "WHERE id = ? AND committed_nanos IS NOT NULL", (nanos, cid))
+                await db.execute(_RETURN_COMMITTED, (nanos, cid))
         return int(count)
 
 

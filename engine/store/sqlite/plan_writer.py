@@ -1,8 +1,8 @@
 """How planned rows are stored: their tuples' column order, and the writer of a planning
 process, a synchronous connection of its own.
 
-It imports no more than ``sqlite3``: worker processes import it, and each starts faster
-without the store's asynchronous stack.
+It imports no more than ``sqlite3`` and its statements (:mod:`engine.store.sqlite.sql`):
+worker processes import it, and each starts faster without the store's asynchronous stack.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from engine.store.sqlite.checkpoint_writer import PRAGMAS, immediate_transaction
+from engine.store.sqlite.sql import query
 
 VARIABLE_SEPARATOR: Final = "\x1f"
 """Between a valid row's placeholder values in ``messages.variables`` (bulk APIs with
@@ -42,47 +43,45 @@ row against ``executemany``. Each remainder size is a statement of its own, kept
 writer's statement cache."""
 
 
-_INSERT_PLANNED_INTO: Final = (
-    f"INSERT INTO messages (campaign_id, state, {', '.join(PLANNED_COLUMNS)})")
-_INSERT_NOT_SENT_INTO: Final = f"INSERT INTO messages (campaign_id, {', '.join(NOT_SENT_COLUMNS)})"
-_ON_CONFLICT: Final = "ON CONFLICT (campaign_id, line) DO NOTHING"
+_PLANNED_COLUMN_LIST: Final = ", ".join(PLANNED_COLUMNS)
+_NOT_SENT_COLUMN_LIST: Final = ", ".join(NOT_SENT_COLUMNS)
 
 
 @lru_cache(maxsize=2 * ROWS_PER_INSERT)
 def _insert_values(planned: bool, campaign_id: int, rows: int) -> str:
-    """The insert of *rows* tuples of :data:`PLANNED_COLUMNS` or :data:`NOT_SENT_COLUMNS`."""
+    """The insert of *rows* tuples of :data:`PLANNED_COLUMNS` or :data:`NOT_SENT_COLUMNS`
+    (``insert_planned`` / ``insert_not_sent``; the VALUES list is built here, its length
+    varying, and kept per size)."""
     if planned:
-        into = _INSERT_PLANNED_INTO
         one = (f"({campaign_id}, 'pending', {', '.join('?' * (len(PLANNED_COLUMNS) - 1))}, "
                "NULLIF(?, ''))")
-    else:
-        into = _INSERT_NOT_SENT_INTO
-        one = f"({campaign_id}, {', '.join('?' * len(NOT_SENT_COLUMNS))})"
-    return f"{into} VALUES {', '.join([one] * rows)} {_ON_CONFLICT}"
+        return query("insert_planned", columns=_PLANNED_COLUMN_LIST,
+                     rows=", ".join([one] * rows))
+    one = f"({campaign_id}, {', '.join('?' * len(NOT_SENT_COLUMNS))})"
+    return query("insert_not_sent", columns=_NOT_SENT_COLUMN_LIST, rows=", ".join([one] * rows))
 
 
-_PLANNED_THROUGH: Final = "UPDATE campaigns SET planned_through = ? WHERE id = ?"
+_PLANNED_THROUGH: Final = query("set_planned_through")
+_DELETE_MESSAGES: Final = query("delete_campaign_messages")
 _JSON_FIELDS: Final = "json_extract(value, '$[{}]')"
-_INSERT_PLANNED_JSON: Final = (
-    f"{_INSERT_PLANNED_INTO} SELECT ?, 'pending', "
-    f"{', '.join(map(_JSON_FIELDS.format, range(len(PLANNED_COLUMNS) - 1)))}"
-    f", NULLIF({_JSON_FIELDS.format(len(PLANNED_COLUMNS) - 1)}, '') "
-    f"FROM json_each(?) WHERE true {_ON_CONFLICT}")
-_INSERT_NOT_SENT_JSON: Final = (
-    f"{_INSERT_NOT_SENT_INTO} "
-    f"SELECT ?, {', '.join(map(_JSON_FIELDS.format, range(len(NOT_SENT_COLUMNS))))} "
-    f"FROM json_each(?) WHERE true {_ON_CONFLICT}")
-PLAN_SYNCHRONOUS: Final = "PRAGMA synchronous=NORMAL"
+_INSERT_PLANNED_JSON: Final = query(
+    "insert_planned_json", columns=_PLANNED_COLUMN_LIST,
+    fields=", ".join(map(_JSON_FIELDS.format, range(len(PLANNED_COLUMNS) - 1))),
+    text_field=_JSON_FIELDS.format(len(PLANNED_COLUMNS) - 1))
+_INSERT_NOT_SENT_JSON: Final = query(
+    "insert_not_sent_json", columns=_NOT_SENT_COLUMN_LIST,
+    fields=", ".join(map(_JSON_FIELDS.format, range(len(NOT_SENT_COLUMNS)))))
+PLAN_SYNCHRONOUS: Final = query("plan_synchronous")
 """For planned batches only. In WAL mode a commit then survives the process being killed,
 not the machine losing power, which could take the last batches back; the resume point
 is in the same transaction, so a resumed plan would plan them again. Nothing is sent
 while planning, so nothing is lost, and a fsync per batch is saved."""
 
-PLAN_FOREIGN_KEYS: Final = "PRAGMA foreign_keys=OFF"
+PLAN_FOREIGN_KEYS: Final = query("plan_foreign_keys")
 """For planned batches only: every row is of the campaign the plan has just opened, so the
 check of its ``campaign_id`` would be a look-up per row that cannot fail."""
 
-PLAN_TEMP_STORE: Final = "PRAGMA temp_store=MEMORY"
+PLAN_TEMP_STORE: Final = query("plan_temp_store")
 """A many-row insert keeps a statement journal (the pages it changes, as they were, to undo
 it alone if a row breaks a constraint), and SQLite keeps that in a temporary file: a file
 created, written and deleted for every batch, ~1.3 KB of writes a row. In memory it is the
@@ -151,7 +150,7 @@ class PlanWriter:
         """Every row planned so far, and the resume point: for a plan that is not complete
         (nothing of it was sent), refused for a broken recipients file."""
         with immediate_transaction(self._conn) as conn:
-            conn.execute("DELETE FROM messages WHERE campaign_id = ?", (self._campaign_id,))
+            conn.execute(_DELETE_MESSAGES, (self._campaign_id,))
             conn.execute(_PLANNED_THROUGH, (0, self._campaign_id))
 
     def close(self) -> None:

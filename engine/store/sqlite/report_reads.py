@@ -14,21 +14,20 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from engine.store.sqlite.delivery_store import UNKNOWN_DELIVERY
+from engine.store.sqlite.sql import query
 from engine.store.sqlite.store import Store
 
 SENT_STATES: Final = ("accepted", "delivered", "undelivered")
 """States of a message a provider took (``updated_at`` is then when it took it)."""
 FAILURE_STATES: Final = ("rejected", "skipped", "failed", "undelivered", "unknown",
                          "expired", "cancelled")
-_FAILED: Final = (f"(state IN ({', '.join(map(repr, FAILURE_STATES))}) OR "
-                  f"(state = 'accepted' AND delivery_reason = '{UNKNOWN_DELIVERY}'))")
+_FAILED: Final = query("failed_condition", states=", ".join(map(repr, FAILURE_STATES)),
+                       unknown_delivery=UNKNOWN_DELIVERY)
 """A message that did not reach its recipient, or whose fate is not known."""
-_LATENCY: Final = "delivered_at - updated_at"
-_ROW_COLUMNS: Final = (
-    "line, coalesce(phone, phone_raw), country, state, provider, segments, "
-    "coalesce(actual_cost_nanos, cost_nanos), "
-    f"CASE WHEN state = 'delivered' THEN {_LATENCY} END, "
-    "coalesce(delivery_reason, reason || coalesce(': ' || detail, ''), detail)")
+_SENT: Final = ", ".join(map(repr, SENT_STATES))
+_ROW_COLUMNS: Final = query("report_columns")
+_SAMPLED_ROWS: Final = query("sampled_rows", columns=_ROW_COLUMNS, failed=_FAILED)
+_FEATURED_FAILURES: Final = query("featured_rows", columns=_ROW_COLUMNS, where=_FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,24 +69,16 @@ class ReportReads:
         self.store = store
 
     async def span(self, campaign_id: int) -> Span:
-        states = ", ".join(map(repr, SENT_STATES))
-        row = (await self.store._rows(
-            "SELECT min(updated_at), max(updated_at), max(delivered_at) FROM messages "
-            f"WHERE campaign_id = ? AND state IN ({states})", (campaign_id,)))[0]
+        row = (await self.store._rows(query("sent_span", states=_SENT), (campaign_id,)))[0]
         return Span(*row)
 
     async def timeline(self, campaign_id: int, start: float, bucket_s: float
                        ) -> list[tuple[int, int, int]]:
         """(bucket index from *start*, sent, delivered) for every bucket with either."""
-        states = ", ".join(map(repr, SENT_STATES))
-        sent = await self.store._rows(
-            "SELECT CAST((updated_at - ?) / ? AS INTEGER) AS b, count(*) FROM messages "
-            f"WHERE campaign_id = ? AND state IN ({states}) AND updated_at IS NOT NULL "
-            "GROUP BY b", (start, bucket_s, campaign_id))
-        delivered = await self.store._rows(
-            "SELECT CAST((delivered_at - ?) / ? AS INTEGER) AS b, count(*) FROM messages "
-            "WHERE campaign_id = ? AND state = 'delivered' AND delivered_at IS NOT NULL "
-            "GROUP BY b", (start, bucket_s, campaign_id))
+        sent = await self.store._rows(query("sent_timeline", states=_SENT),
+                                      (start, bucket_s, campaign_id))
+        delivered = await self.store._rows(query("delivered_timeline"),
+                                           (start, bucket_s, campaign_id))
         merged: dict[int, list[int]] = {}
         for b, n in sent:
             merged.setdefault(int(b), [0, 0])[0] = int(n)
@@ -97,13 +88,11 @@ class ReportReads:
 
     async def latency_quantile(self, campaign_id: int, q: float) -> float | None:
         """The *q* quantile of send-to-delivery seconds of delivered messages."""
-        where = ("FROM messages WHERE campaign_id = ? AND state = 'delivered' "
-                 "AND delivered_at IS NOT NULL AND updated_at IS NOT NULL")
-        count = int(await self.store._scalar(f"SELECT count(*) {where}", (campaign_id,)))
+        count = int(await self.store._scalar(query("delivered_latency_count"), (campaign_id,)))
         if not count:
             return None
         value = await self.store._scalar(
-            f"SELECT max(0, {_LATENCY}) {where} ORDER BY 1 LIMIT 1 OFFSET ?",
+            query("delivered_latency_floor_at"),
             (campaign_id, min(count - 1, int(q * (count - 1) + 0.5))))
         return float(value) if value is not None else None
 
@@ -111,11 +100,8 @@ class ReportReads:
                                 ) -> list[int]:
         """Delivered messages by send-to-delivery time in *buckets* of *width_s* seconds;
         the last bucket also holds every slower one."""
-        rows = await self.store._rows(
-            f"SELECT min(CAST(max(0, {_LATENCY}) / ? AS INTEGER), ?) AS b, count(*) "
-            "FROM messages WHERE campaign_id = ? AND state = 'delivered' "
-            "AND delivered_at IS NOT NULL AND updated_at IS NOT NULL GROUP BY b",
-            (width_s, buckets - 1, campaign_id))
+        rows = await self.store._rows(query("latency_histogram"),
+                                      (width_s, buckets - 1, campaign_id))
         counts = [0] * buckets
         for b, n in rows:
             counts[int(b)] += int(n)
@@ -123,34 +109,27 @@ class ReportReads:
 
     async def failures(self, campaign_id: int) -> list[FailureCount]:
         """Messages that did not reach their recipient, by state, provider and reason."""
-        rows = await self.store._rows(
-            "SELECT CASE WHEN state = 'accepted' THEN 'unknown' ELSE state END, provider, "
-            "coalesce(delivery_reason, reason, delivery_status, state), count(*) "
-            f"FROM messages WHERE campaign_id = ? AND {_FAILED} GROUP BY 1, 2, 3",
-            (campaign_id,))
+        rows = await self.store._rows(query("failures", failed=_FAILED), (campaign_id,))
         return [FailureCount(str(s), p, str(r), int(n)) for s, p, r, n in rows]
 
     async def featured_rows(self, campaign_id: int, states: Sequence[str] | None,
                             limit: int) -> list[TableRow]:
         """The first *limit* rows in *states* (by default, the failures), in line order."""
-        where = (f"state IN ({', '.join('?' * len(states))})" if states is not None
-                 else _FAILED)
-        rows = await self.store._rows(
-            f"SELECT {_ROW_COLUMNS} FROM messages WHERE campaign_id = ? AND {where} "
-            "ORDER BY line LIMIT ?", (campaign_id, *(states or ()), limit))
+        sql = _FEATURED_FAILURES if states is None else query(  # states: per call
+            "featured_rows", columns=_ROW_COLUMNS,
+            where=f"state IN ({', '.join('?' * len(states))})")
+        rows = await self.store._rows(sql, (campaign_id, *(states or ()), limit))
         return [TableRow(*r) for r in rows]
 
     async def sampled_rows(self, campaign_id: int, every: int, limit: int) -> list[TableRow]:
         """Up to *limit* of the rows that are not failures: every *every*-th CSV line."""
-        rows = await self.store._rows(
-            f"SELECT {_ROW_COLUMNS} FROM messages WHERE campaign_id = ? AND NOT {_FAILED} "
-            "AND line % ? = 0 ORDER BY line LIMIT ?", (campaign_id, every, limit))
+        rows = await self.store._rows(_SAMPLED_ROWS, (campaign_id, every, limit))
         return [TableRow(*r) for r in rows]
 
     async def count_rows(self, campaign_id: int, *, failed: bool) -> int:
         return int(await self.store._scalar(
-            f"SELECT count(*) FROM messages WHERE campaign_id = ? AND "
-            f"{'' if failed else 'NOT '}{_FAILED}", (campaign_id,)))
+            query("count_failed" if failed else "count_not_failed", failed=_FAILED),
+            (campaign_id,)))
 
 
 def row_values(row: TableRow) -> list[Any]:

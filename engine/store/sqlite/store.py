@@ -1,4 +1,5 @@
-"""The SQLite store: schema and every query. One row per CSV row is the truth.
+"""The SQLite store: campaigns, plans and messages. One row per CSV row is the truth. Its
+SQL, by name, is in ``schema.sql`` and ``queries.sql`` (:mod:`engine.store.sqlite.sql`).
 
 WAL, ``synchronous=FULL``, and one ``BEGIN IMMEDIATE`` transaction per batch written with
 ``executemany``: a batch and the campaign's resume point commit together, so a process
@@ -32,6 +33,7 @@ from engine.routing import RatePlan, RateRow
 from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute, ReportRow, WorkerRecord
 from engine.store.sqlite.checkpoint_writer import PRAGMAS
 from engine.store.sqlite.plan_writer import PLAN_TEMP_STORE, SqlitePlanWriters
+from engine.store.sqlite.sql import query, statements
 from engine.store.states import SPENDING_STATES
 
 SCHEMA_VERSION: Final = 6
@@ -39,116 +41,12 @@ READ_ONLY_SCHEMA_FROM: Final = 3
 """The oldest schema a read-only store reads without upgrading it: every column and table
 that status and report read is there from version 3 (the delivery columns)."""
 
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS campaigns (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    fingerprint TEXT NOT NULL,
-    path TEXT NOT NULL,
-    currency TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    planned_through INTEGER NOT NULL DEFAULT 0,
-    plan_complete INTEGER NOT NULL DEFAULT 0,
-    committed_nanos INTEGER
-);
-CREATE TABLE IF NOT EXISTS rate_plans (
-    campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
-    id INTEGER NOT NULL,
-    prefix TEXT NOT NULL,
-    routes TEXT NOT NULL,
-    PRIMARY KEY (campaign_id, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-    campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
-    line INTEGER NOT NULL,
-    phone_raw TEXT,
-    phone TEXT,
-    country TEXT,
-    state TEXT NOT NULL,
-    reason TEXT,
-    detail TEXT,
-    text TEXT,
-    encoding TEXT,
-    segments INTEGER,
-    provider TEXT,
-    route TEXT,
-    price_nanos INTEGER,
-    cost_nanos INTEGER,
-    plan_id INTEGER,
-    variables TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    provider_message_id TEXT,
-    actual_cost_nanos INTEGER,
-    updated_at REAL,
-    delivery_state TEXT,
-    delivery_status TEXT,
-    delivered_at REAL,
-    delivery_reason TEXT,
-    worker TEXT,
-    PRIMARY KEY (campaign_id, line)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rate_cache (
-    provider TEXT PRIMARY KEY,
-    fetched_at REAL NOT NULL,
-    rows TEXT NOT NULL
-);
--- With the provider, a lane's feeder (and delivery polling) reads only its own provider's
--- rows in line order; by state alone each of five lanes stepped through every pending row.
-CREATE INDEX IF NOT EXISTS messages_by_state ON messages (campaign_id, state, provider);
-CREATE INDEX IF NOT EXISTS messages_provider_id ON messages (provider, provider_message_id)
-    WHERE provider_message_id IS NOT NULL;
--- The few messages whose delivery report never came: a poll round counts what still awaits
--- one as the accepted (from messages_by_state alone) less these, not by reading every row.
-CREATE INDEX IF NOT EXISTS messages_unknown_delivery ON messages (campaign_id, provider)
-    WHERE delivery_reason = 'unknown_delivery';
-CREATE TABLE IF NOT EXISTS delivery_reports (
-    provider TEXT NOT NULL,
-    provider_message_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    provider_status TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    at REAL,
-    received_at REAL NOT NULL,
-    applied INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (provider, provider_message_id, state)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS delivery_reports_unapplied ON delivery_reports (received_at)
-    WHERE applied = 0;
--- Every process sending a campaign (engine.send.worker). By the campaign's name, so that a
--- run holds it before its plan creates the campaign's row; any number a campaign.
-CREATE TABLE IF NOT EXISTS workers (
-    id TEXT PRIMARY KEY,
-    campaign TEXT NOT NULL,
-    host TEXT NOT NULL,
-    boot_id TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    pid_started INTEGER,
-    started_at REAL NOT NULL,
-    heartbeat_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS workers_by_campaign ON workers (campaign);
-"""
-MIGRATIONS: Final = {
-    2: ("ALTER TABLE messages ADD COLUMN delivery_state TEXT",
-        "ALTER TABLE messages ADD COLUMN delivery_status TEXT",
-        "ALTER TABLE messages ADD COLUMN delivered_at REAL",
-        "ALTER TABLE messages ADD COLUMN delivery_reason TEXT"),
-    3: ("DROP INDEX IF EXISTS messages_state",),
-    4: (),  # the workers table, which SCHEMA creates
-    5: ("DROP INDEX IF EXISTS workers_one_per_campaign",
-        "ALTER TABLE messages ADD COLUMN worker TEXT",
-        "ALTER TABLE campaigns ADD COLUMN committed_nanos INTEGER"),
-}
+SCHEMA: Final = query("schema")
+MIGRATIONS: Final = {version: statements(f"upgrade_from_{version}") for version in range(2, 6)}
 """Statements taking a database of the key's schema version to the next one; run before
 :data:`SCHEMA`, whose indexes may name the columns they add."""
 
-_OCCURRENCES: Final = """
-SELECT line, phone, provider, country, segments, cost_nanos FROM messages
-WHERE campaign_id = ? AND state = 'pending' AND line > ? AND line <= ?
-      AND phone IN temp.maybe_duplicates
-ORDER BY line
-"""
+_OCCURRENCES: Final = query("occurrences")
 DUPLICATE_SCAN_PARTS: Final = 2
 """:meth:`Store.finish_plan` reads the campaign's rows in this many line ranges at once, each
 on a read-only connection in a thread of its own. Testing every row's number against the
@@ -163,9 +61,8 @@ def _occurrences(path: Path, campaign_id: int, numbers: Collection[str], after: 
     memory: in a temporary file the scan took 10-20% more CPU."""
     with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
         conn.execute(PLAN_TEMP_STORE)
-        conn.execute("CREATE TEMP TABLE maybe_duplicates (phone TEXT PRIMARY KEY) WITHOUT ROWID")
-        conn.executemany("INSERT OR IGNORE INTO temp.maybe_duplicates VALUES (?)",
-                         [(p,) for p in numbers])
+        conn.execute(_CREATE_MAYBE_DUPLICATES)
+        conn.executemany(_INSERT_MAYBE_DUPLICATE, [(p,) for p in numbers])
         return conn.execute(_OCCURRENCES, (campaign_id, after, through)).fetchall()
 
 
@@ -181,18 +78,25 @@ def _later_occurrences(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]
     return later
 
 
-_MARK_DUPLICATE: Final = """
-UPDATE messages SET state = 'skipped', reason = 'duplicate',
-       detail = 'the same number as line ' || ?, provider = NULL, route = NULL,
-       price_nanos = NULL, cost_nanos = NULL, plan_id = NULL
-WHERE campaign_id = ? AND line = ?
-"""
+_CREATE_MAYBE_DUPLICATES: Final = query("create_maybe_duplicates")
+_INSERT_MAYBE_DUPLICATE: Final = query("insert_maybe_duplicate")
+_MARK_DUPLICATE: Final = query("mark_duplicate")
+OUTGOING_COLUMNS: Final = query("outgoing_columns")
 
 
+def paged(columns: str, rest: str) -> str:
+    """The statement :meth:`Store.page` runs for ``SELECT columns rest`` (``page``)."""
+    return query("page", columns=columns, rest=rest)
 
-OUTGOING_COLUMNS: Final = ("line, phone, text, encoding, segments, provider, route, price_nanos,"
-                           " cost_nanos, plan_id, attempts, state, provider_message_id, updated_at,"
-                           " variables")
+
+_OUTGOING: Final = paged(OUTGOING_COLUMNS, query("outgoing_from"))
+_OUTGOING_OF_PROVIDER: Final = paged(OUTGOING_COLUMNS, query("outgoing_of_provider_from"))
+_SPENT: Final = query("spent", states=", ".join("?" * len(SPENDING_STATES)))
+_PROBE: Final = query("probe_schema_version")
+_SCHEMA_VERSION: Final = query("schema_version")
+_BEGIN: Final = query("begin_immediate")
+_COMMIT: Final = query("commit")
+_ROLLBACK: Final = query("rollback")
 
 
 _PROBLEMS: Final = {
@@ -259,7 +163,7 @@ async def _connect_read_only(path: Path) -> aiosqlite.Connection:
     uri = Path(await anyio.Path(path).resolve()).as_uri()
     db = await aiosqlite.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
     try:
-        await db.execute_fetchall("PRAGMA schema_version")
+        await db.execute_fetchall(_PROBE)
     except sqlite3.OperationalError as exc:
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_READONLY,
                                                                sqlite3.SQLITE_CANTOPEN):
@@ -271,9 +175,7 @@ async def _connect_read_only(path: Path) -> aiosqlite.Connection:
     return db
 
 
-WORKER_COLUMNS: Final = ("id, campaign, host, boot_id, pid, pid_started, started_at, "
-                         "heartbeat_at")
-_HEARTBEAT: Final = "UPDATE workers SET heartbeat_at = ? WHERE id = ?"
+_HEARTBEAT: Final = query("worker_heartbeat")
 
 
 class Heartbeat:
@@ -340,7 +242,7 @@ class Store:
     async def _check_schema(self) -> None:
         """A read-only store must already be a dispatch database of this engine's schema."""
         try:
-            version = await self._scalar("SELECT value FROM meta WHERE key='schema'")
+            version = await self._scalar(_SCHEMA_VERSION)
         except aiosqlite.OperationalError as exc:
             if "no such table" not in str(exc):
                 raise
@@ -360,13 +262,13 @@ class Store:
             for pragma in sorted(PRAGMAS, key=lambda p: "busy_timeout" not in p):
                 await self.db.execute(pragma)
             await self.db.executescript(SCHEMA.split(";", 1)[0] + ";")
-            version = await self._scalar("SELECT value FROM meta WHERE key='schema'")
+            version = await self._scalar(_SCHEMA_VERSION)
             if version is not None and int(version) in MIGRATIONS:
                 await self._migrate(int(version))
                 version = str(SCHEMA_VERSION)
             await self.db.executescript(SCHEMA)
             if version is None:  # OR IGNORE: another process may be creating it too
-                await self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                await self.db.execute(query("insert_schema_version"),
                                       (str(SCHEMA_VERSION),))
             elif int(version) != SCHEMA_VERSION:
                 raise StoreError(f"schema version {version}, this engine needs "
@@ -378,12 +280,12 @@ class Store:
         """Bring a database of an older schema *version* up to :data:`SCHEMA_VERSION`; a
         process that opened it at the same time may have done it first."""
         async with self.transaction() as db:
-            version = int(await self._scalar("SELECT value FROM meta WHERE key='schema'"))
+            version = int(await self._scalar(_SCHEMA_VERSION))
             while version in MIGRATIONS:
                 for statement in MIGRATIONS[version]:
                     await db.execute(statement)
                 version += 1
-            await db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(version),))
+            await db.execute(query("update_schema_version"), (str(version),))
 
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = await self._rows(sql, params)
@@ -405,21 +307,19 @@ class Store:
         would leave the connection inside a transaction nobody ends."""
         async with self._tx_lock:
             with anyio.CancelScope(shield=True):
-                await self.db.execute("BEGIN IMMEDIATE")
+                await self.db.execute(_BEGIN)
             try:
                 yield self.db
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     if self.db.in_transaction:  # a full disk or I/O error ends it already
-                        await self.db.execute("ROLLBACK")
+                        await self.db.execute(_ROLLBACK)
                 raise
             with anyio.CancelScope(shield=True):
-                await self.db.execute("COMMIT")
+                await self.db.execute(_COMMIT)
 
     async def campaign(self, name: str) -> CampaignRecord | None:
-        rows = await self._rows(
-            "SELECT id, name, fingerprint, currency, planned_through, plan_complete "
-            "FROM campaigns WHERE name = ?", (name,))
+        rows = await self._rows(query("campaign_by_name"), (name,))
         if not rows:
             return None
         r = rows[0]
@@ -442,14 +342,12 @@ class Store:
             return existing
         async with self.transaction() as db:
             cur = await db.execute(
-                "INSERT INTO campaigns (name, fingerprint, path, currency, created_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-                (name, fingerprint, str(path), currency, time.time()))
+                query("insert_campaign"), (name, fingerprint, str(path), currency, time.time()))
             created = cur.rowcount == 1
             campaign_id = cur.lastrowid
             assert campaign_id is not None
             await db.executemany(
-                "INSERT INTO rate_plans (campaign_id, id, prefix, routes) VALUES (?, ?, ?, ?)",
+                query("insert_rate_plan"),
                 [(campaign_id, p.id, p.prefix, json.dumps(
                     [[r.provider, r.route, r.prefix, str(r.price), r.currency, r.price_nanos]
                      for r in p.routes])) for p in plans] if created else [])
@@ -464,7 +362,7 @@ class Store:
         """Register *me* among the workers of its campaign."""
         async with self.transaction() as db:
             await db.execute(
-                f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                query("insert_worker"),
                 (me.id, me.campaign, me.host, me.boot_id, me.pid, me.pid_started,
                  me.started_at, me.heartbeat_at))
 
@@ -475,12 +373,12 @@ class Store:
     async def release_worker(self, worker_id: str) -> None:
         """Remove worker *worker_id*'s row: its campaign is free."""
         async with self.transaction() as db:
-            await db.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+            await db.execute(query("delete_worker"), (worker_id,))
 
     async def workers(self, campaign: str) -> list[WorkerRecord]:
         """The workers registered for *campaign*, live or not."""
         return [WorkerRecord(*row) for row in await self._rows(
-            f"SELECT {WORKER_COLUMNS} FROM workers WHERE campaign = ?", (campaign,))]
+            query("workers_of_campaign"), (campaign,))]
 
     def plan_writers(self, campaign_id: int) -> SqlitePlanWriters:
         """What writes the campaign's planned pieces, in this process or a planning one."""
@@ -491,8 +389,7 @@ class Store:
         """The numbers of the valid rows a plan has stored so far, a page at a time."""
         after = 0
         while rows := await self._rows(
-                "SELECT line, phone FROM messages WHERE campaign_id = ? AND state = 'pending' "
-                "AND line > ? ORDER BY line LIMIT ?", (campaign_id, after, page)):
+                query("planned_numbers_page"), (campaign_id, after, page)):
             yield [r[1] for r in rows]
             after = rows[-1][0]
 
@@ -507,14 +404,12 @@ class Store:
         duplicates: list[tuple[Any, ...]] = []
         async with self.transaction() as db:
             if maybe_duplicates:
-                last = await self._scalar(
-                    "SELECT max(line) FROM messages WHERE campaign_id = ?", (campaign_id,))
+                last = await self._scalar(query("last_line"), (campaign_id,))
                 duplicates = _later_occurrences(
                     await self._scan_parts(campaign_id, maybe_duplicates, int(last or 0)))
             await db.executemany(_MARK_DUPLICATE, [(first_line, campaign_id, line)
                                                    for line, first_line, *_ in duplicates])
-            await db.execute("UPDATE campaigns SET plan_complete = 1 WHERE id = ?",
-                             (campaign_id,))
+            await db.execute(query("mark_plan_complete"), (campaign_id,))
         if tally is not None:
             for _, _, provider, country, segments, cost in duplicates:
                 tally.add(("pending", None, provider, country), -1, -segments, -cost)
@@ -541,9 +436,7 @@ class Store:
         from one scan of the campaign's rows."""
         tally = Tally()
         for state, reason, provider, country, n, segs, nanos in await self._rows(
-                "SELECT state, reason, provider, country, count(*), coalesce(sum(segments), 0),"
-                " coalesce(sum(cost_nanos), 0) FROM messages WHERE campaign_id = ? "
-                "GROUP BY state, reason, provider, country", (campaign_id,)):
+                query("plan_counts"), (campaign_id,)):
             tally.add((state, reason, provider, country), n, segs, nanos)
         return tally.counts()
 
@@ -553,10 +446,7 @@ class Store:
         plan stored (:func:`engine.plan.rows.plan_rows`), a page at a time."""
         after = 0
         while rows := await self._rows(
-                "SELECT line, text, variables, segments, price_nanos FROM messages "
-                "WHERE campaign_id = ? AND line > ? AND text IS NOT NULL "
-                "AND state NOT IN ('rejected', 'skipped') ORDER BY line LIMIT ?",
-                (campaign_id, after, page)):
+                query("stored_texts_page"), (campaign_id, after, page)):
             yield [tuple(r[1:]) for r in rows]
             after = rows[-1][0]
 
@@ -564,7 +454,7 @@ class Store:
         """The campaign stored under *name*; the error lists the ones there are."""
         record = await self.campaign(name)
         if record is None:
-            known = [r[0] for r in await self._rows("SELECT name FROM campaigns ORDER BY name")]
+            known = [r[0] for r in await self._rows(query("campaign_names"))]
             raise StoreError(f"no campaign {name!r} has been planned here (known: "
                              f"{', '.join(known) or 'none'})", path=self.path)
         return record
@@ -572,16 +462,21 @@ class Store:
     async def outgoing(self, campaign_id: int, *, state: str, provider: str | None = None,
                        after_line: int = 0, limit: int = 1000) -> list[Outgoing]:
         """Messages in *state* (of *provider*), in line order, after *after_line*."""
-        sql = "FROM messages WHERE campaign_id = ? AND state = ? AND line > ?"
-        params: list[Any] = [campaign_id, state, after_line]
-        if provider is not None:
-            sql += " AND provider = ?"
-            params.append(provider)
-        return list(map(Outgoing._make, await self.page(
-            OUTGOING_COLUMNS, f"{sql} ORDER BY line LIMIT ?", (*params, limit))))
+        if provider is None:
+            rows = await self.page_of(_OUTGOING, (campaign_id, state, after_line, limit))
+        else:
+            rows = await self.page_of(_OUTGOING_OF_PROVIDER,
+                                      (campaign_id, state, after_line, provider, limit))
+        return list(map(Outgoing._make, rows))
 
     async def page(self, columns: str, rest: str, params: Sequence[Any]) -> list[list[Any]]:
-        """The rows of ``SELECT columns rest`` as one JSON value, sorted by the first column.
+        """The rows of ``SELECT columns rest``, as :meth:`page_of` gives them (the statement
+        built per call: for reads off the hot paths, and tests)."""
+        return await self.page_of(paged(columns, rest), params)
+
+    async def page_of(self, sql: str, params: Sequence[Any]) -> list[list[Any]]:
+        """The rows of *sql*, a :func:`paged` ``SELECT columns rest`` built once, as one JSON
+        value, sorted by the first column.
 
         A run reads pages while its event loop is busy sending. Row by row, ``sqlite3``
         gives up the GIL for every row it steps to and must win it back from the loop, so a
@@ -589,55 +484,38 @@ class Store:
         hand the GIL over. As one value, SQLite reads the whole page in one step, and the
         loop decodes it in one C call. A REAL comes back to 15 significant digits: a
         timestamp to ~10 µs."""
-        value = await self._scalar(
-            f"SELECT json_group_array(json(page_row)) FROM "
-            f"(SELECT json_array({columns}) AS page_row {rest})", params)
+        value = await self._scalar(sql, params)
         rows: list[list[Any]] = json.loads(value)
         rows.sort()
         return rows
 
     async def pending_by_provider(self, campaign_id: int) -> dict[str, int]:
-        rows = await self._rows("SELECT provider, count(*) FROM messages WHERE campaign_id = ? "
-                                "AND state = 'pending' GROUP BY provider", (campaign_id,))
+        rows = await self._rows(query("pending_by_provider"), (campaign_id,))
         return dict(rows)
 
     async def rate_plans(self, campaign_id: int) -> dict[int, list[RatePlanRoute]]:
-        rows = await self._rows("SELECT id, routes FROM rate_plans WHERE campaign_id = ?",
-                                (campaign_id,))
+        rows = await self._rows(query("rate_plans"), (campaign_id,))
         return {plan_id: [RatePlanRoute(provider, route, int(nanos))
                           for provider, route, _, _, _, nanos in json.loads(routes)]
                 for plan_id, routes in rows}
 
     async def spent_nanos(self, campaign_id: int) -> int:
         """What the campaign has cost or may have cost so far, in billionths."""
-        return int(await self._scalar(
-            "SELECT coalesce(sum(coalesce(actual_cost_nanos, cost_nanos)), 0) FROM messages "
-            f"WHERE campaign_id = ? AND state IN ({', '.join('?' * len(SPENDING_STATES))})",
-            (campaign_id, *SPENDING_STATES)))
+        return int(await self._scalar(_SPENT, (campaign_id, *SPENDING_STATES)))
 
     async def state_counts(self, campaign_id: int) -> list[tuple[str, str | None, int, int, int]]:
         """(state, provider, messages, segments, cost nanos) for every state and provider."""
-        rows = await self._rows(
-            "SELECT state, provider, count(*), coalesce(sum(segments), 0), "
-            "coalesce(sum(coalesce(actual_cost_nanos, cost_nanos)), 0) FROM messages "
-            "WHERE campaign_id = ? GROUP BY state, provider ORDER BY state, provider",
-            (campaign_id,))
+        rows = await self._rows(query("state_counts"), (campaign_id,))
         return [tuple(r) for r in rows]
 
     async def report_rows(self, campaign_id: int, states: Collection[str] = ()
                           ) -> AsyncIterator[ReportRow]:
         """Every CSV row of the campaign in line order (only those in *states*, if given)."""
-        where = (f" AND state IN ({', '.join('?' * len(states))})" if states else "")
+        sql = query("report_rows",  # the states asked for: built per call, once for all pages
+                    only=f" AND state IN ({', '.join('?' * len(states))})" if states else "")
         after = 0
         while True:
-            rows = await self._rows(
-                "SELECT coalesce(phone, phone_raw), line, state, provider, route, segments, "
-                "coalesce(actual_cost_nanos, cost_nanos), provider_message_id, "
-                "coalesce(reason || coalesce(': ' || detail, ''), detail), cost_nanos, "
-                "delivery_state, delivery_status, delivery_reason, delivered_at, "
-                "delivered_at - updated_at FROM messages "
-                f"WHERE campaign_id = ? AND line > ?{where} ORDER BY line LIMIT 5000",
-                (campaign_id, after, *states))
+            rows = await self._rows(sql, (campaign_id, after, *states))
             if not rows:
                 return
             for row in rows:
@@ -646,8 +524,7 @@ class Store:
 
     async def cached_rates(self, provider: str) -> tuple[float, list[RateRow]] | None:
         """The provider's last fetched rate table and when it was fetched (epoch seconds)."""
-        rows = await self._rows("SELECT fetched_at, rows FROM rate_cache WHERE provider = ?",
-                                (provider,))
+        rows = await self._rows(query("cached_rates"), (provider,))
         if not rows:
             return None
         fetched_at, data = rows[0]
@@ -657,10 +534,7 @@ class Store:
     async def save_rates(self, provider: str, fetched_at: float, rows: Sequence[RateRow]) -> None:
         data = json.dumps([[r.route, r.prefix, str(r.price), r.currency] for r in rows])
         async with self.transaction() as db:
-            await db.execute(
-                "INSERT INTO rate_cache (provider, fetched_at, rows) VALUES (?, ?, ?) "
-                "ON CONFLICT (provider) DO UPDATE SET fetched_at = excluded.fetched_at, "
-                "rows = excluded.rows", (provider, fetched_at, data))
+            await db.execute(query("save_rates"), (provider, fetched_at, data))
 
 
 # --- delivery reports --------------------------------------------------------------------
