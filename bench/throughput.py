@@ -194,6 +194,36 @@ async def sampled_windows(accepted: Callable[[], int]) -> AsyncIterator[list[tup
         samples.append((time.thread_time(), accepted()))
         tg.cancel_scope.cancel()
 
+@dataclasses.dataclass(frozen=True)
+class PhaseClock:
+    """The clocks a phase is measured against, read as it starts: wall, the process's CPU,
+    the loop thread's CPU, the kernel's share, and the loop thread's waits and switches."""
+
+    t0: float
+    c0: float
+    l0: float
+    k0: float
+    w0: tuple[float, int, int]
+
+    @classmethod
+    def start(cls) -> PhaseClock:
+        return cls(time.perf_counter(), cpu_s(), time.thread_time(), system_s(),
+                   loop_thread())
+
+    def figures(self, accepted: int, windows: Sequence[tuple[float, int]]) -> dict[str, Any]:
+        """What every phase reports for *accepted* messages, measured since the start."""
+        seconds = time.perf_counter() - self.t0
+        cpu, loop = cpu_s() - self.c0, time.thread_time() - self.l0
+        per = max(accepted, 1)
+        return {"seconds": round(seconds, 3), "span": [self.t0, self.t0 + seconds],
+                "cpu_s": round(cpu, 3), "msgs_per_s": round(accepted / seconds, 1),
+                "cpu_us_per_msg": round(cpu / per * 1e6, 1),
+                "loop_cpu_us_per_msg": round(loop / per * 1e6, 1),
+                "system_cpu_us_per_msg": round((system_s() - self.k0) / per * 1e6, 1),
+                **loop_figures(self.w0, accepted), **window_figures(windows),
+                "peak_rss_mb": peak_rss_mb()}
+
+
 
 def window_figures(samples: Sequence[tuple[float, int]]) -> dict[str, dict[str, float]]:
     """The loop's CPU per message window by window (those of at least
@@ -394,8 +424,7 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int,
         tally = {"not_sent": 0}
         ends: dict[str, float] = {}
         wait_for_go(go_signal)
-        t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
-        w0 = loop_thread()
+        clock = PhaseClock.start()
         deadline = time.monotonic() + timeout_s
         async with (open_providers(providers) as session,
                     sampled_windows(lambda: tally.get("accepted", 0)) as windows):
@@ -406,18 +435,11 @@ def child_bare(folder: Path, concurrency: int, timeout_s: float, batch: int,
                         size = min(batch, adapter.max_batch) if adapter.max_batch > 1 else 1
                         tg.start_soon(send_all, adapter, messages, concurrency, size, deadline,
                                       tally, ends)
-        seconds, cpu, loop = time.perf_counter() - t0, cpu_s() - c0, time.thread_time() - l0
-        kernel = system_s() - k0
         accepted = tally.get("accepted", 0)
         return {"messages": total, "accepted": accepted, "outcomes": tally,
-                "seconds": round(seconds, 3), "span": [t0, t0 + seconds], "cpu_s": round(cpu, 3),
-                "msgs_per_s": round(accepted / seconds, 1),
-                "cpu_us_per_msg": round(cpu / max(accepted, 1) * 1e6, 1),
-                "loop_cpu_us_per_msg": round(loop / max(accepted, 1) * 1e6, 1),
-                "system_cpu_us_per_msg": round(kernel / max(accepted, 1) * 1e6, 1),
-                **loop_figures(w0, accepted), **window_figures(windows),
-                "peak_rss_mb": peak_rss_mb(), "timed_out": time.monotonic() >= deadline,
-                "provider_seconds": {k: round(v - t0, 2) for k, v in sorted(ends.items())},
+                **clock.figures(accepted, windows), "timed_out": time.monotonic() >= deadline,
+                "provider_seconds": {k: round(v - clock.t0, 2)
+                                     for k, v in sorted(ends.items())},
                 "http_requests": dict(sorted(requests.items()))}
 
     return event_loop.run(go, loop=loop)
@@ -559,8 +581,7 @@ def child_raw(folder: Path, concurrency: int, timeout_s: float, batch: int,
         total = sum(len(v) for v in by_provider.values())
         tally = {"not_sent": 0}
         wait_for_go(go_signal)
-        t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
-        w0 = loop_thread()
+        clock = PhaseClock.start()
         deadline = time.monotonic() + timeout_s
         async with contextlib.AsyncExitStack() as stack:
             sessions = {p.name: await stack.enter_async_context(aiohttp.ClientSession(
@@ -581,17 +602,9 @@ def child_raw(folder: Path, concurrency: int, timeout_s: float, batch: int,
                         else:
                             tg.start_soon(raw_sends, sessions[p.name], recorded[p.name],
                                           concurrency, deadline, tally)
-        seconds, cpu, loop = time.perf_counter() - t0, cpu_s() - c0, time.thread_time() - l0
-        kernel = system_s() - k0
         accepted = tally.get("accepted", 0)
         return {"messages": total, "accepted": accepted, "outcomes": tally,
-                "seconds": round(seconds, 3), "span": [t0, t0 + seconds], "cpu_s": round(cpu, 3),
-                "msgs_per_s": round(accepted / seconds, 1),
-                "cpu_us_per_msg": round(cpu / max(accepted, 1) * 1e6, 1),
-                "loop_cpu_us_per_msg": round(loop / max(accepted, 1) * 1e6, 1),
-                "system_cpu_us_per_msg": round(kernel / max(accepted, 1) * 1e6, 1),
-                **loop_figures(w0, accepted), **window_figures(windows),
-                "peak_rss_mb": peak_rss_mb(), "timed_out": time.monotonic() >= deadline}
+                **clock.figures(accepted, windows), "timed_out": time.monotonic() >= deadline}
 
     return event_loop.run(go, loop=loop)
 
@@ -624,8 +637,7 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool,
 
     async def go() -> dict[str, Any]:
         wait_for_go(go_signal)
-        t0, c0, l0, k0 = time.perf_counter(), cpu_s(), time.thread_time(), system_s()
-        w0 = loop_thread()
+        clock = PhaseClock.start()
         requests.clear()
         def accepted() -> int:
             return seen[0].statistics().accepted if seen else 0
@@ -634,8 +646,7 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool,
             async with sampled_windows(accepted) as windows:
                 outcome = await run_campaign(config, campaign, on_progress=on_progress,
                                              poll_delivery=poll)
-        seconds, cpu, loop = time.perf_counter() - t0, cpu_s() - c0, time.thread_time() - l0
-        kernel = system_s() - k0
+        figures = clock.figures(outcome.stats.accepted, windows)
         stats = outcome.stats
         extra: dict[str, Any] = {}
         if seen:
@@ -645,23 +656,15 @@ def child_dispatch(folder: Path, timeout_s: float, poll: bool,
                      "checkpoint_rows": getattr(outbox, "rows_written", 0)}
             started = seen[0].statistics().started_at - time.monotonic() + time.perf_counter()
             extra["dispatcher_span"] = [started, started + stats.seconds]
-        extra["provider_seconds"] = provider_spans(config.database, campaign.name, t0)
+        extra["provider_seconds"] = provider_spans(config.database, campaign.name, clock.t0)
         extra["http_requests"] = dict(sorted(requests.items()))
         return {"accepted": stats.accepted, "failed": stats.failed, "unknown": stats.unknown,
                 "failed_over": stats.failed_over, "left": stats.left,
                 "pending_left": outcome.pending_left, "stopped": outcome.stopped,
                 "providers_left_out": outcome.skipped_providers,
-                "by_provider": dict(stats.by_provider),
-                "seconds": round(seconds, 3), "span": [t0, t0 + seconds],
+                "by_provider": dict(stats.by_provider), **figures,
                 "dispatcher_seconds": round(stats.seconds, 3),
-                "cpu_s": round(cpu, 3),
-                "msgs_per_s": round(stats.accepted / seconds, 1),
-                "dispatcher_msgs_per_s": round(stats.accepted / stats.seconds, 1),
-                "cpu_us_per_msg": round(cpu / max(stats.accepted, 1) * 1e6, 1),
-                "loop_cpu_us_per_msg": round(loop / max(stats.accepted, 1) * 1e6, 1),
-                "system_cpu_us_per_msg": round(kernel / max(stats.accepted, 1) * 1e6, 1),
-                **loop_figures(w0, stats.accepted), **window_figures(windows),
-                "peak_rss_mb": peak_rss_mb(), **extra}
+                "dispatcher_msgs_per_s": round(stats.accepted / stats.seconds, 1), **extra}
 
     result: dict[str, Any] = event_loop.run(go, loop=loop)
     writer = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -34,6 +34,7 @@ from engine.store.states import (
     UNKNOWN,
     Claim,
     Rescued,
+    fit_budget,
 )
 
 _INTERRUPTED_DETAIL = "the worker sending it stopped while it was being sent"
@@ -231,15 +232,7 @@ class MemoryOutbox:
         if state == PENDING and rows:
             committed = campaign.committed()
             if budget_nanos is not None:
-                room = budget_nanos - committed
-                fit = 0
-                for row in rows:
-                    if row.cost_nanos > room:
-                        over_budget = True
-                        break
-                    room -= row.cost_nanos
-                    fit += 1
-                rows = rows[:fit]
+                rows, over_budget = fit_budget(rows, budget_nanos - committed)
             campaign.add_committed(sum(m.cost_nanos for m in rows))
         if not rows:
             return Claim((), over_budget, after_line)

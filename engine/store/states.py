@@ -34,7 +34,7 @@
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol, TypeVar
 
 from engine.store.records import Outgoing
 
@@ -51,6 +51,28 @@ SPENDING_STATES: Final = (SENDING, ACCEPTED, "delivered", "undelivered", UNKNOWN
 """States whose message has cost, or may have cost, money."""
 HELD_STATES: Final = (CLAIMED, SENDING, UNKNOWN)
 """States in which a message may be held by a worker (``unknown`` only while settled)."""
+
+
+class Costed(Protocol):
+    """Anything with an estimated cost: a stored message, as any backend holds it."""
+
+    @property
+    def cost_nanos(self) -> int: ...
+
+
+C = TypeVar("C", bound=Costed)
+
+
+def fit_budget(rows: list[C], room_nanos: int) -> tuple[list[C], bool]:
+    """The budget rule of a claim: the leading *rows* (in line order) whose estimated costs
+    add up to at most *room_nanos*, and whether the next one did not fit."""
+    fit = 0
+    for row in rows:
+        if row.cost_nanos > room_nanos:
+            return rows[:fit], True
+        room_nanos -= row.cost_nanos
+        fit += 1
+    return rows, False
 
 
 class Claim(NamedTuple):

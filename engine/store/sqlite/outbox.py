@@ -27,6 +27,7 @@ from engine.store.states import (
     UNKNOWN,
     Claim,
     Rescued,
+    fit_budget,
 )
 
 _AS_CLAIMED: Final = OUTGOING_COLUMNS.replace(", state,", f", '{CLAIMED}',")
@@ -143,15 +144,7 @@ class SqliteOutbox:
             if state == PENDING and rows:
                 committed = await self._committed(db)
                 if budget_nanos is not None:
-                    room = budget_nanos - committed
-                    fit = 0
-                    for row in rows:
-                        if row.cost_nanos > room:
-                            over_budget = True
-                            break
-                        room -= row.cost_nanos
-                        fit += 1
-                    rows = rows[:fit]
+                    rows, over_budget = fit_budget(rows, budget_nanos - committed)
             if not rows:
                 return Claim((), over_budget, after_line)
             await db.execute(_TAKE, (new_state, self.worker_id, cid,
