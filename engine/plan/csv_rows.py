@@ -29,13 +29,13 @@ MAX_QUOTED_BYTES: Final = 128 * 1024
 CONTROL_CHARS: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 """Control characters (Unicode ``Cc``) but tab, LF and CR: a cell holding one rejects its
 row."""
+# Looked for with bytes.translate before decoding, not a regular expression on the text:
+# about a quarter of its cost a row (bench/plan.py, the csv stage).
 CONTROL_BYTES: Final = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 C1_UTF8: Final = re.compile(rb"\xc2[\x80-\x9f]")
 """:data:`CONTROL_CHARS` in UTF-8 are these bytes, and ``\xc2`` before one of these: a
 piece read as bytes is looked for them before it is decoded, and only a piece that may hold
-one is searched row by row. (``bytes.translate`` deleting them: +0.07 µs a row read and
-parsed; the expression on the whole text: +0.27 µs, of the ~2 µs ``bench/plan.py`` gives
-the csv stage.)"""
+one is searched row by row."""
 END_IN_QUOTES: Final = "unexpected end of data"
 """``csv.Error`` of a strict reader whose input ends inside a quoted field."""
 

@@ -2,12 +2,9 @@
 
 Each adapter talks to its provider through one :class:`Wire`: the provider's URLs and static
 headers made once, then per request one body encoded, one call to the transport, the answer
-read once into an ``httpx.Response``. httpx's ``AsyncClient`` did the same through its
-per-request machinery (URL parsing and merging, cookies, auth and redirect plumbing, a
-request and a second response object), which cost more than aiohttp itself: the bare
-adapters' instructions a message fell from 1,425,680 to 677,423 without it
-(``bench/instructions.py dispatch --messages 1000``), their CPU a message from 288 to
-101-128 µs against 76-83 µs for aiohttp alone (``bench/throughput.py``, raw phase).
+read once into an ``httpx.Response``, without ``AsyncClient``'s per-request machinery (URL
+parsing and merging, cookies, auth and redirect plumbing, a request and a second response
+object).
 
 Underneath, one :class:`AiohttpPool` per provider: the default httpx pool slows down sharply
 with many requests in flight (encode/httpx #3215), aiohttp's does not. It is an
@@ -191,6 +188,8 @@ def provider_transport(concurrency: int, limiter: Limiter | None) -> httpx.Async
     return RateLimitedTransport(inner, limiter, concurrency) if limiter is not None else inner
 
 
+# AsyncClient's machinery cost more than aiohttp itself: bench/instructions.py dispatch
+# (bare adapters, instructions a message) and bench/throughput.py (raw phase) measure it.
 class Wire:
     """One provider's requests: its origin and static headers prepared once, each request
     one encoded body and one call to the transport (see the module docstring).

@@ -77,12 +77,11 @@ class Feeding(Settling):
             self._check_done()
 
     async def _claim_ahead(self, lane: Lane, send: MemoryObjectSendStream[Claim]) -> None:
-        """Claim *lane*'s next page while the feeder queues the one before: a claim waits
-        for the database's write lock, which the checkpoint writer holds for each commit
-        (median 6 ms, p90 19 ms a claim beside a run: bench/dispatcher_overhead.py), and a
-        lane's backlog drains in less. At most two pages are held ahead of the workers; a
-        page the feeder no longer takes is given back at once (pending again, for a stopped
-        lane's drain)."""
+        """Claim *lane*'s next page while the feeder queues the one before. At most two
+        pages are held ahead of the workers; a page the feeder no longer takes is given back
+        at once (pending again, for a stopped lane's drain)."""
+        # A claim waits for the write lock the checkpoint writer holds for each commit, and
+        # a lane's backlog drains in less time (bench/dispatcher_overhead.py, claims timed).
         async with send:
             after = 0
             while not (self.stopping or lane.down):

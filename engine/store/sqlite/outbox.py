@@ -30,9 +30,9 @@ from engine.store.states import (
     fit_budget,
 )
 
+# Read as claimed in SQL, not a _replace of each row afterwards (bench/dispatcher_overhead.py).
 _AS_CLAIMED: Final = OUTGOING_COLUMNS.replace(", state,", f", '{CLAIMED}',")
-"""A claim's page reads its rows as they will be once claimed (a ``_replace`` of each row
-cost about 1.5 µs a message: bench/dispatcher_overhead.py)."""
+"""A claim's page reads its rows as they will be once claimed."""
 assert _AS_CLAIMED != OUTGOING_COLUMNS
 _CLAIM_PENDING: Final = paged(_AS_CLAIMED, query("eligible_from"))
 _CLAIM: Final = paged(OUTGOING_COLUMNS, query("eligible_from"))
