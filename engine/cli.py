@@ -477,11 +477,11 @@ def _status(args: argparse.Namespace) -> int:
         print_status,
         status_json,
     )
-    from engine.store.sqlite.delivery_store import DeliveryStore
+    from engine.store.sqlite.campaign_reads import SqliteCampaignReads
 
     async def counts_of(store: Store, record: CampaignRecord) -> Any:
-        return (await store.state_counts(record.id),
-                await DeliveryStore(store).summary(record.id))
+        reads = SqliteCampaignReads(store)
+        return (await reads.state_counts(record.id), await reads.delivery_summary(record.id))
 
     config, name, (counts, delivery) = _on_stored_campaign(args, counts_of, read_only=True)
     if args.json:
@@ -499,12 +499,13 @@ def _status(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from engine.report import write_report
+    from engine.store.sqlite.campaign_reads import SqliteCampaignReads
 
     if args.html:
         return _html_report(args)
 
     async def export(store: Store, record: CampaignRecord) -> int:
-        rows = store.report_rows(record.id, states=tuple(args.state or ()))
+        rows = SqliteCampaignReads(store).report_rows(record.id, states=tuple(args.state or ()))
         if not args.csv:
             try:
                 return await write_report(rows, sys.stdout, as_json=args.json)
@@ -537,11 +538,13 @@ def _report(args: argparse.Namespace) -> int:
 def _html_report(args: argparse.Namespace) -> int:
     """``report --html FILE``: the page, with the same errors as ``--csv FILE``."""
     from engine.html_report import ReportData, gather, render
+    from engine.store.sqlite.campaign_reads import SqliteCampaignReads
 
     path: Path = args.html
 
     async def read(store: Store, record: CampaignRecord) -> ReportData:
-        return await gather(store, record, record.currency, states=args.state)
+        return await gather(SqliteCampaignReads(store), record, record.currency,
+                            states=args.state)
 
     _, _, data = _on_stored_campaign(args, read, read_only=True)
     try:

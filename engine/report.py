@@ -17,8 +17,8 @@ from engine.plan.planner import PlanSummary
 from engine.plan.tally import Group
 from engine.providers.base import Readiness
 from engine.routing import nanos_to_decimal
+from engine.store.delivery_records import DeliveryGroup, DeliverySummary
 from engine.store.records import ReportRow
-from engine.store.sqlite.delivery_store import DeliveryGroup, DeliverySummary
 from engine.store.states import SPENDING_STATES
 
 if TYPE_CHECKING:

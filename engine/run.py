@@ -32,7 +32,9 @@ from engine.send.dispatcher import Dispatcher, RunStats
 from engine.send.preflight import preflight
 from engine.send.session import open_providers
 from engine.send.worker import campaign_worker, lease_rule, wait_for_planner
-from engine.store.sqlite.delivery_store import DeliveryGroup, DeliveryStore
+from engine.store.delivery_records import DeliveryGroup
+from engine.store.protocols import DeliveryLedger
+from engine.store.sqlite.delivery_store import DeliveryStore
 from engine.store.sqlite.outbox import SqliteOutbox
 from engine.store.sqlite.store import Store
 
@@ -88,7 +90,7 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
     providers = campaign_providers(config, campaign)
     async with Store.open(config.database) as store, AsyncExitStack() as stack:
         worker = await stack.enter_async_context(campaign_worker(store, campaign.name))
-        deliveries = DeliveryStore(store)
+        deliveries: DeliveryLedger = DeliveryStore(store)
         callbacks: dict[str, str] = {}
         sandboxed = [p for p in providers if p.uses_sandbox]
         if webhooks_port is not None:
@@ -165,7 +167,7 @@ def _check_sendable(plan: PlanSummary, campaign: Campaign) -> None:
                         f"{'rejected' if c.rejected else 'skipped'}", file=campaign.path)
 
 
-async def _await_reports(deliveries: DeliveryStore, campaign_id: int,
+async def _await_reports(deliveries: DeliveryLedger, campaign_id: int,
                          providers: Sequence[ProviderConfig],
                          adapters: Mapping[str, Provider]) -> None:
     """Up to :data:`SANDBOX_REPORT_WAIT_S` for the reports still due (webhooks arrive, the

@@ -18,7 +18,8 @@ from engine.config import ProviderConfig
 from engine.delivery.reports import endpoints, parse_telekom, parse_voipex, verify_signature
 from engine.delivery.webhooks import Receiver, describe, running_receiver
 from engine.sandbox import signature
-from engine.store.sqlite.delivery_store import DeliveryReport, DeliveryStore
+from engine.store.delivery_records import DeliveryReport
+from engine.store.sqlite.delivery_store import DeliveryStore
 from engine.store.sqlite.store import Store
 
 pytestmark = pytest.mark.anyio

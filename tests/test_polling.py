@@ -18,7 +18,8 @@ from engine.delivery.reports import ONE_ID_PER_REQUEST_KINDS, POLLED_KINDS
 from engine.run import run_campaign
 from engine.sandbox import default_settings, running_sandbox
 from engine.send.session import open_providers
-from engine.store.sqlite.delivery_store import AwaitingDelivery, DeliveryStore
+from engine.store.delivery_records import AwaitingDelivery
+from engine.store.sqlite.delivery_store import DeliveryStore
 from engine.store.sqlite.store import Store
 from tests.helpers import ROOT, write_campaign
 from tests.run_fixtures import run_config

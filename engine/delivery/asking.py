@@ -21,14 +21,14 @@ from engine.delivery.polling import RoundResult, poll_round
 from engine.delivery.reports import endpoints
 from engine.delivery.webhooks import describe, running_receiver
 from engine.send.session import open_providers
-from engine.store.sqlite.delivery_store import DeliveryStore
+from engine.store.protocols import DeliveryLedger
 
 log = structlog.get_logger()
 
 SANDBOX_BACKLOG_WAIT_S: Final = 10.0
 
 
-async def ask_once(deliveries: DeliveryStore, campaign_id: int,
+async def ask_once(deliveries: DeliveryLedger, campaign_id: int,
                    providers: Sequence[ProviderConfig], *,
                    sandbox_state: Path | None) -> RoundResult:
     """One poll round over *providers*, after the built-in sandbox (state in

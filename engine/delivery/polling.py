@@ -3,11 +3,12 @@
 A round takes, per provider whose kind can be polled (Sky Telecom SMS logs, Voipex history,
 Telekom ``check_message``, Skynoo ``getStatus`` at most 100 ids a request: the adapters
 chunk), the campaign's accepted messages without a final state, asks the adapter in slices
-of :attr:`PollSettings.ids_per_call`, and stores what it says (:class:`DeliveryStore`). A
-message accepted longer ago than the expiry (72 h) is given up: delivery ``unknown``,
-reason ``unknown_delivery``. Rounds repeat with exponential backoff while nothing becomes
-final, back to the first interval when something does; every loop is bounded in rounds and
-time. SMS & Voice Platform has no status endpoint: its reports come by webhook only.
+of :attr:`PollSettings.ids_per_call`, and stores what it says
+(:class:`~engine.store.protocols.DeliveryLedger`). A message accepted longer ago than the
+expiry (72 h) is given up: delivery ``unknown``, reason ``unknown_delivery``. Rounds repeat
+with exponential backoff while nothing becomes final, back to the first interval when
+something does; every loop is bounded in rounds and time. SMS & Voice Platform has no status
+endpoint: its reports come by webhook only.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import structlog
 from engine.config import ProviderConfig
 from engine.delivery.reports import ONE_ID_PER_REQUEST_KINDS, POLLED_KINDS, to_report
 from engine.providers.base import Provider, SentBetween
-from engine.store.sqlite.delivery_store import AwaitingDelivery, DeliveryStore
+from engine.store.delivery_records import AwaitingDelivery
+from engine.store.protocols import DeliveryLedger
 
 log = structlog.get_logger()
 
@@ -91,7 +93,7 @@ def sent_between(rows: Sequence[AwaitingDelivery]) -> SentBetween | None:
     return (datetime.fromtimestamp(min(times), UTC), datetime.fromtimestamp(max(times), UTC))
 
 
-async def poll_round(store: DeliveryStore, campaign_id: int, providers: Sequence[ProviderConfig],
+async def poll_round(store: DeliveryLedger, campaign_id: int, providers: Sequence[ProviderConfig],
                      adapters: Mapping[str, Provider],
                      settings: PollSettings = PollSettings()) -> RoundResult:
     """One round over every pollable provider; failures are logged, never raised."""
@@ -129,7 +131,7 @@ async def poll_round(store: DeliveryStore, campaign_id: int, providers: Sequence
     return RoundResult(asked, answered, final, expired, awaiting)
 
 
-async def poll_loop(store: DeliveryStore, campaign_id: int, providers: Sequence[ProviderConfig],
+async def poll_loop(store: DeliveryLedger, campaign_id: int, providers: Sequence[ProviderConfig],
                     adapters: Mapping[str, Provider], settings: PollSettings = PollSettings(),
                     *, until_final: bool = False,
                     timeout_s: float = math.inf) -> RoundResult | None:

@@ -4,7 +4,7 @@ Every provider word becomes one of ``accepted``, ``delivered``, ``undelivered`` 
 provider's reason), ``expired`` or ``unknown`` through :func:`engine.providers.base.
 delivery_state`; the provider's own word is kept beside it. The receiver lives in
 :mod:`engine.delivery.webhooks`, the poller in :mod:`engine.delivery.polling`; both end in
-:class:`engine.store.sqlite.store.DeliveryStore`.
+:class:`engine.store.protocols.DeliveryLedger`.
 
 Where reports go (one receiver for every provider that pushes them):
 
@@ -36,7 +36,7 @@ from typing import Any, Final
 from engine.config import ProviderConfig
 from engine.providers.base import DeliveryStatus, delivery_state
 from engine.providers.voipex import parse_webhook
-from engine.store.sqlite.delivery_store import DeliveryReport
+from engine.store.delivery_records import DeliveryReport
 
 WEBHOOK_KINDS: Final = ("smsvoip", "telekom", "voipex")
 SIGNED_KINDS: Final = frozenset({"smsvoip"})

@@ -3,7 +3,7 @@
 It reuses the sandbox's small HTTP/1.1 server (:mod:`engine.sandbox.wire`, ``httptools`` on
 an asyncio ``Protocol``): a request is checked and parsed synchronously, its report queued,
 and one writer task stores queued reports in batches (one transaction each,
-:meth:`~engine.store.sqlite.delivery_store.DeliveryStore.record_reports`). A ``200`` is sent
+:meth:`~engine.store.protocols.DeliveryLedger.record_reports`). A ``200`` is sent
 only once the batch holding the request's report is committed (group commit), so an answered
 report is never lost; a provider retries anything else.
 
@@ -37,7 +37,8 @@ from engine.delivery.reports import (
 )
 from engine.errors import ConfigError
 from engine.sandbox.wire import HttpProtocol, Request, Response, json_response
-from engine.store.sqlite.delivery_store import DeliveryReport, DeliveryStore
+from engine.store.delivery_records import DeliveryReport
+from engine.store.protocols import DeliveryLedger
 
 log = structlog.get_logger()
 
@@ -77,7 +78,7 @@ class ReceiverStats:
 class Receiver:
     """Checks and queues reports; :meth:`run_writer` stores them."""
 
-    def __init__(self, store: DeliveryStore, found: Sequence[Endpoint]) -> None:
+    def __init__(self, store: DeliveryLedger, found: Sequence[Endpoint]) -> None:
         self._store = store
         self._routes = {e.path: e for e in found}
         self._names = {e.provider: e for e in found}
@@ -180,7 +181,7 @@ class Receiver:
 
 
 @asynccontextmanager
-async def running_receiver(store: DeliveryStore, found: Sequence[Endpoint], *,
+async def running_receiver(store: DeliveryLedger, found: Sequence[Endpoint], *,
                            host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Receiver]:
     """Serve *found* endpoints on *host*:*port* (0: any free port) in the current asyncio
     loop; ``receiver.url`` is the base URL. Queued reports are stored before it returns."""

@@ -18,8 +18,7 @@ import pygal
 from pygal.style import Style
 
 from engine.html_report.data import Latency, Timeline
-from engine.store.sqlite.delivery_store import DeliveryGroup
-from engine.store.sqlite.report_reads import FailureCount
+from engine.store.delivery_records import DeliveryGroup, FailureCount
 
 CHART_WIDTH_PX: Final = 640
 """Drawing width; a chart scales to its box, and the type stays readable down to ~360 px."""

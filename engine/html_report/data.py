@@ -1,8 +1,8 @@
 """What the HTML report shows, read from the store in one pass of queries.
 
-:func:`gather` reads through the store's existing figures (plan counts, state counts, the
-delivery summary) and :class:`~engine.store.sqlite.report_reads.ReportReads`; the result is
-plain data that :mod:`engine.html_report.page` renders without touching the store.
+:func:`gather` reads the store's figures (plan counts, state counts, the delivery summary)
+and the report's own reads, all through :class:`~engine.store.protocols.CampaignReads`; the
+result is plain data that :mod:`engine.html_report.page` renders without touching the store.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ from dataclasses import dataclass
 from typing import Final
 
 from engine.plan.tally import PlanCounts
-from engine.store.records import CampaignRecord
-from engine.store.sqlite.delivery_store import DeliveryStore, DeliverySummary
-from engine.store.sqlite.report_reads import (
+from engine.store.delivery_records import (
     FAILURE_STATES,
+    DeliverySummary,
     FailureCount,
-    ReportReads,
     Span,
     TableRow,
 )
-from engine.store.sqlite.store import Store
+from engine.store.protocols import CampaignReads
+from engine.store.records import CampaignRecord
 
 FULL_TABLE_ROWS: Final = 5_000
 """A campaign of up to this many rows shows every recipient in its table."""
@@ -100,18 +99,17 @@ def nice_step(span_s: float, buckets: int) -> float:
     return math.ceil(want / 86400) * 86400
 
 
-async def gather(store: Store, record: CampaignRecord, currency: str, *,
+async def gather(reads: CampaignReads, record: CampaignRecord, currency: str, *,
                  states: Sequence[str] | None = None) -> ReportData:
     """Everything the report shows of *record*; *states* chooses the table's rows."""
-    reads = ReportReads(store)
-    plan = await store.plan_counts(record.id)
+    plan = await reads.plan_counts(record.id)
     by_state: dict[str, int] = {}
     spent = 0
-    for state, _, n, _, nanos in await store.state_counts(record.id):
+    for state, _, n, _, nanos in await reads.state_counts(record.id):
         by_state[state] = by_state.get(state, 0) + n
         if state in ("sending", "accepted", "delivered", "undelivered", "unknown"):
             spent += nanos
-    delivery = await DeliveryStore(store).summary(record.id)
+    delivery = await reads.delivery_summary(record.id)
     span = await reads.span(record.id)
     return ReportData(
         campaign=record.name, currency=currency, generated_at=time.time(), plan=plan,
@@ -122,7 +120,7 @@ async def gather(store: Store, record: CampaignRecord, currency: str, *,
         table=await _table(reads, record.id, by_state, states))
 
 
-async def _timeline(reads: ReportReads, campaign_id: int, span: Span) -> Timeline | None:
+async def _timeline(reads: CampaignReads, campaign_id: int, span: Span) -> Timeline | None:
     if span.first_sent is None or span.last_sent is None:
         return None
     end = max(span.last_sent, span.last_delivered or span.last_sent)
@@ -131,7 +129,7 @@ async def _timeline(reads: ReportReads, campaign_id: int, span: Span) -> Timelin
     return Timeline(start, step, await reads.timeline(campaign_id, start, step))
 
 
-async def _latency(reads: ReportReads, campaign_id: int, delivery: DeliverySummary
+async def _latency(reads: CampaignReads, campaign_id: int, delivery: DeliverySummary
                    ) -> Latency | None:
     if not delivery.latency_count:
         return None
@@ -144,7 +142,7 @@ async def _latency(reads: ReportReads, campaign_id: int, delivery: DeliverySumma
     return Latency(width, counts, delivery.latency_median_s, delivery.latency_p95_s)
 
 
-async def _table(reads: ReportReads, campaign_id: int, by_state: dict[str, int],
+async def _table(reads: CampaignReads, campaign_id: int, by_state: dict[str, int],
                  states: Sequence[str] | None) -> Table:
     chosen = tuple(states) if states else None
     total = sum(by_state.values())

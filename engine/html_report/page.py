@@ -19,8 +19,7 @@ import jinja2
 from engine.html_report import charts
 from engine.html_report.data import ReportData
 from engine.routing import nanos_to_decimal
-from engine.store.sqlite.delivery_store import DeliveryGroup
-from engine.store.sqlite.report_reads import row_values
+from engine.store.delivery_records import DeliveryGroup, row_values
 
 ASSETS: Final = "assets"
 TABLE_COLUMNS: Final = ("line", "phone", "country", "state", "provider", "segments", "cost",

@@ -2,9 +2,14 @@
 
 The planner knows only :class:`PlanSink` (and hands its worker processes a
 :class:`PlanWriters`, never a path); the dispatcher knows only :class:`Outbox`: one worker's
-view of one campaign's messages.
+view of one campaign's messages; delivery (webhooks, polling) knows only
+:class:`DeliveryLedger`; ``status`` and ``report`` (CSV, JSON, HTML) read through
+:class:`CampaignReads`.
 Backends: :class:`engine.store.sqlite.outbox.SqliteOutbox` (the embedded default) and
-:class:`engine.store.memory.MemoryOutbox` (the same rules in plain Python, for fast tests).
+:class:`engine.store.memory.MemoryOutbox` (the same rules in plain Python, for fast tests);
+:class:`engine.store.sqlite.delivery_store.DeliveryStore` and
+:class:`engine.store.sqlite.campaign_reads.SqliteCampaignReads` (SQLite only). Only the
+composition points (:mod:`engine.run`, :mod:`engine.cli`) name a backend's classes.
 The rules every backend keeps are in :mod:`engine.store.states`, and one contract test
 suite (``tests/test_outbox_contract.py``) runs against each.
 """
@@ -17,7 +22,16 @@ from typing import Any, Protocol
 
 from engine.plan.tally import PlanCounts, Tally
 from engine.routing import RatePlan
-from engine.store.records import CampaignRecord, Settlement
+from engine.store.delivery_records import (
+    ApplyResult,
+    AwaitingDelivery,
+    DeliveryReport,
+    DeliverySummary,
+    FailureCount,
+    Span,
+    TableRow,
+)
+from engine.store.records import CampaignRecord, ReportRow, Settlement
 from engine.store.states import PENDING, Claim, Rescued
 
 
@@ -127,3 +141,85 @@ class Outbox(Protocol):
 
     async def pending_by_provider(self) -> dict[str, int]:
         """Pending messages per provider."""
+
+
+class DeliveryLedger(Protocol):
+    """Delivery reports of every campaign in one store, and what they make of the messages
+    (webhooks, polling, ``dispatch dlr``, the end of a run)."""
+
+    async def record_reports(self, reports: Sequence[DeliveryReport]) -> ApplyResult:
+        """Store *reports* (a repeated one changes nothing) and apply every stored report
+        whose message is known, the earlier unmatched ones included; the first final report
+        of a message wins. An empty *reports* applies the stored ones only."""
+
+    async def awaiting(self, campaign_id: int, provider: str, *, after_line: int = 0,
+                       limit: int = 1000) -> list[AwaitingDelivery]:
+        """Accepted messages of *provider* without a final delivery state nor given up, in
+        line order after *after_line*, at most *limit*."""
+
+    async def awaiting_count(self, campaign_id: int) -> dict[str, int]:
+        """How many messages still await a final report, by provider (none: left out)."""
+
+    async def expire(self, campaign_id: int, *, sent_before: float) -> int:
+        """Give up accepted messages sent before *sent_before* without a final report
+        (delivery ``unknown``, reason ``unknown_delivery``, state stays ``accepted``); how
+        many. A later final report still applies."""
+
+    async def webhook_key(self) -> bytes:
+        """This store's secret for webhook path tokens, made on first use, then the same."""
+
+    async def summary(self, campaign_id: int) -> DeliverySummary:
+        """Delivery outcome and cost per provider and country, and send-to-delivery time."""
+
+
+class CampaignReads(Protocol):
+    """The reads behind ``status`` and ``report`` (``--csv``/``--json``, ``--html``); each
+    works on a store opened read-only."""
+
+    async def campaign_named(self, name: str) -> CampaignRecord:
+        """The campaign stored under *name*; else a :class:`~engine.errors.StoreError` that
+        lists the ones there are."""
+
+    async def state_counts(self, campaign_id: int
+                           ) -> list[tuple[str, str | None, int, int, int]]:
+        """(state, provider, messages, segments, cost nanos) for every state and provider."""
+
+    async def plan_counts(self, campaign_id: int) -> PlanCounts:
+        """What the stored plan holds, by state and reason, provider and country."""
+
+    def report_rows(self, campaign_id: int, states: Collection[str] = ...
+                    ) -> AsyncIterator[ReportRow]:
+        """Every CSV row of the campaign in line order (only those in *states*, if any)."""
+
+    async def delivery_summary(self, campaign_id: int) -> DeliverySummary:
+        """As :meth:`DeliveryLedger.summary`."""
+
+    async def span(self, campaign_id: int) -> Span:
+        """When sending started and ended, and when the last delivery report came."""
+
+    async def timeline(self, campaign_id: int, start: float, bucket_s: float
+                       ) -> list[tuple[int, int, int]]:
+        """(bucket index from *start*, sent, delivered) for every bucket with either, in
+        bucket order."""
+
+    async def latency_quantile(self, campaign_id: int, q: float) -> float | None:
+        """The *q* quantile of send-to-delivery seconds of delivered messages; ``None``
+        before any is delivered."""
+
+    async def latency_histogram(self, campaign_id: int, width_s: float, buckets: int
+                                ) -> list[int]:
+        """Delivered messages by send-to-delivery time in *buckets* of *width_s* seconds;
+        the last bucket also holds every slower one."""
+
+    async def failures(self, campaign_id: int) -> list[FailureCount]:
+        """Messages that did not reach their recipient, by state, provider and reason."""
+
+    async def featured_rows(self, campaign_id: int, states: Sequence[str] | None,
+                            limit: int) -> list[TableRow]:
+        """The first *limit* rows in *states* (``None``: the failures), in line order."""
+
+    async def sampled_rows(self, campaign_id: int, every: int, limit: int) -> list[TableRow]:
+        """Up to *limit* of the rows that are not failures: every *every*-th CSV line."""
+
+    async def count_rows(self, campaign_id: int, *, failed: bool) -> int:
+        """How many rows are failures (*failed*), or are not."""

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio
 
+from engine.store.delivery_records import (
+    UNKNOWN_DELIVERY,
+    ApplyResult,
+    AwaitingDelivery,
+    DeliveryGroup,
+    DeliveryReport,
+    DeliverySummary,
+)
 from engine.store.sqlite.sql import query
 from engine.store.sqlite.store import Store, paged
 
 FINAL_DELIVERY_STATES: Final = ("delivered", "undelivered", "expired")
-UNKNOWN_DELIVERY: Final = "unknown_delivery"
-"""``delivery_reason`` of an accepted message whose report never came before the expiry."""
 AWAITING_REPORT: Final = query("awaiting_report_condition", unknown_delivery=UNKNOWN_DELIVERY)
 """The condition on ``messages`` of a sent message whose delivery report is still to come."""
 UNMATCHED_PER_PASS: Final = 20_000
@@ -38,67 +43,6 @@ _AWAITING: Final = paged(query("awaiting_columns"),
 _GIVEN_UP: Final = query("given_up_by_provider", unknown_delivery=UNKNOWN_DELIVERY)
 _OLDEST_AWAITING: Final = query("oldest_awaiting", awaiting=AWAITING_REPORT)
 _EXPIRE: Final = query("expire", unknown_delivery=UNKNOWN_DELIVERY, awaiting=AWAITING_REPORT)
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryReport:
-    """One delivery report as received (webhook) or read (poll), in the engine's words."""
-
-    provider: str
-    """The provider's name in the config (``messages.provider``)."""
-    provider_message_id: str
-    state: str
-    """accepted, delivered, undelivered, expired or unknown."""
-    provider_status: str
-    """The provider's own word, kept beside ours."""
-    reason: str
-    at: float | None
-    """When the provider says the message reached ``state`` (epoch s), if it says."""
-    received_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyResult:
-    stored: int
-    """Reports not seen before (a repeated report is not stored twice)."""
-    unmatched: int
-    """Stored reports still waiting for their message."""
-
-
-@dataclass(frozen=True, slots=True)
-class AwaitingDelivery:
-    line: int
-    provider_message_id: str
-    sent_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryGroup:
-    """Sent messages of one provider or country by delivery outcome, and their cost."""
-
-    sent: int = 0
-    delivered: int = 0
-    undelivered: int = 0
-    pending: int = 0
-    unknown: int = 0
-    estimated_nanos: int = 0
-    actual_nanos: int = 0
-
-    @property
-    def rate(self) -> float | None:
-        """Delivered among those with a final state; ``None`` before any is final."""
-        final = self.delivered + self.undelivered
-        return self.delivered / final if final else None
-
-
-@dataclass(frozen=True, slots=True)
-class DeliverySummary:
-    by_provider: dict[str, DeliveryGroup]
-    by_country: dict[str, DeliveryGroup]
-    total: DeliveryGroup
-    latency_count: int
-    latency_median_s: float | None
-    latency_p95_s: float | None
 
 
 async def _record_reports(store: Store, reports: Sequence[DeliveryReport]) -> ApplyResult:

@@ -10,17 +10,20 @@ Every query reads a campaign's rows in one pass at most (1M rows: well under a s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from engine.store.sqlite.delivery_store import UNKNOWN_DELIVERY
+from engine.store.delivery_records import (
+    FAILURE_STATES,
+    UNKNOWN_DELIVERY,
+    FailureCount,
+    Span,
+    TableRow,
+)
 from engine.store.sqlite.sql import query
 from engine.store.sqlite.store import Store
 
 SENT_STATES: Final = ("accepted", "delivered", "undelivered")
 """States of a message a provider took (``updated_at`` is then when it took it)."""
-FAILURE_STATES: Final = ("rejected", "skipped", "failed", "undelivered", "unknown",
-                         "expired", "cancelled")
 _FAILED: Final = query("failed_condition", states=", ".join(map(repr, FAILURE_STATES)),
                        unknown_delivery=UNKNOWN_DELIVERY)
 """A message that did not reach its recipient, or whose fate is not known."""
@@ -28,38 +31,6 @@ _SENT: Final = ", ".join(map(repr, SENT_STATES))
 _ROW_COLUMNS: Final = query("report_columns")
 _SAMPLED_ROWS: Final = query("sampled_rows", columns=_ROW_COLUMNS, failed=_FAILED)
 _FEATURED_FAILURES: Final = query("featured_rows", columns=_ROW_COLUMNS, where=_FAILED)
-
-
-@dataclass(frozen=True, slots=True)
-class TableRow:
-    """One recipient in the report's table; cost in billionths, seconds to delivery."""
-
-    line: int
-    phone: str
-    country: str | None
-    state: str
-    provider: str | None
-    segments: int | None
-    cost_nanos: int | None
-    delivery_s: float | None
-    reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """When sending started and ended, and when the last delivery report came (epoch s)."""
-
-    first_sent: float | None
-    last_sent: float | None
-    last_delivered: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class FailureCount:
-    state: str
-    provider: str | None
-    reason: str
-    messages: int
 
 
 class ReportReads:
@@ -131,8 +102,3 @@ class ReportReads:
             query("count_failed" if failed else "count_not_failed", failed=_FAILED),
             (campaign_id,)))
 
-
-def row_values(row: TableRow) -> list[Any]:
-    """*row* as a plain list, in :class:`TableRow`'s field order."""
-    return [row.line, row.phone, row.country, row.state, row.provider, row.segments,
-            row.cost_nanos, row.delivery_s, row.reason]
