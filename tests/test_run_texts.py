@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR
+from engine.store.records import VARIABLE_SEPARATOR
 from tests.helpers import write_campaign
 from tests.run_fixtures import run_and_read_texts
 

@@ -18,11 +18,6 @@ BACKEND = "engine.store.sqlite"
 COMPOSITION_POINTS = {ENGINE / "cli.py", ENGINE / "run.py"}
 """Where the SQLite classes are built and handed on, typed as the protocols."""
 NOT_YET_BEHIND_A_PROTOCOL: dict[Path, set[str]] = {
-    # The plan's separator of stored variables is a format constant of the plan writer,
-    # shared by the planner (writes it) and the dispatcher's jobs (reads it back).
-    ENGINE / "plan" / "planner.py": {"plan_writer.VARIABLE_SEPARATOR"},
-    ENGINE / "plan" / "rows.py": {"plan_writer.VARIABLE_SEPARATOR"},
-    ENGINE / "send" / "jobs.py": {"plan_writer.VARIABLE_SEPARATOR"},
     # The rate cache (cached_rates, save_rates) and the worker registry (register_worker,
     # heartbeat, workers, release_worker) are still Store methods: issue 21, other parts.
     ENGINE / "rates.py": {"store.Store"},

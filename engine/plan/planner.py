@@ -38,8 +38,7 @@ from engine.plan.workers import PlanAborted, Turns, worker_init, worker_plan
 from engine.routing import RouteTable, nanos_to_decimal, static_rates
 from engine.segments import measure
 from engine.store.protocols import PieceWriter, PlanSink, PlanWriters
-from engine.store.records import CampaignRecord
-from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR
+from engine.store.records import VARIABLE_SEPARATOR, CampaignRecord
 from engine.template import BoundTemplate
 
 log = structlog.get_logger()

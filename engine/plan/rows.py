@@ -19,7 +19,7 @@ from engine.plan.tally import BLANK_LINE, NO_SAVING, SmartSaving, Tally
 from engine.routing import RouteTable
 from engine.segments import measure
 from engine.smart_encoding import smarten
-from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR
+from engine.store.records import VARIABLE_SEPARATOR
 from engine.template import BoundTemplate
 
 BLANK_CHARS: Final = " \t\r\n\x0b\x0c\u00a0\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"

@@ -14,8 +14,7 @@ from typing import Literal
 
 from engine.campaign import Campaign
 from engine.providers.base import NO_VARIABLES, OutboundMessage
-from engine.store.records import CampaignRecord, Outgoing
-from engine.store.sqlite.plan_writer import VARIABLE_SEPARATOR
+from engine.store.records import VARIABLE_SEPARATOR, CampaignRecord, Outgoing
 from engine.template import Template
 
 

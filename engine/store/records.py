@@ -9,7 +9,12 @@ writer's process imports it and starts in tens of milliseconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
+
+VARIABLE_SEPARATOR: Final = "\x1f"
+"""Between a valid row's placeholder values in a stored message's ``variables`` (bulk APIs
+with per-number template data need them); the ASCII unit separator, which no accepted CSV
+cell holds (a control character rejects its row)."""
 
 
 class Outgoing(NamedTuple):

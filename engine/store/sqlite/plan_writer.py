@@ -18,10 +18,6 @@ from typing import Any, Final
 from engine.store.sqlite.checkpoint_writer import PRAGMAS, immediate_transaction
 from engine.store.sqlite.sql import query
 
-VARIABLE_SEPARATOR: Final = "\x1f"
-"""Between a valid row's placeholder values in ``messages.variables`` (bulk APIs with
-per-number template data need them); the ASCII unit separator, which no CSV cell holds."""
-
 PLANNED_COLUMNS: Final = (
     "line", "phone", "country", "encoding", "segments", "provider", "route", "price_nanos",
     "cost_nanos", "plan_id", "variables", "text",
