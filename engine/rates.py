@@ -28,7 +28,7 @@ from engine.errors import ProviderError
 from engine.providers.readings import PublishesRates, RateReading
 from engine.routing import RateRow, RouteTable, load_rate_csv
 from engine.send.session import Session, open_providers
-from engine.store.sqlite.store import Store
+from engine.store.protocols import RateCache
 
 log = structlog.get_logger()
 
@@ -73,7 +73,7 @@ class RateSource:
         return where if self.origin == "none" else f"{where}, {len(self.rows)} rates"
 
 
-async def rate_sources(config: Config, providers: Sequence[ProviderConfig], store: Store, *,
+async def rate_sources(config: Config, providers: Sequence[ProviderConfig], store: RateCache, *,
                        refresh: bool = False, now: float | None = None,
                        session: Session | None = None) -> list[RateSource]:
     """The rate table each provider is routed by, fetching live tables that are stale

@@ -2,7 +2,7 @@
 heartbeat, and any number of them send one campaign together (the claim model:
 :mod:`engine.store.states`).
 
-A worker is a row (:class:`~engine.store.sqlite.store.WorkerRecord`): its host, pid and
+A worker is a row (:class:`~engine.store.records.WorkerRecord`): its host, pid and
 heartbeat. A worker is live while it is alive: on this host (same name and boot id), while
 its pid exists and is the same process (its start time, against pid reuse) and not a
 zombie, whatever its heartbeat says, so that a SIGKILLed run's messages are rescued at once
@@ -32,8 +32,8 @@ import anyio.lowlevel
 import structlog
 
 from engine.errors import StoreError
+from engine.store.protocols import Heartbeats, WorkerRegistry
 from engine.store.records import WorkerRecord
-from engine.store.sqlite.store import Heartbeat, Store
 
 log = structlog.get_logger()
 
@@ -110,7 +110,7 @@ class Worker:
     :attr:`lost` is set if its row disappears (another host's run found the heartbeat
     lapsed and took over): the run must stop sending."""
 
-    def __init__(self, record: WorkerRecord, heartbeat: Heartbeat) -> None:
+    def __init__(self, record: WorkerRecord, heartbeat: Heartbeats) -> None:
         self.record = record
         self.lost = anyio.Event()
         self._token = anyio.lowlevel.current_token()
@@ -147,7 +147,7 @@ class Worker:
 
 
 @asynccontextmanager
-async def campaign_worker(store: Store, campaign: str) -> AsyncIterator[Worker]:
+async def campaign_worker(store: WorkerRegistry, campaign: str) -> AsyncIterator[Worker]:
     """Be one of *campaign*'s workers while the block runs, heartbeating; its row is removed
     on the way out, however the block ends (a killed process's row is left, and rescued by
     the lease rule)."""
@@ -176,7 +176,7 @@ def lease_rule() -> Callable[[WorkerRecord], bool]:
     return lambda holder: is_live(holder, here=here, now=time.time())
 
 
-async def wait_for_planner(store: Store, me: WorkerRecord) -> None:
+async def wait_for_planner(store: WorkerRegistry, me: WorkerRecord) -> None:
     """Let the campaign's earliest live worker plan it: return once its plan is complete, or
     once no live worker registered before *me* (which then plans, or resumes the plan of a
     dead one)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.plan.tally import PlanCounts, Tally
-from engine.routing import RatePlan
+from engine.routing import RatePlan, RateRow
 from engine.store.delivery_records import (
     ApplyResult,
     AwaitingDelivery,
@@ -31,7 +31,7 @@ from engine.store.delivery_records import (
     Span,
     TableRow,
 )
-from engine.store.records import CampaignRecord, ReportRow, Settlement
+from engine.store.records import CampaignRecord, ReportRow, Settlement, WorkerRecord
 from engine.store.states import PENDING, Claim, Rescued
 
 
@@ -223,3 +223,42 @@ class CampaignReads(Protocol):
 
     async def count_rows(self, campaign_id: int, *, failed: bool) -> int:
         """How many rows are failures (*failed*), or are not."""
+
+
+class RateCache(Protocol):
+    """The providers' fetched rate tables, kept between commands (``rate_ttl``)."""
+
+    async def cached_rates(self, provider: str) -> tuple[float, list[RateRow]] | None:
+        """The provider's last fetched table and when it was fetched (epoch seconds)."""
+
+    async def save_rates(self, provider: str, fetched_at: float, rows: Sequence[RateRow]
+                         ) -> None:
+        """Keep *rows* as the provider's table, fetched at *fetched_at*."""
+
+
+class Heartbeats(Protocol):
+    """A worker's heartbeat writer, used from a thread of its own."""
+
+    def beat(self, now: float) -> bool:
+        """The worker is alive at *now*; False if its row is gone (it was rescued)."""
+
+    def close(self) -> None: ...
+
+
+class WorkerRegistry(Protocol):
+    """The campaigns' workers: who is sending, since when, and whether still alive."""
+
+    async def register_worker(self, me: WorkerRecord) -> None:
+        """Add *me* to its campaign's workers."""
+
+    async def release_worker(self, worker_id: str) -> None:
+        """Remove the worker's row (its campaign no longer waits for it)."""
+
+    async def workers(self, campaign: str) -> list[WorkerRecord]:
+        """The campaign's registered workers, live or not."""
+
+    async def campaign(self, name: str) -> CampaignRecord | None:
+        """The campaign named *name*, if planned at all."""
+
+    def heartbeat(self, worker_id: str) -> Heartbeats:
+        """A heartbeat writer for the worker, for a thread of its own."""
