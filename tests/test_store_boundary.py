@@ -15,7 +15,7 @@ from engine.store.sqlite.delivery_store import DeliveryStore
 
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 BACKEND = "engine.store.sqlite"
-COMPOSITION_POINTS = {ENGINE / "cli.py", ENGINE / "run.py"}
+COMPOSITION_POINTS = {ENGINE / "run.py", *(ENGINE / "commands").glob("*.py")}
 """Where the SQLite classes are built and handed on, typed as the protocols."""
 NOT_YET_BEHIND_A_PROTOCOL: dict[Path, set[str]] = {}
 """Imports of the backend that remain outside engine/store/, each name by name, so that a

@@ -9,7 +9,8 @@ Backends: :class:`engine.store.sqlite.outbox.SqliteOutbox` (the embedded default
 :class:`engine.store.memory.MemoryOutbox` (the same rules in plain Python, for fast tests);
 :class:`engine.store.sqlite.delivery_store.DeliveryStore` and
 :class:`engine.store.sqlite.campaign_reads.SqliteCampaignReads` (SQLite only). Only the
-composition points (:mod:`engine.run`, :mod:`engine.cli`) name a backend's classes.
+composition points (:mod:`engine.run`, the commands of :mod:`engine.commands`) name a
+backend's classes.
 The rules every backend keeps are in :mod:`engine.store.states`, and one contract test
 suite (``tests/test_outbox_contract.py``) runs against each.
 """
