@@ -41,6 +41,8 @@ READ_ONLY_SCHEMA_FROM: Final = 3
 """The oldest schema a read-only store reads without upgrading it: every column and table
 that status and report read is there from version 3 (the delivery columns)."""
 
+WAL_SWITCH_TRIES: Final = 100
+WAL_SWITCH_WAIT_S: Final = 0.05
 SCHEMA: Final = query("schema")
 MIGRATIONS: Final = {version: statements(f"upgrade_from_{version}") for version in range(2, 6)}
 """Statements taking a database of the key's schema version to the next one; run before
@@ -260,21 +262,49 @@ class Store:
             # The wait first: on a new file, switching to WAL waits for another process
             # creating it too (two runs started together) instead of failing at once.
             for pragma in sorted(PRAGMAS, key=lambda p: "busy_timeout" not in p):
-                await self.db.execute(pragma)
-            await self.db.executescript(SCHEMA.split(";", 1)[0] + ";")
+                await self._pragma(pragma)
+            await self._in_write_transaction(SCHEMA.split(";", 1)[0] + ";")
             version = await self._scalar(_SCHEMA_VERSION)
             if version is not None and int(version) in MIGRATIONS:
                 await self._migrate(int(version))
                 version = str(SCHEMA_VERSION)
-            await self.db.executescript(SCHEMA)
+            await self._in_write_transaction(SCHEMA)
             if version is None:  # OR IGNORE: another process may be creating it too
-                await self.db.execute(query("insert_schema_version"),
-                                      (str(SCHEMA_VERSION),))
+                async with self.transaction() as db:
+                    await db.execute(query("insert_schema_version"), (str(SCHEMA_VERSION),))
             elif int(version) != SCHEMA_VERSION:
                 raise StoreError(f"schema version {version}, this engine needs "
                                  f"{SCHEMA_VERSION}", path=self.path)
         except aiosqlite.DatabaseError as exc:
             raise store_error(exc, self.path) from None
+
+    async def _pragma(self, pragma: str) -> None:
+        """Run *pragma*. Switching a new file to WAL needs the file to itself, and a second
+        process opening it at that moment (two runs started together) is told "database is
+        locked" at once, not after the busy timeout: it is asked again, a bounded number of
+        times."""
+        for attempt in range(1, WAL_SWITCH_TRIES + 1):
+            try:
+                await self.db.execute(pragma)
+                return
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+                if "journal_mode" not in pragma or not busy or attempt == WAL_SWITCH_TRIES:
+                    raise
+            await anyio.sleep(WAL_SWITCH_WAIT_S)
+
+    async def _in_write_transaction(self, script: str) -> None:
+        """Run *script* in one ``BEGIN IMMEDIATE`` transaction, waited for. A write begun
+        outside one reads a snapshot first, and when another process commits before it
+        writes (two runs started together on a new file), it fails at once with "database
+        is locked" whatever the busy timeout says (SQLITE_BUSY_SNAPSHOT)."""
+        try:
+            await self.db.executescript(f"BEGIN IMMEDIATE;\n{script}\n;\nCOMMIT;")
+        except BaseException:
+            if self.db.in_transaction:
+                with anyio.CancelScope(shield=True):
+                    await self.db.execute("ROLLBACK")
+            raise
 
     async def _migrate(self, version: int) -> None:
         """Bring a database of an older schema *version* up to :data:`SCHEMA_VERSION`; a
