@@ -40,6 +40,8 @@ KEEP_S: Final = 72 * 3600.0
 """Messages older than this are neither loaded nor kept: the engine gives up asking then."""
 ID_BLOCK: Final = 10_000_000
 BUSY_TIMEOUT_MS: Final = 10_000
+WAL_SWITCH_TRIES: Final = 100
+WAL_SWITCH_WAIT_S: Final = 0.05
 WALLET_KINDS: Final = frozenset({"skytelecom"})
 
 SCHEMA: Final = """
@@ -119,7 +121,7 @@ class SandboxState:
             conn = self._conn = sqlite3.connect(self.path, check_same_thread=False,
                                                 isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
             conn.execute("BEGIN IMMEDIATE")
@@ -219,6 +221,21 @@ class SandboxState:
                 conn.execute("ROLLBACK")
             log.error("sandbox.state_write_failed", file=str(self.path), messages=len(rows),
                       error=str(exc))
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """WAL on a new file needs the file to itself: a second process opening it at that
+    moment (two runs started together) is told "locked" at once, whatever the busy timeout
+    says, so it asks again, a bounded number of times."""
+    for attempt in range(1, WAL_SWITCH_TRIES + 1):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or attempt == WAL_SWITCH_TRIES:
+                raise
+        time.sleep(WAL_SWITCH_WAIT_S)
 
 
 def _message(row: Sequence[object]) -> SentMessage:
