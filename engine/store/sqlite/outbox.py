@@ -48,10 +48,12 @@ _HELD_BY_OTHERS: Final = paged("line", query("held_by_others_from",
 
 _DEAD: Final = query("held_by_condition")
 """Rescue: held by the dead workers of a JSON array of ids, or by nobody."""
-_DEAD_CLAIMED: Final = query("held_count", held_by=_DEAD, lines="")
-_UNCLAIM_DEAD: Final = query("unclaim", held_by=_DEAD, lines="")
+_GIVE_BACK_DEAD: Final = (query("held_count", held_by=_DEAD, lines=""),
+                          query("unclaim", held_by=_DEAD, lines=""),
+                          query("unhold", held_by=query("held_by_workers_condition"),
+                                lines=""))
+"""Rescue's statements (count, make pending, let go of unknown), as :data:`_RELEASE`'s."""
 _INTERRUPT_DEAD: Final = query("interrupt_sending", held_by=_DEAD)
-_UNHOLD_DEAD: Final = query("unhold", held_by=query("held_by_workers_condition"), lines="")
 
 _MINE: Final = query("held_by_worker_condition")
 _OF_LINES: Final = f" AND {query('lines_condition')}"
@@ -166,8 +168,8 @@ class SqliteOutbox:
 
     async def rescue(self) -> Rescued:
         """Take back what dead workers of the campaign held (those the lease rule says are
-        not live, and
-        messages held by nobody in a held state, left by a version without workers):
+        not live, and messages held by nobody in a held state, left by a version without
+        workers):
         ``claimed`` ones become ``pending`` again, ``sending`` ones ``unknown`` (they may
         have been sent; settled before anything else), held ``unknown`` ones unheld. The
         dead workers' rows are removed."""
@@ -177,14 +179,10 @@ class SqliteOutbox:
                         query("other_workers"), (self.worker.campaign, self.worker_id)))
                     if not self._live(w)]
             ids = json.dumps(dead)
-            released = await _one(db, _DEAD_CLAIMED, (cid, CLAIMED, ids))
-            await db.execute(_UNCLAIM_DEAD, (PENDING, cid, CLAIMED, ids))
-            if released[0]:
-                await db.execute(_RETURN_COMMITTED, (released[1], cid))
+            released = await self._give_back(db, _GIVE_BACK_DEAD, (ids,))
             unknown = await db.execute(_INTERRUPT_DEAD, (UNKNOWN, cid, SENDING, ids))
-            await db.execute(_UNHOLD_DEAD, (cid, UNKNOWN, ids))
             await db.execute(query("delete_workers"), (ids,))
-        return Rescued(len(dead), int(released[0]), unknown.rowcount)
+        return Rescued(len(dead), released, unknown.rowcount)
 
     async def held_by_others(self) -> int:
         """Messages another worker holds: they may yet come back ``pending``."""
@@ -196,16 +194,23 @@ class SqliteOutbox:
         """Give back the ``claimed`` messages of *lines* this worker holds (every one when
         None: ``pending`` again, their reservation returned) and let go of held ``unknown``
         ones; the count made ``pending``."""
-        cid = self.campaign_id
-        count_held, unclaim, unhold = _RELEASE[lines is not None]
         which = () if lines is None else (json.dumps(list(lines)),)
-        me = self.worker_id
         async with self.store.transaction() as db:
-            count, nanos = await _one(db, count_held, (cid, CLAIMED, me, *which))
-            await db.execute(unclaim, (PENDING, cid, CLAIMED, me, *which))
-            await db.execute(unhold, (cid, UNKNOWN, me, *which))
-            if count:
-                await db.execute(_RETURN_COMMITTED, (nanos, cid))
+            return await self._give_back(db, _RELEASE[lines is not None],
+                                         (self.worker_id, *which))
+
+    async def _give_back(self, db: Any, statements: tuple[str, str, str],
+                         held: tuple[Any, ...]) -> int:
+        """In *db*'s transaction: the ``claimed`` messages *statements* select by *held*
+        become ``pending``, their reservation returned, and held ``unknown`` ones are let
+        go; the count made ``pending``."""
+        cid = self.campaign_id
+        count_held, unclaim, unhold = statements
+        count, nanos = await _one(db, count_held, (cid, CLAIMED, *held))
+        await db.execute(unclaim, (PENDING, cid, CLAIMED, *held))
+        await db.execute(unhold, (cid, UNKNOWN, *held))
+        if count:
+            await db.execute(_RETURN_COMMITTED, (nanos, cid))
         return int(count)
 
 
