@@ -102,19 +102,20 @@ class Feeding(Settling):
         """Queue *claim*'s messages, keeping at most the lane's backlog ahead of its workers;
         False once the run stops or the lane goes down (the rest is released)."""
         fed: list[Job] = []
+        cut = False
         for i, row in enumerate(claim.messages):
             if not lane.backlog.try_take():
                 await self._put_fed(lane, fed)
                 await lane.backlog.take()
-            if self.stopping or lane.down:
+            if cut := bool(self.stopping or lane.down):
                 lane.backlog.release()
                 await self.outbox.release([r.line for r in claim.messages[i:]])
-                return False
+                break
             job = Job.of(row, self.campaign.message)
             job.fed = True
             fed.append(job)
-        await self._put_fed(lane, fed)
-        return bool(claim.messages)
+        await self._put_fed(lane, fed)  # taken before a stop: the workers leave or move them
+        return bool(claim.messages) and not cut
 
     async def _drain(self, lane: Lane) -> None:
         """Move a stopped lane's pending messages to their next routes."""
