@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import dataclasses
 import itertools
 import json
@@ -1035,6 +1036,8 @@ def phase_arguments(role: str, args: argparse.Namespace) -> list[str]:
         extra.append("--no-delivery-poll")
     if role in ("bare", "raw"):
         extra += ["--concurrency", str(args.concurrency), "--batch", str(args.batch)]
+    if args.profile is not None:
+        extra += ["--profile", str(args.profile.resolve())]
     return extra
 
 
@@ -1142,6 +1145,8 @@ def main() -> int:
     p.add_argument("--loop", choices=LOOPS, default="auto",
                    help="the event loop of every phase (default: as `dispatch run`, uvloop "
                         "when installed)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="write each phase's cProfile to DIR/ROLE.prof (slows every phase)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--wait-go", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -1152,6 +1157,10 @@ def main() -> int:
     args = p.parse_args()
     if args.child:
         child_logging()
+        profile = None
+        if args.profile is not None:
+            profile = cProfile.Profile()
+            profile.enable()
         if args.child == "plan":
             result = child_plan(args.folder, args.loop)
         elif args.child == "bare":
@@ -1166,6 +1175,9 @@ def main() -> int:
         else:
             result = child_transport(args.folder, args.url, args.transport, args.concurrency,
                                      args.requests, args.seconds, args.loop)
+        if profile is not None:
+            profile.disable()
+            profile.dump_stats(args.profile / f"{args.child}.prof")
         print(json.dumps(result))
         return 0
     signal.signal(signal.SIGTERM, stop_on_term)
