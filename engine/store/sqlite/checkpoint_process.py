@@ -7,10 +7,12 @@ whole time, and the loop itself waited on the GIL for part of every commit. A pr
 no GIL to share. The run sends each group commit down a pipe and waits for one byte back.
 
 Frames on the pipe: parent to child, a 4-byte big-endian length and a ``marshal``-ed
-``(sending, updates, committed)`` triple (the arguments of
-:meth:`engine.store.sqlite.checkpoint_writer.CheckpointWriter.write`); child to parent, ``0``
-when committed, ``2`` and a 4-byte count when committed but that many rows were not the
-worker's to write, or ``1``, a 4-byte length and a UTF-8 error message. The child answers
+``(kind, arguments)``: ``WRITE`` with the arguments of
+:meth:`~engine.store.sqlite.checkpoint_writer.CheckpointWriter.write`, or ``CLAIM`` with
+those of :meth:`~engine.store.sqlite.checkpoint_writer.CheckpointWriter.claim`; child to
+parent, ``0`` when committed, ``2`` and a 4-byte count when committed but that many rows
+were not the worker's to write, ``3``, a 4-byte length and the ``marshal``-ed claim, or
+``1``, a 4-byte length and a UTF-8 error message. The child answers
 ``0`` once when its connection is open. It runs in a session of its own, so that a terminal's
 Ctrl-C or a signal to the run's process group reaches the run alone, which finishes its
 in-flight work and flushes through the child; the child exits when its input closes, which
@@ -32,7 +34,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from engine.errors import StoreError
-from engine.store.sqlite.checkpoint_writer import NOT_HELD, OK
+from engine.store.sqlite.checkpoint_writer import CLAIM, CLAIMED, NOT_HELD, OK, WRITE
 
 EXIT_WAIT_S: Final = 10.0
 """How long closing waits for the child to finish its last commit before killing it."""
@@ -51,6 +53,9 @@ class CheckpointProcess:
         self._replies: BufferedByteReceiveStream | None = None
 
     async def start(self) -> None:
+        """Start the child (once) and wait until its connection is open."""
+        if self._process is not None:
+            return
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH"))
                                             if p)
@@ -72,18 +77,32 @@ class CheckpointProcess:
                     committed: Sequence[tuple[int, int]] = ()) -> int:
         """Commit one transaction in the child; returns once it is on disk, with how many
         rows were not written because the worker no longer holds them."""
+        await self._send(WRITE, (list(sending), [tuple(u) for u in updates],  # no NamedTuple
+                                 list(committed)))
+        return int(await self._reply())
+
+    async def claim(self, provider: str, state: str, after_line: int, limit: int,
+                    budget_nanos: int | None) -> tuple[list[tuple[Any, ...]], bool]:
+        """The worker's claim, committed in the child: the rows held (the columns of
+        :class:`~engine.store.records.Outgoing`) and whether the next did not fit."""
+        await self._send(CLAIM, (provider, state, after_line, limit, budget_nanos))
+        reply = await self._reply()
+        assert isinstance(reply, bytes)
+        rows, over_budget = marshal.loads(reply)
+        return rows, over_budget
+
+    async def _send(self, kind: int, arguments: tuple[Any, ...]) -> None:
         if self._process is None:
             await self.start()
         assert self._process is not None and self._process.stdin is not None
-        frame = marshal.dumps((list(sending), [tuple(u) for u in updates],  # no NamedTuple
-                               list(committed)))
+        frame = marshal.dumps((kind, arguments))
         try:
             await self._process.stdin.send(len(frame).to_bytes(4, "big") + frame)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise StoreError("the checkpoint writer has exited", path=self.path) from None
-        return await self._reply()
 
-    async def _reply(self) -> int:
+    async def _reply(self) -> int | bytes:
+        """The child's answer: a count of rows not held, or a claim's bytes."""
         assert self._replies is not None
         try:
             status = await self._replies.receive_exactly(1)
@@ -92,6 +111,8 @@ class CheckpointProcess:
             if status == NOT_HELD:
                 return int.from_bytes(await self._replies.receive_exactly(4), "big")
             size = int.from_bytes(await self._replies.receive_exactly(4), "big")
+            if status == CLAIMED:
+                return await self._replies.receive_exactly(size)
             problem = (await self._replies.receive_exactly(size)).decode()
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
             raise StoreError("the checkpoint writer has exited", path=self.path) from None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from engine.store.records import SETTLEMENT_COLUMNS
+from engine.store.sqlite import claims
 from engine.store.sqlite.sql import query, statements
 
 PRAGMAS: Final = statements("connection_pragmas")
@@ -33,6 +34,11 @@ FAILED: Final = b"\x01"
 NOT_HELD: Final = b"\x02"
 """Committed, but some rows were not written because the worker no longer holds them; a
 4-byte count follows."""
+CLAIMED: Final = b"\x03"
+"""A claim committed; a 4-byte length and its ``marshal``-ed ``(rows, over_budget)`` follow."""
+WRITE: Final = 0
+CLAIM: Final = 1
+"""The kinds of request: a frame is ``(kind, arguments)``."""
 
 
 @contextmanager
@@ -99,6 +105,13 @@ class CheckpointWriter:
                 conn.execute(_COMMITTED, (money, c))
         return len(updates) + len(sending) - written
 
+    def claim(self, provider: str, state: str, after_line: int, limit: int,
+              budget_nanos: int | None) -> tuple[list[tuple[Any, ...]], bool]:
+        """This worker's claim, in a transaction of its own (:func:`claims.claim`)."""
+        with immediate_transaction(self._conn) as conn:
+            return claims.claim(conn, self._campaign_id, self._worker_id, provider, state,
+                                after_line, limit, budget_nanos)
+
     def close(self) -> None:
         self._conn.close()
 
@@ -106,8 +119,10 @@ class CheckpointWriter:
 def serve(path: Path, campaign_id: int, worker_id: str | None, requests: BinaryIO,
           replies: BinaryIO) -> None:
     """The child's loop: commit each frame read from *requests* until it closes."""
-    def answer(problem: Exception | None, not_held: int = 0) -> None:
-        if problem is None:
+    def answer(problem: Exception | None, not_held: int = 0, claimed: bytes = b"") -> None:
+        if claimed:
+            replies.write(CLAIMED + len(claimed).to_bytes(4, "big") + claimed)
+        elif problem is None:
             replies.write(NOT_HELD + not_held.to_bytes(4, "big") if not_held else OK)
         else:
             text = f"{type(problem).__name__}: {problem}".encode()
@@ -122,14 +137,17 @@ def serve(path: Path, campaign_id: int, worker_id: str | None, requests: BinaryI
     try:
         answer(None)
         while len(header := requests.read(4)) == 4:
-            sending, updates, committed = marshal.loads(
-                requests.read(int.from_bytes(header, "big")))
+            kind, arguments = marshal.loads(requests.read(int.from_bytes(header, "big")))
+            claimed, not_held = b"", 0
             try:
-                not_held = writer.write(sending, updates, committed)
+                if kind == CLAIM:
+                    claimed = marshal.dumps(writer.claim(*arguments))
+                else:
+                    not_held = writer.write(*arguments)
             except Exception as exc:
                 answer(exc)
             else:
-                answer(None, not_held)
+                answer(None, not_held, claimed)
     except BrokenPipeError:
         pass  # the run is gone; what it was told is committed is
     finally:

@@ -1,10 +1,11 @@
 """The outbox on SQLite: one worker's claims, marks and settlements on one campaign.
 
-Every query here runs in one ``BEGIN IMMEDIATE`` transaction, which SQLite gives to one
+Every write here is one ``BEGIN IMMEDIATE`` transaction, which SQLite gives to one
 connection of one process at a time: a claim's read of the eligible rows and its update of
 them cannot interleave with another worker's, so a message is only ever held by one worker.
-Marks and settlements go through the checkpoint writer's process
-(:mod:`engine.store.sqlite.checkpoint`), which writes only rows the worker still holds. The
+Claims (:mod:`engine.store.sqlite.claims`), marks and settlements go through the checkpoint
+writer's process (:mod:`engine.store.sqlite.checkpoint`), which writes only rows the worker
+still holds; rescues and releases, rare, run on the run's store connection. The
 states and who may move a message between them are in :mod:`engine.store.states`.
 """
 
@@ -17,31 +18,17 @@ from typing import Any, Final
 from engine.store.records import Outgoing, Settlement, WorkerRecord
 from engine.store.sqlite.checkpoint import Checkpointer
 from engine.store.sqlite.sql import query
-from engine.store.sqlite.store import OUTGOING_COLUMNS, Store, paged
+from engine.store.sqlite.store import Store, paged
 from engine.store.states import (
     CLAIMED,
     HELD_STATES,
     PENDING,
     SENDING,
-    SPENDING_STATES,
     UNKNOWN,
     Claim,
     Rescued,
-    fit_budget,
 )
 
-# Read as claimed in SQL, not a _replace of each row afterwards (bench/dispatcher_overhead.py).
-_AS_CLAIMED: Final = OUTGOING_COLUMNS.replace(", state,", f", '{CLAIMED}',")
-"""A claim's page reads its rows as they will be once claimed."""
-assert _AS_CLAIMED != OUTGOING_COLUMNS
-_CLAIM_PENDING: Final = paged(_AS_CLAIMED, query("eligible_from"))
-_CLAIM: Final = paged(OUTGOING_COLUMNS, query("eligible_from"))
-_TAKE: Final = query("take")
-_KEPT_COMMITTED: Final = query("kept_committed")
-_COMMITTED: Final = query("spent", states=", ".join("?" * (len(SPENDING_STATES) + 1)))
-"""What every worker has sent, may have sent, or holds claimed."""
-_SET_COMMITTED: Final = query("set_committed")
-_ADD_COMMITTED: Final = query("add_committed")
 _RETURN_COMMITTED: Final = query("return_committed")
 _HELD_BY_OTHERS: Final = paged("line", query("held_by_others_from",
                                              states=", ".join("?" * len(HELD_STATES))))
@@ -70,9 +57,9 @@ holds (False) or only of a JSON array of lines (True)."""
 
 
 class SqliteOutbox:
-    """:class:`engine.store.protocols.Outbox` on SQLite: claims, rescues and releases commit
-    at once on the run's store connection; marks and settlements through the checkpoint
-    writer's process, in batches."""
+    """:class:`engine.store.protocols.Outbox` on SQLite: claims commit at once in the
+    checkpoint writer's process, marks and settlements there in batches; rescues and
+    releases on the run's store connection."""
 
     def __init__(self, store: Store, campaign_id: int, worker: WorkerRecord,
                  live: Callable[[WorkerRecord], bool]) -> None:
@@ -135,36 +122,12 @@ class SqliteOutbox:
         reserved so far by every worker, in line order, and :attr:`Claim.over_budget` says
         the next one did not fit.
         """
-        cid = self.campaign_id
-        new_state = CLAIMED if state == PENDING else state
-        async with self.store.transaction() as db:
-            rows = [Outgoing._make(r) for r in await self.store.page_of(
-                _CLAIM_PENDING if new_state == CLAIMED else _CLAIM,
-                (cid, state, provider, after_line, limit))]
-            over_budget = False
-            committed = None
-            if state == PENDING and rows:
-                committed = await self._committed(db)
-                if budget_nanos is not None:
-                    rows, over_budget = fit_budget(rows, budget_nanos - committed)
-            if not rows:
-                return Claim((), over_budget, after_line)
-            await db.execute(_TAKE, (new_state, self.worker_id, cid,
-                                     json.dumps([r.line for r in rows]), state))
-            if committed is not None:
-                await db.execute(_ADD_COMMITTED, (committed, sum(r.cost_nanos for r in rows),
-                                                  cid))
-        return Claim(tuple(rows), over_budget, rows[-1].line)
-
-    async def _committed(self, db: Any) -> int:
-        """The campaign's committed money: computed once from its messages, then kept."""
-        kept = await _one(db, _KEPT_COMMITTED, (self.campaign_id,))
-        if kept[0] is not None:
-            return int(kept[0])
-        committed = int((await _one(db, _COMMITTED, (self.campaign_id, *SPENDING_STATES,
-                                                     CLAIMED)))[0])
-        await db.execute(_SET_COMMITTED, (committed, self.campaign_id))
-        return committed
+        rows, over_budget = await self._writes.claim(provider, state, after_line, limit,
+                                                     budget_nanos)
+        if not rows:
+            return Claim((), over_budget, after_line)
+        messages = tuple(map(Outgoing._make, rows))
+        return Claim(messages, over_budget, messages[-1].line)
 
     async def rescue(self) -> Rescued:
         """Take back what dead workers of the campaign held (those the lease rule says are
