@@ -21,7 +21,7 @@ import anyio.lowlevel
 import pytest
 
 from engine.campaign import Campaign, OnUnknown
-from engine.config import ProviderConfig, RoutingConfig
+from engine.config import ProviderConfig, RateLimit, RoutingConfig
 from engine.errors import LeaseLost
 from engine.providers.base import OutboundMessage, Outcome, Provider, SendResult
 from engine.routing import to_nanos
@@ -148,9 +148,11 @@ def me() -> WorkerRecord:
 
 def dispatcher(store: MemoryCampaign, fakes: Sequence[FakeProvider], *,
                on_unknown: OnUnknown = "settle", max_cost: Decimal | None = None,
-               concurrency: int = 4, down: Mapping[str, str] | None = None) -> Dispatcher:
+               concurrency: int = 4, down: Mapping[str, str] | None = None,
+               rate_limit: RateLimit | None = None) -> Dispatcher:
+    """*rate_limit* only sizes each lane's claims (a fake provider applies none)."""
     configs = [ProviderConfig(name=f.name, kind="smsvoip", base_url="sandbox",
-                              concurrency=concurrency) for f in fakes]
+                              concurrency=concurrency, rate_limit=rate_limit) for f in fakes]
     return Dispatcher(
         outbox=MemoryOutbox(store, me(), lambda worker: True),
         record=CampaignRecord(1, "unit", "f00d", "EUR", 0, True),
@@ -267,6 +269,35 @@ async def test_a_refused_account_stops_the_lane_and_its_queue_fails_over() -> No
     assert {store.message(line).worker for line in range(30, 34)} == {None}
     assert stats.accepted == 20 and stats.left == 4
     assert store.committed_nanos == 20 * PRICES["beta"]
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param({}, id="marked-before-each-send"),
+    pytest.param({"idempotent": True}, id="marked-ahead"),
+])
+async def test_a_lane_refused_mid_claim_moves_every_message_it_held(
+        kind: dict[str, object]) -> None:
+    """A refusal for the account in the middle of a lane's claims (each larger than its
+    backlog, more of them claimed ahead) moves every message the lane held or queued, fed
+    or not, marked or not, to its next route: each sent once in all, none left held."""
+    store = MemoryCampaign.from_rows(planned(60, ["alpha"]))
+    alpha = FakeProvider("alpha", answers={25: [SendResult(
+        Outcome.REFUSED_ACCOUNT, code="401", detail="key revoked")]},
+                         **kind)  # type: ignore[arg-type]
+    beta = FakeProvider("beta")
+    d = dispatcher(store, [alpha, beta], concurrency=2, rate_limit=RateLimit(6, 1.0))
+    assert d.lanes["alpha"].claim_rows == 12 > d.lanes["alpha"].backlog.limit
+    with anyio.fail_after(RUN_BOUND_S):
+        stats = await d.run()
+    by_alpha, by_beta = alpha.lines(), beta.lines()
+    assert 25 in by_alpha and 25 in by_beta
+    assert set(by_alpha) | set(by_beta) == set(range(2, 62))
+    assert set(by_alpha.values()) == {1} and set(by_beta.values()) == {1}
+    assert set(by_alpha) & set(by_beta) == {25}
+    assert store.states() == {ACCEPTED: 60} and held(store) == 0
+    assert stats.accepted == 60 and stats.failed_over == len(by_beta)
+    assert {store.message(line).provider for line in by_beta} == {"beta"}
+    assert store.committed_nanos == stats.spent_nanos
 
 
 @pytest.mark.parametrize(("kind", "sends", "state"), [
