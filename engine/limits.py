@@ -12,6 +12,15 @@ later ones. So a request's place in the window is the moment its answer arrived 
 the provider can have seen it), not the moment it left: then at least a period separates the
 provider's receipt of a request and of the one ``count`` later, whatever the latency, at the
 price of about latency/period of the rate. A small margin covers the provider's own clock.
+
+:meth:`SlidingWindowLimiter.resize` changes ``count`` while requests run (the share of a limit
+that several processes split, :mod:`engine.send.session`): shrinking keeps the newest
+entries, so the rule above holds with the new count at once; a window that began before the
+shrink may still hold more (up to the old count: :meth:`~SlidingWindowLimiter.in_window`
+says how many, the dropped entries included). Growing takes back the dropped entries still
+in the window, then lets the next ones start up to the new count (an entry the window rule
+pushed out is a period older than a later one, so out of every window from now on). Count
+0 blocks every start until it grows.
 """
 
 from __future__ import annotations
@@ -55,22 +64,55 @@ class SlidingWindowLimiter:
         self._slots: deque[Slot] = deque(maxlen=limit.count)
         self._lock = anyio.Lock()
         self._changed = anyio.Event()
+        self._resized = anyio.Event()
+        self._dropped: list[Slot] = []
+        """Entries a shrink dropped: they may still be in the window (:meth:`in_window`)."""
 
     async def acquire(self) -> Slot:
         """Wait until one more request may start now; the caller marks it done."""
         async with self._lock:
-            while len(self._slots) == self.count:
-                oldest = self._slots[0]
-                if not oldest.finished:
-                    await self._changed.wait()
+            while (wait := self.ready_in()) != 0:
+                if wait is None:  # until an answer comes, or the count grows
+                    await (self._resized if self.count == 0 else self._changed).wait()
                     continue
-                wait = oldest.at + self.period_s - time.monotonic()
-                if wait <= 0:
-                    break
-                await anyio.sleep(wait)
+                with anyio.move_on_after(wait):
+                    await self._resized.wait()
             slot = Slot(self)
             self._slots.append(slot)
             return slot
+
+    def ready_in(self) -> float | None:
+        """Seconds until one more request may start (0: now); ``None`` while that waits for
+        something else (count 0, or the oldest of the last ``count`` still unanswered)."""
+        if len(self._slots) < self.count:
+            return 0.0
+        if self.count == 0 or not self._slots[0].finished:
+            return None
+        return max(self._slots[0].at + self.period_s - time.monotonic(), 0.0)
+
+    def in_window(self) -> int:
+        """Requests that may still be in the provider's window: answered within a period,
+        or not yet answered."""
+        since = time.monotonic() - self.period_s
+        self._dropped = [s for s in self._dropped if not s.finished or s.at > since]
+        return len(self._dropped) + sum(1 for s in self._slots
+                                        if not s.finished or s.at > since)
+
+    def resize(self, count: int) -> None:
+        """At most *count* requests in any window from now on (0: none until it grows);
+        the newest entries are kept."""
+        if count < 0:
+            raise ValueError(f"a limiter's count must be >= 0, not {count}")
+        if count == self.count:
+            return
+        self.count = count
+        self.in_window()  # forgets the dropped entries that are out of it
+        entries = [*self._dropped, *self._slots]
+        self._dropped = entries[:max(len(entries) - count, 0)]
+        self._slots = deque(entries, maxlen=count)
+        self._resized.set()
+        self._resized = anyio.Event()
+        self.changed()
 
     def changed(self) -> None:
         self._changed.set()

@@ -36,6 +36,7 @@ from engine.store.delivery_records import DeliveryGroup
 from engine.store.protocols import DeliveryLedger
 from engine.store.sqlite.delivery_store import DeliveryStore
 from engine.store.sqlite.outbox import SqliteOutbox
+from engine.store.sqlite.rate_shares import SqliteRateShares
 from engine.store.sqlite.store import Store
 
 log = structlog.get_logger()
@@ -103,7 +104,8 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
             callbacks = describe(receiver)
         session = await stack.enter_async_context(open_providers(
             providers, callbacks=callbacks,
-            sandbox_state=state_path_for(config.database) if sandboxed else None))
+            sandbox_state=state_path_for(config.database) if sandboxed else None,
+            rate_shares=SqliteRateShares(store)))
         sources = await rate_sources(config, providers, store, session=session)
         routes = route_table_from(sources, providers, config)
         await wait_for_planner(store, worker.record)

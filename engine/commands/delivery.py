@@ -61,6 +61,7 @@ def dlr_command(args: argparse.Namespace) -> int:
     from engine.plan.planner import campaign_providers
     from engine.sandbox.state import state_path_for
     from engine.store.sqlite.delivery_store import DeliveryStore
+    from engine.store.sqlite.rate_shares import SqliteRateShares
 
     config = load_config_for(args)
     path = Path(args.campaign)
@@ -69,7 +70,8 @@ def dlr_command(args: argparse.Namespace) -> int:
 
     async def once(store: Store, record: CampaignRecord) -> Any:
         return await ask_once(DeliveryStore(store), record.id, providers,
-                              sandbox_state=state_path_for(config.database))
+                              sandbox_state=state_path_for(config.database),
+                              rate_shares=SqliteRateShares(store))
 
     _, name, result = on_stored_campaign(args, once)
     summary = {"campaign": name, "asked": result.asked, "answered": result.answered,

@@ -21,7 +21,7 @@ from engine.delivery.polling import RoundResult, poll_round
 from engine.delivery.reports import endpoints
 from engine.delivery.webhooks import describe, running_receiver
 from engine.send.session import open_providers
-from engine.store.protocols import DeliveryLedger
+from engine.store.protocols import DeliveryLedger, RateShares
 
 log = structlog.get_logger()
 
@@ -30,9 +30,11 @@ SANDBOX_BACKLOG_WAIT_S: Final = 10.0
 
 async def ask_once(deliveries: DeliveryLedger, campaign_id: int,
                    providers: Sequence[ProviderConfig], *,
-                   sandbox_state: Path | None) -> RoundResult:
+                   sandbox_state: Path | None,
+                   rate_shares: RateShares | None = None) -> RoundResult:
     """One poll round over *providers*, after the built-in sandbox (state in
-    *sandbox_state*) has posted the reports it still owed."""
+    *sandbox_state*) has posted the reports it still owed; with *rate_shares*, within this
+    process's shares of the providers' limits."""
     sandboxed = [p for p in providers if p.uses_sandbox]
     async with AsyncExitStack() as stack:
         callbacks: dict[str, str] = {}
@@ -41,7 +43,8 @@ async def ask_once(deliveries: DeliveryLedger, campaign_id: int,
             receiver = await stack.enter_async_context(running_receiver(deliveries, found))
             callbacks = describe(receiver)
         session = await stack.enter_async_context(open_providers(
-            providers, callbacks=callbacks, sandbox_state=sandbox_state if sandboxed else None))
+            providers, callbacks=callbacks, sandbox_state=sandbox_state if sandboxed else None,
+            rate_shares=rate_shares))
         if session.sandbox is not None and found:
             if not await session.sandbox.reports_settled(SANDBOX_BACKLOG_WAIT_S):
                 log.warning("delivery.sandbox_backlog_left", waited_s=SANDBOX_BACKLOG_WAIT_S)

@@ -2,6 +2,11 @@
 
 Each provider's adapter gets a transport that takes every request through the provider's
 rate limiter, so that preflight, lookups and status reads count against the limit too.
+With a store's :class:`~engine.store.protocols.RateShares`, every process on that store
+holds a share of each provider's limit (:mod:`engine.store.rate_shares`: exact across them),
+rebalanced every :data:`REBALANCE_S` by a task of the session; a process joining waits for
+its share (up to a period and a few rebalances while the others' earlier requests age out
+of the window). Without one, each limiter holds the whole limit for this process alone.
 
 A provider whose ``base_url`` is ``sandbox`` talks to the built-in simulator, which is started
 here in the current event loop (one for all such providers) and stopped after them. It fails
@@ -11,21 +16,36 @@ file (beside the campaign database) it answers about messages an earlier command
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlsplit
+
+import anyio
+import structlog
 
 from engine.config import ProviderConfig
 from engine.limits import SlidingWindowLimiter, Unlimited
 from engine.providers import make_adapter
 from engine.providers.base import Provider
 from engine.providers.http import provider_transport
+from engine.send.worker import Host, is_live, process_started
+from engine.store.protocols import RateShares
+from engine.store.rate_shares import RateHolder, RateShare, ShareLimit
+from engine.store.records import WorkerRecord
 
 if TYPE_CHECKING:
     from engine.sandbox.server import Sandbox
+
+log = structlog.get_logger()
+
+REBALANCE_S: Final = 1.0
+"""How often a process sharing rate limits rebalances its shares (one transaction)."""
 
 
 @dataclass
@@ -40,13 +60,17 @@ class Session:
 @asynccontextmanager
 async def open_providers(providers: Sequence[ProviderConfig], *,
                          callbacks: Mapping[str, str] | None = None,
-                         sandbox_state: Path | None = None) -> AsyncIterator[Session]:
+                         sandbox_state: Path | None = None,
+                         rate_shares: RateShares | None = None) -> AsyncIterator[Session]:
     """Adapters for *providers* by name, ready to use; the sandbox running if any needs it.
 
     *callbacks* (provider name -> delivery report URL) go to the built-in sandbox's accounts
     and, where the provider's API is on this machine, to the SMS & Voice Platform adapter
     as its per-message ``callback_url``. *sandbox_state* is the built-in sandbox's state file
     (:func:`engine.sandbox.state.state_path_for` the database); ``None``: in memory.
+    With *rate_shares*, each rate-limited provider's limit is shared with the other
+    processes on that store (the adapters are ready once this process holds its shares,
+    maybe 0 of one: its requests then wait until a share comes).
     """
     session = Session()
     callbacks = callbacks or {}
@@ -75,7 +99,69 @@ async def open_providers(providers: Sequence[ProviderConfig], *,
             else:
                 adapter = make_adapter(p, base_url=base_url, transport=transport)
             session.adapters[p.name] = await stack.enter_async_context(adapter)
+        limits = {p.name: ShareLimit(p.rate_limit.count, limiter.period_s)
+                  for p in providers if p.rate_limit
+                  and isinstance(limiter := session.limiters[p.name], SlidingWindowLimiter)}
+        if rate_shares is not None and limits:
+            await stack.enter_async_context(_sharing(
+                rate_shares, limits, {n: cast(SlidingWindowLimiter, session.limiters[n])
+                                      for n in limits}))
         yield session
+
+
+@asynccontextmanager
+async def _sharing(shares: RateShares, limits: Mapping[str, ShareLimit],
+                   limiters: Mapping[str, SlidingWindowLimiter]) -> AsyncIterator[None]:
+    """Hold this process's shares of *limits* while the block runs, each in its limiter,
+    rebalanced every :data:`REBALANCE_S`; they end on the way out, however it ends (a killed
+    process's are ended by the others' lease rule)."""
+    pid = os.getpid()
+    here = Host.here()
+    me = RateHolder(uuid.uuid4().hex, here.name, here.boot_id, pid, process_started(pid),
+                    time.time())
+
+    def used() -> dict[str, int]:
+        return {name: limiter.in_window() for name, limiter in limiters.items()}
+
+    async def rebalance() -> None:
+        live = share_lease_rule(here)
+        results = await shares.rebalance(me, limits, time.time(), live, used())
+        for name, result in results.items():
+            limiter = limiters[name]
+            if result.mine.share != limiter.count:
+                limiter.resize(result.mine.share)
+                log.debug("rates.share", provider=name, count=result.mine.share,
+                          holders=result.live)
+
+    async def keep_rebalancing() -> None:
+        while True:
+            await anyio.sleep(REBALANCE_S)
+            await rebalance()
+
+    await rebalance()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keep_rebalancing)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await shares.leave(me.id, limits, time.time(), used())
+
+
+def share_lease_rule(here: Host) -> Callable[[RateShare], bool]:
+    """:func:`engine.send.worker.is_live` for the holder of a share, now: its last
+    rebalance is its heartbeat."""
+    now = time.time()
+
+    def live(row: RateShare) -> bool:
+        h = row.holder
+        return is_live(WorkerRecord(h.id, "", h.host, h.boot_id, h.pid, h.pid_started,
+                                    h.joined_at, row.seen_at), here=here, now=now)
+
+    return live
 
 
 def _sandbox_accounts(providers: Sequence[ProviderConfig],

@@ -17,7 +17,7 @@ suite (``tests/test_outbox_contract.py``) runs against each.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from engine.store.delivery_records import (
     Span,
     TableRow,
 )
+from engine.store.rate_shares import RateHolder, RateShare, Rebalanced, ShareLimit
 from engine.store.records import CampaignRecord, ReportRow, Settlement, WorkerRecord
 from engine.store.states import PENDING, Claim, Rescued
 
@@ -263,3 +264,24 @@ class WorkerRegistry(Protocol):
 
     def heartbeat(self, worker_id: str) -> Heartbeats:
         """A heartbeat writer for the worker, for a thread of its own."""
+
+
+class RateShares(Protocol):
+    """The providers' rate limits split among the processes using this store
+    (:mod:`engine.store.rate_shares` holds the rule; the sum of the counted shares of a
+    provider never exceeds its limit's count)."""
+
+    async def rebalance(self, me: RateHolder, limits: Mapping[str, ShareLimit], now: float,
+                        live: Callable[[RateShare], bool],
+                        used: Mapping[str, int] | None = None) -> dict[str, Rebalanced]:
+        """Rebalance *me*'s share of each provider of *limits* at *now*, in one
+        transaction (*me* joins where it holds none); *live* is the lease rule, *used* what
+        *me* has in each provider's window (:func:`engine.store.rate_shares.rebalance`)."""
+
+    async def leave(self, holder_id: str, limits: Mapping[str, ShareLimit], now: float,
+                    used: Mapping[str, int] | None = None) -> None:
+        """The holder's shares end at *now*: what they count (or *used*, if less) is
+        counted one period more, then they are forgotten."""
+
+    async def shares(self, provider: str) -> list[RateShare]:
+        """Every stored share of *provider*, ended ones too."""

@@ -92,6 +92,23 @@ CREATE TABLE IF NOT EXISTS workers (
     heartbeat_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS workers_by_campaign ON workers (campaign);
+-- Each process's share of a provider's rate limit (engine.store.rate_shares): the counted
+-- shares of a provider sum to at most its limit's count. By the provider's name in config.
+CREATE TABLE IF NOT EXISTS rate_shares (
+    provider TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    host TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_started INTEGER,
+    joined_at REAL NOT NULL,
+    share INTEGER NOT NULL,
+    counted INTEGER NOT NULL,
+    counted_until REAL NOT NULL,
+    seen_at REAL NOT NULL,
+    ended INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (provider, holder)
+) WITHOUT ROWID;
 
 -- upgrade_from_2 --
 -- Schema 2 to 3: the delivery columns.
@@ -112,3 +129,6 @@ DROP INDEX IF EXISTS messages_state;
 DROP INDEX IF EXISTS workers_one_per_campaign;
 ALTER TABLE messages ADD COLUMN worker TEXT;
 ALTER TABLE campaigns ADD COLUMN committed_nanos INTEGER;
+
+-- upgrade_from_6 --
+-- Schema 6 to 7: the rate_shares table, which the schema creates; nothing else.

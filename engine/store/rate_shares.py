@@ -1,0 +1,144 @@
+"""One provider's rate limit split among the processes using one store: the records and the
+rebalancing rule every backend applies (:class:`~engine.store.protocols.RateShares`).
+
+Each process holding a provider's limit has a *share*: its own limiter lets at most that many
+requests start in any window of the limit's period. Its *counted* share is what the others
+must leave it: at least its share, and, for a period after it shrank or left, the share it
+had before (its past requests are still in the provider's window). While the counted shares
+of a provider sum to at most the limit's count at every instant, the provider never sees more
+than count requests in any window, whoever sends them, with no store round trip a request.
+
+A rebalance of one holder, in one transaction: holders that are no longer live are ended
+(share 0, their counted share kept for a period from now: a process found dead now sent
+nothing after now); ended holders whose counted share has lapsed are forgotten. The live
+holders' fair shares are ``count // live`` (the remainder to the earliest joined). The
+holder shrinks to its fair share at once, its counted share staying at the old one for a
+period; below its fair share, it grows only into what is free, ``count`` less the others'
+counted shares. A holder that is new starts the same way from 0.
+
+A holder also says how many of its requests are in its window now (*used*: its limiter's
+entries answered within a period, or in flight). Once a shrink has reached its limiter, no
+window from now on holds more of its requests than ``max(share, used)`` (the limiter keeps
+its newest ``share`` entries: a later request waits for a period after the oldest of them),
+so its counted share comes down to that at once, not a period later; likewise a holder
+leaving counts what it used. A joining process then waits for the requests actually in the
+others' windows to age out, not for whole periods.
+
+The standard library only (the rule is plain arithmetic over records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Final
+
+SHRINK_SLACK_S: Final = 0.5
+"""Added to the period a shrunk or ended share stays counted: the shrink reaches the
+process's limiter a loop hop after its commit, and a request in flight then is stamped by the
+provider after it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateHolder:
+    """A process (one session of it) holding shares: who and where it is, as
+    :class:`~engine.store.records.WorkerRecord` says it, and when it joined (epoch s)."""
+
+    id: str
+    host: str
+    boot_id: str
+    pid: int
+    pid_started: int | None
+    joined_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ShareLimit:
+    """A provider's limit as the sharing sees it: *count* requests a *period_s* window."""
+
+    count: int
+    period_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateShare:
+    """One holder's share of one provider's limit, as stored.
+
+    *counted* holds until *counted_until* (epoch s), *share* after; *seen_at* is the
+    holder's last rebalance; an *ended* holder (left, or found dead) has share 0 and is
+    forgotten once its counted share has lapsed."""
+
+    provider: str
+    holder: RateHolder
+    share: int
+    counted: int
+    counted_until: float
+    seen_at: float
+    ended: bool = False
+
+    def counted_at(self, now: float) -> int:
+        """What the others must leave this holder at *now*."""
+        return max(self.counted, self.share) if now < self.counted_until else self.share
+
+
+@dataclass(frozen=True, slots=True)
+class Rebalanced:
+    """What one rebalance of one provider writes, and what it gives the holder."""
+
+    upserts: tuple[RateShare, ...]
+    deleted: tuple[str, ...]
+    """Holder ids whose row goes."""
+    mine: RateShare
+    live: int
+    """Live holders, this one included."""
+
+
+def ended(row: RateShare, now: float, period_s: float, used: int | None = None) -> RateShare:
+    """*row* ended at *now*: share 0, what it counted (or *used*, if less) kept for a
+    period."""
+    if row.ended:
+        return row
+    counted = row.counted_at(now) if used is None else min(row.counted_at(now), used)
+    return replace(row, share=0, counted=counted,
+                   counted_until=now + period_s + SHRINK_SLACK_S, ended=True)
+
+
+def rebalance(rows: Sequence[RateShare], me: RateHolder, provider: str, limit: ShareLimit,
+              now: float, live: Callable[[RateShare], bool],
+              used: int | None = None) -> Rebalanced:
+    """The module's rule for *me* on *provider*'s stored *rows* at *now*; *used*: *me*'s
+    requests in its window now, its limiter at its stored share (``None``: unknown)."""
+    period = limit.period_s + SHRINK_SLACK_S
+    upserts: list[RateShare] = []
+    deleted: list[str] = []
+    others: list[RateShare] = []
+    mine: RateShare | None = None
+    for row in rows:
+        if row.holder.id == me.id:
+            mine = row
+            continue
+        if not row.ended and not live(row):
+            row = ended(row, now, limit.period_s)
+            upserts.append(row)
+        if row.ended and row.counted_at(now) == 0:
+            deleted.append(row.holder.id)
+            continue
+        others.append(row)
+    if mine is None or mine.ended:  # new, or ended while it could not rebalance
+        mine = RateShare(provider, me, 0, mine.counted_at(now) if mine else 0,
+                         mine.counted_until if mine else now, now)
+    elif used is not None and mine.counted_at(now) > max(mine.share, used):
+        mine = replace(mine, counted=max(mine.share, used))
+    holders = sorted([r.holder for r in others if not r.ended] + [me],
+                     key=lambda h: (h.joined_at, h.id))
+    fair = limit.count // len(holders) + (holders.index(me) < limit.count % len(holders))
+    if mine.share > fair:
+        mine = replace(mine, share=fair, counted=mine.counted_at(now),
+                       counted_until=now + period)
+    elif mine.share < fair:
+        free = limit.count - sum(r.counted_at(now) for r in others)
+        grown = max(mine.share, min(fair, free))
+        mine = replace(mine, share=grown, counted=max(grown, mine.counted_at(now)))
+    mine = replace(mine, seen_at=now)
+    upserts.append(mine)
+    return Rebalanced(tuple(upserts), tuple(deleted), mine, len(holders))

@@ -1,0 +1,336 @@
+"""One provider's rate limit shared by every process on one database: the rebalancing rule
+(over the memory backend and a real SQLite file), the limiter's resize, and two real
+`dispatch run` processes against a sandbox that enforces the limit."""
+
+from __future__ import annotations
+
+import bisect
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from unittest import mock
+
+import anyio
+import httpx
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import engine.limits as limits_module
+from bench.generate import generate
+from engine.config import RateLimit
+from engine.limits import SlidingWindowLimiter, Slot
+from engine.send.session import share_lease_rule
+from engine.send.worker import Host, process_started
+from engine.store.memory_rates import MemoryRateShares
+from engine.store.protocols import RateShares
+from engine.store.rate_shares import SHRINK_SLACK_S, RateHolder, RateShare, ShareLimit
+from engine.store.sqlite.rate_shares import SqliteRateShares
+from engine.store.sqlite.store import Store
+from tests.run_fixtures import external_sandbox, run_config
+from tests.test_concurrent_runs import accepted_by, dead_pid, start_run
+from tests.test_run import assert_once_or_reported, sent_counts
+
+LIMIT = ShareLimit(count=10, period_s=1.0)
+COUNTED_S = LIMIT.period_s + SHRINK_SLACK_S
+"""How long a shrunk or ended share stays counted."""
+P = "telekom"
+HERE = Host.here()
+
+pytestmark = pytest.mark.anyio
+
+
+def holder(name: str, joined_at: float, pid: int | None = None) -> RateHolder:
+    """A holder of this host: this process unless *pid* says otherwise."""
+    pid = pid or os.getpid()
+    return RateHolder(name, HERE.name, HERE.boot_id, pid, process_started(pid), joined_at)
+
+
+def all_live(row: RateShare) -> bool:
+    return True
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def shares(request: pytest.FixtureRequest, tmp_path: Path
+                 ) -> AsyncIterator[RateShares]:
+    """Each backend: in memory, and over a real SQLite file."""
+    if request.param == "memory":
+        yield MemoryRateShares()
+        return
+    async with Store.open(tmp_path / "dispatch.db") as store:
+        yield SqliteRateShares(store)
+
+
+async def tick(shares: RateShares, who: RateHolder, now: float,
+               live: Callable[[RateShare], bool] = all_live) -> int:
+    """Rebalance *who* at *now*: its share; the counted shares never exceed the count."""
+    share = (await shares.rebalance(who, {P: LIMIT}, now, live))[P].mine.share
+    rows = await shares.shares(P)
+    assert sum(r.counted_at(now) for r in rows) <= LIMIT.count, rows
+    return share
+
+
+async def test_two_holders_split_the_limit_once_the_first_ones_requests_lapse(
+        shares: RateShares) -> None:
+    """The first holder takes the whole limit; a second gets nothing until the first's
+    shrink has been counted for a period, then half."""
+    a, b = holder("a", 0.0), holder("b", 0.1)
+    assert await tick(shares, a, 0.0) == 10
+    assert await tick(shares, b, 0.1) == 0
+    assert await tick(shares, a, 1.0) == 5
+    assert await tick(shares, b, 1.0 + COUNTED_S - 0.01) == 0
+    assert await tick(shares, b, 1.0 + COUNTED_S) == 5
+    assert await tick(shares, a, 1.0 + COUNTED_S + 0.1) == 5
+
+
+async def test_a_third_holder_gets_its_share_only_after_the_others_counted_shares_lapse(
+        shares: RateShares) -> None:
+    """Of 10 among three, the earliest gets the remainder (4, 3, 3); the newcomer grows only
+    into what the others' shrunk shares free as each lapses."""
+    a, b, c = holder("a", 0.0), holder("b", 0.1), holder("c", 9.0)
+    await tick(shares, a, 0.0)
+    await tick(shares, b, 0.0)
+    await tick(shares, a, 0.5)
+    assert await tick(shares, b, 5.0) == 5
+    assert await tick(shares, c, 10.0) == 0
+    assert await tick(shares, a, 10.1) == 4
+    assert await tick(shares, b, 10.2) == 3
+    assert await tick(shares, c, 10.1 + COUNTED_S - 0.01) == 0
+    assert await tick(shares, c, 10.1 + COUNTED_S) == 1
+    assert await tick(shares, c, 10.2 + COUNTED_S) == 3
+
+
+async def test_after_a_holder_leaves_the_others_grow_a_period_later(
+        shares: RateShares) -> None:
+    """A leaving holder's share stays counted for a period, then is free to the others, and
+    its row is forgotten."""
+    a, b = holder("a", 0.0), holder("b", 0.1)
+    await tick(shares, a, 0.0)
+    await tick(shares, b, 0.0)
+    await tick(shares, a, 0.5)
+    assert await tick(shares, b, 5.0) == 5
+    await shares.leave(b.id, {P: LIMIT}, 10.0)
+    assert await tick(shares, a, 10.0 + COUNTED_S - 0.01) == 5
+    assert await tick(shares, a, 10.0 + COUNTED_S) == 10
+    assert [r.holder.id for r in await shares.shares(P)] == ["a"]
+
+
+async def test_a_dead_holders_share_keeps_counting_for_a_period_after_it_is_found_dead(
+        shares: RateShares) -> None:
+    """A holder whose process is gone (a pid of this host that exited) is ended by the
+    lease rule; its share counts one period more, then the live one takes the whole limit."""
+    a, dead = holder("a", 0.0), holder("dead", 0.1, pid=dead_pid())
+    live = share_lease_rule(HERE)
+    await tick(shares, a, 0.0, all_live)
+    await tick(shares, dead, 0.0, all_live)
+    await tick(shares, a, 0.5, all_live)
+    assert await tick(shares, dead, 5.0, all_live) == 5
+    assert await tick(shares, a, 20.0, live) == 5
+    assert [r.ended for r in await shares.shares(P)] == [False, True]
+    assert await tick(shares, a, 20.0 + COUNTED_S - 0.01, live) == 5
+    assert await tick(shares, a, 20.0 + COUNTED_S, live) == 10
+    assert [r.holder.id for r in await shares.shares(P)] == ["a"]
+
+
+async def test_the_sqlite_class_has_every_rate_shares_method() -> None:
+    """Each method of the RateShares protocol is on both backends, with its parameters."""
+    import inspect
+
+    for name in ("rebalance", "leave", "shares"):
+        want = list(inspect.signature(getattr(RateShares, name)).parameters)
+        for backend in (SqliteRateShares, MemoryRateShares):
+            assert list(inspect.signature(getattr(backend, name)).parameters) == want
+
+
+OPS = st.lists(st.tuples(st.sampled_from(["tick", "tick", "tick", "leave", "die", "wait"]),
+                         st.integers(0, 2), st.sampled_from([0.0, 0.05, 0.1, 0.3, 0.6])),
+               max_size=60)
+
+
+class FakeClock:
+    """``time`` for engine.limits, read from the test's own clock."""
+
+    now = 1000.0
+
+    @classmethod
+    def monotonic(cls) -> float:
+        return cls.now
+
+
+@settings(max_examples=400)
+@given(OPS)
+@example([("tick", 0, 0.0), ("tick", 1, 0.05), ("tick", 0, 0.05), ("leave", 1, 0.05),
+          ("tick", 0, 0.05), ("wait", 0, 0.05)])  # shrunk, then grown within a period
+async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int, float]]
+                                                        ) -> None:
+    """Holders that join, rebalance, leave and die at random while each sends all its
+    limiter lets through, at once answered: the counted shares never sum past the count,
+    and no window of the period holds more than the count of all their requests."""
+    shares = MemoryRateShares()
+    clock = FakeClock()
+    holders = [holder(f"h{i}", float(i)) for i in range(3)]
+    limiters: dict[str, SlidingWindowLimiter] = {}
+    dead: set[str] = set()
+    sent: list[float] = []
+
+    def live(row: RateShare) -> bool:
+        return row.holder.id not in dead
+
+    with mock.patch.object(limits_module, "time", clock):
+        period = limiter(LIMIT.count, LIMIT.period_s).period_s
+        share_limit = {P: ShareLimit(LIMIT.count, period)}
+        for op, i, dt in ops:
+            clock.now += dt
+            for hid, lim in limiters.items():
+                while hid not in dead and lim.ready_in() == 0:
+                    (await lim.acquire()).done()
+                    sent.append(clock.now)
+            h = holders[i]
+            if h.id in dead:
+                continue
+            lim = limiters.get(h.id)
+            if op == "tick":
+                used = {P: lim.in_window()} if lim else None
+                share = (await shares.rebalance(h, share_limit, clock.now, live,
+                                                used))[P].mine.share
+                if lim is None:
+                    lim = limiters[h.id] = limiter(LIMIT.count, LIMIT.period_s)
+                lim.resize(share)
+            elif op == "leave" and lim is not None:
+                await shares.leave(h.id, share_limit, clock.now, {P: lim.in_window()})
+                dead.add(h.id)
+                holders[i] = holder(f"{h.id}'", clock.now)
+            elif op == "die":
+                dead.add(h.id)
+            rows = await shares.shares(P)
+            assert sum(r.counted_at(clock.now) for r in rows) <= LIMIT.count
+    sent.sort()
+    for k, at in enumerate(sent):
+        assert bisect.bisect_left(sent, at + LIMIT.period_s) - k <= LIMIT.count, sent
+
+
+def limiter(count: int, period_s: float) -> SlidingWindowLimiter:
+    return SlidingWindowLimiter(RateLimit(count, period_s))
+
+
+async def take(lim: SlidingWindowLimiter, n: int) -> list[Slot]:
+    """*n* requests through *lim*, each answered at once: their slots."""
+    slots = []
+    for _ in range(n):
+        slot = await lim.acquire()
+        slot.done()
+        slots.append(slot)
+    return slots
+
+
+async def test_a_shrunk_limiter_waits_a_period_after_the_oldest_of_its_newest_entries() -> None:
+    """Shrunk from 4 to 2 after 4 requests, the next starts a period after the third (the
+    older of the newest two), the one after it a period after the fourth."""
+    lim = limiter(4, 0.3)
+    slots = await take(lim, 4)
+    lim.resize(2)
+    starts = []
+    for _ in range(2):
+        before = await lim.acquire()
+        starts.append(before.at)
+        before.done()
+    assert starts[0] >= slots[2].at + lim.period_s
+    assert starts[1] >= slots[3].at + lim.period_s
+
+
+async def test_a_limiter_shrunk_then_grown_within_a_period_counts_what_it_dropped() -> None:
+    """4 requests, shrunk to 2 and grown back to 4: the window still holds the 4, so the
+    next waits a period after the first; in_window counts the dropped ones throughout."""
+    lim = limiter(4, 60.0)
+    await take(lim, 4)
+    lim.resize(2)
+    assert lim.in_window() == 4
+    lim.resize(4)
+    assert lim.in_window() == 4
+    with anyio.move_on_after(0.2) as waited:
+        await lim.acquire()
+    assert waited.cancelled_caught
+
+
+async def test_a_grown_limiter_lets_the_new_places_start_at_once() -> None:
+    """Grown from 2 to 4 in a long window, two more start at once, and a fifth waits."""
+    lim = limiter(2, 60.0)
+    await take(lim, 2)
+    lim.resize(4)
+    with anyio.fail_after(5):
+        await take(lim, 2)
+    with anyio.move_on_after(0.2) as waited:
+        await lim.acquire()
+    assert waited.cancelled_caught
+
+
+async def test_a_limiter_of_zero_blocks_until_it_grows_and_wakes_a_waiter() -> None:
+    """At count 0 nothing starts; growing wakes a request already waiting, also one waiting
+    out a long period."""
+    lim = limiter(1, 60.0)
+    lim.resize(0)
+    with anyio.move_on_after(0.2) as waited:
+        await lim.acquire()
+    assert waited.cancelled_caught
+    started: list[Slot] = []
+
+    async def one() -> None:
+        slot = await lim.acquire()
+        slot.done()
+        started.append(slot)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one)
+            tg.start_soon(one)
+            await anyio.sleep(0.05)
+            assert started == []
+            lim.resize(1)
+            await anyio.sleep(0.05)
+            assert len(started) == 1
+            lim.resize(2)
+    assert len(started) == 2
+
+
+def test_two_runs_on_one_database_never_exceed_a_providers_limit_together(
+        tmp_path: Path) -> None:
+    """Two `dispatch run` of one campaign started together, through one provider limited to
+    50/s that the sandbox enforces: no violation, both send, every message billed once (each
+    with the whole limit, as before the limit was shared: ~290 violations)."""
+    folder = tmp_path / "c"
+    generate(500, 5, 0.0, "SK", folder, "shared")
+    campaign = folder / "campaign.toml"
+    with external_sandbox(tmp_path, "skytelecom:rate_limit=50/1") as sandbox:
+        config = run_config(tmp_path, sandbox.url, rate_limits={"skytelecom": "50/s"},
+                            providers=("skytelecom",))
+        runs = [start_run(campaign, config) for _ in range(2)]
+        results = [r.communicate(timeout=60) for r in runs]
+        violations = httpx.get(f"{sandbox.url}/_sandbox/violations").json()
+        entries = sandbox.entries()
+    for run, (_, err) in zip(runs, results, strict=True):
+        assert run.returncode == 0, err
+        assert "Traceback" not in err
+    assert violations["count"] == 0, violations["violations"][:5]
+    shares = [accepted_by(err) for _, err in results]
+    assert all(shares), f"both runs must have sent part of it: {shares}"
+    assert sum(shares) == len(entries) > 300
+    assert max(sent_counts(entries).values()) == 1
+    assert_once_or_reported(tmp_path / "dispatch.db", entries)
+    with sqlite3.connect(tmp_path / "dispatch.db") as conn:
+        assert conn.execute("SELECT count(*) FROM rate_shares WHERE ended = 0").fetchone() == (0,)
+
+
+async def test_a_version_6_database_gains_the_rate_shares_table(tmp_path: Path) -> None:
+    """A database of schema 6 (before rate shares) is upgraded to 7 when opened to write,
+    and a process can join its shares there."""
+    db = tmp_path / "old.db"
+    async with Store.open(db):
+        pass
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE rate_shares")
+        conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema'")
+    async with Store.open(db) as store:
+        assert await tick(SqliteRateShares(store), holder("a", 0.0), 0.0) == 10
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("7",)
