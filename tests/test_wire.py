@@ -3,6 +3,7 @@ through any other httpx transport, against a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ import httpx
 import pytest
 from aiohttp import web
 from httpx_aiohttp import AiohttpTransport
+from hypothesis import given
+from hypothesis import strategies as st
 
 import engine.providers.http as http
 from engine.limits import Slot
@@ -25,6 +28,7 @@ from engine.providers.http import (
     classify_error,
     exchange_of,
     json_body,
+    read_response,
 )
 
 pytestmark = pytest.mark.anyio
@@ -170,7 +174,7 @@ async def test_every_request_takes_a_limiter_place_and_a_connection_slot(
     try:
         async with anyio.create_task_group() as tg:
             for i in range(40):
-                tg.start_soon(lambda i=i: wire.post("/send", json={"n": i}))
+                tg.start_soon(functools.partial(wire.post, "/send", json={"n": i}))
     finally:
         await wire.aclose()
     assert limiter.acquired == 40 and len(server.seen) == 40
@@ -230,3 +234,95 @@ async def test_mock_transport_gets_an_httpx_request_with_the_timeouts() -> None:
     assert request.headers["content-type"] == "application/json"
     assert request.extensions["timeout"] == http.TIMEOUTS
     assert answer.request is request and json_body(answer) == {"id": "m-1"}
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+def loads_or_none(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+@given(JSON_VALUES)
+def test_a_body_is_encoded_as_httpx_encodes_it(value: Any) -> None:
+    """The Wire's JSON body is byte for byte httpx's (``json.dumps`` compact, UTF-8
+    unescaped), and what httpx refuses (NaN, infinities) is refused the same way."""
+    try:
+        expected: str | None = json.dumps(value, ensure_ascii=False, separators=(",", ":"),
+                                          allow_nan=False)
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError):
+            http._encode_json(value)
+    else:
+        assert http._encode_json(value) == expected
+
+
+ODD_BODIES = [b"", b"{", b"null", b' {"a": 1} ', b'{"a": 1}\n', b'{"a": 1} x', b"\xef\xbb\xbf{}",
+              '{"a": "\u010f"}'.encode("utf-16"), '[1, "\u010f"]'.encode("utf-16-le"),
+              b'{"a": NaN, "b": Infinity}', b'{"a": 1, "a": 2}', b'"\xff"', b"<html>503</html>",
+              b'{"big": 123456789012345678901234567890, "f": 1e400}', b'{"s": "\\ud800"}']
+
+
+@pytest.mark.parametrize("content", ODD_BODIES)
+def test_a_body_is_parsed_as_json_loads_parses_it(content: bytes) -> None:
+    """``json_body`` reads every body as ``json.loads`` does (``None`` where it raises),
+    whichever way it takes: encodings, BOM, whitespace, trailing data, NaN, huge numbers."""
+    for response in (read_response(200, [], content, None),
+                     httpx.Response(200, content=content)):
+        assert repr(json_body(response)) == repr(loads_or_none(content))
+
+
+@given(JSON_VALUES, st.sampled_from(["", " ", "\n"]))
+def test_any_json_answer_is_parsed_as_json_loads_parses_it(value: Any, around: str) -> None:
+    """For any JSON value, compact or spaced, as sent: the same as ``json.loads``."""
+    content = f"{around}{json.dumps(value, ensure_ascii=False)}{around}".encode()
+    assert repr(json_body(read_response(200, [], content, None))) == repr(loads_or_none(content))
+
+
+def test_an_answer_is_parsed_once_and_reads_its_headers_when_asked() -> None:
+    """The engine's read answer gives the same parsed body every time it is asked (one
+    parse), and its headers, status and text as an httpx.Response of the same bytes."""
+    raw = [(b"Content-Type", b"application/json"), (b"Retry-After", b"7")]
+    content = b'{"id": "m-1"}'
+    answer = read_response(429, raw, content, None)
+    same = httpx.Response(429, headers=raw, stream=httpx.ByteStream(content))
+    same.read()
+    assert json_body(answer) is json_body(answer) == {"id": "m-1"}
+    assert answer.status_code == same.status_code and answer.text == same.text
+    assert answer.headers == same.headers and answer.headers["retry-after"] == "7"
+    assert answer.is_closed and answer.content == content
+
+
+async def test_a_failed_or_cancelled_request_gives_its_slot_back(server: Server) -> None:
+    """Requests that fail (refused, dropped) or are cancelled while waiting for a slot give
+    their places back: afterwards all the concurrency is free for the next requests."""
+    transport = RateLimitedTransport(AiohttpPool(), Counting(), 2)
+    wire = Wire(server.url, transport)
+    refused = Wire("http://127.0.0.1:9/api", RateLimitedTransport(AiohttpPool(), Counting(), 2))
+    try:
+        for _ in range(3):
+            with pytest.raises(httpx.HTTPError):
+                await wire.post("/drop", json={})
+            with pytest.raises(httpx.HTTPError):
+                await refused.post("/send", json={})
+        with anyio.move_on_after(0.2):
+            async with anyio.create_task_group() as tg:
+                for _ in range(5):
+                    tg.start_soon(functools.partial(wire.post, "/slow", json={}))
+        with anyio.fail_after(5):  # a slot not given back would leave these waiting
+            async with anyio.create_task_group() as tg:
+                for i in range(4):
+                    tg.start_soon(functools.partial(wire.post, "/send", json={"n": i}))
+    finally:
+        await wire.aclose()
+        await refused.aclose()
+    assert sorted(s.body for s in server.seen if s.path == "/api/send") == [
+        b'{"n":%d}' % i for i in range(4)]

@@ -27,6 +27,7 @@ from engine.countries import calling_code, region_of
 from engine.errors import ProviderError, redact
 from engine.providers import readings
 from engine.providers.base import (
+    STATUS_WORDS,
     DeliveryStatus,
     OutboundMessage,
     Outcome,
@@ -70,6 +71,9 @@ DESTINATION_CODES: Final = frozenset({"no_route", "route_not_available", "invali
 ABOUT_DESTINATION: Final = re.compile(r"route|recipient|number|destination", re.IGNORECASE)
 """The sandbox refuses a bad recipient or an unknown ``route_option_id`` with the generic
 ``validation_error``; its message says which field, and these words mean "not the text"."""
+SENT_WORDS: Final = frozenset(word for word, state in STATUS_WORDS.items()
+                             if state in ("accepted", "delivered"))
+"""Status words of a message not refused, as the provider writes them (lower case)."""
 ALPHA_SENDER: Final = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9]{1,11}")
 NUMERIC_SENDER: Final = re.compile(r"\+?[0-9]{3,15}")
 _NOT_DIGIT: Final = re.compile(r"[^0-9]")
@@ -350,27 +354,32 @@ def parse_send(response: httpx.Response, *, currency: str) -> SendResult:
         return SendResult(Outcome.REFUSED_MESSAGE, code=code or str(status), detail=detail,
                           try_other_route=_about_destination(code, detail))
     cost = charge(data.get("total_cost"))
-    accepted = SendResult(
-        Outcome.ACCEPTED, segments=_count(data.get("segments")), cost=cost,
-        currency=currency if cost is not None else None,
-        balance=amount(data.get("wallet_balance")))
+    currency_of_cost = currency if cost is not None else None
+    segments = _count(data.get("segments"))
+    balance = amount(data.get("wallet_balance"))
     messages = data.get("messages")
-    first = messages[0] if isinstance(messages, list) and messages else {}
-    first = first if isinstance(first, dict) else {}
+    first = messages[0] if isinstance(messages, list) and messages else None
+    if not isinstance(first, dict):
+        first = {}
     message_id = _id(first.get("id"))
     word = first.get("status", data.get("status"))
-    word = word if isinstance(word, str) else ""
+    if not isinstance(word, str):
+        word = ""
     failed = _count(data.get("failed"))
-    not_sent = bool(word) and delivery_state(word) not in ("accepted", "delivered")
+    # The common answer's word ("sent") is looked up as it came; any other is folded first.
+    not_sent = bool(word) and word not in SENT_WORDS and delivery_state(word) not in (
+        "accepted", "delivered")
     if failed or not_sent:
         said = f"status {word!r}" if not_sent else f"failed: {failed}"
-        return replace(accepted, outcome=Outcome.REFUSED_MESSAGE, provider_message_id=message_id,
-                       code=word if not_sent else "failed",
-                       detail=f"the provider reported the message as not sent ({said})")
+        return SendResult(Outcome.REFUSED_MESSAGE, message_id, segments, cost,
+                          currency_of_cost, code=word if not_sent else "failed",
+                          detail=f"the provider reported the message as not sent ({said})",
+                          balance=balance)
     if message_id is None:
         return SendResult(Outcome.UNKNOWN, code=str(status),
                           detail="success answer without a readable messages[0].id")
-    return replace(accepted, provider_message_id=message_id, code=word)
+    return SendResult(Outcome.ACCEPTED, message_id, segments, cost, currency_of_cost,
+                      code=word, balance=balance)
 
 
 def parse_rates(provider: str, data: Mapping[str, Any], *, currency: str) -> list[RateRow]:
@@ -463,6 +472,9 @@ def error_of(data: object) -> tuple[str, str]:
 
 def digits(number: str) -> str:
     """``+44 7400 123456`` -> ``447400123456``: the document writes numbers without ``+``."""
+    bare = number[1:] if number[:1] == "+" else number
+    if bare.isascii() and bare.isdigit():  # E.164 as the engine writes it
+        return bare
     return _NOT_DIGIT.sub("", number)
 
 
@@ -502,9 +514,12 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _id(value: object) -> str | None:
+    if type(value) is int:  # the common case: a JSON number
+        return str(value)
     if isinstance(value, bool) or not isinstance(value, int | str):
         return None
-    return str(value) if str(value) else None
+    text = str(value)
+    return text or None
 
 
 def _count(value: object) -> int | None:
