@@ -28,7 +28,7 @@ from engine.errors import ProviderError
 from engine.providers.readings import PublishesRates, RateReading
 from engine.routing import RateRow, RouteTable, load_rate_csv
 from engine.send.session import Session, open_providers
-from engine.store.protocols import RateCache
+from engine.store.protocols import RateCache, RateShares
 
 log = structlog.get_logger()
 
@@ -75,9 +75,11 @@ class RateSource:
 
 async def rate_sources(config: Config, providers: Sequence[ProviderConfig], store: RateCache, *,
                        refresh: bool = False, now: float | None = None,
-                       session: Session | None = None) -> list[RateSource]:
+                       session: Session | None = None,
+                       rate_shares: RateShares | None = None) -> list[RateSource]:
     """The rate table each provider is routed by, fetching live tables that are stale
-    (through *session*'s adapters when given, else through adapters opened for it)."""
+    (through *session*'s adapters when given, else through adapters opened for it, within
+    this process's shares of the limits with *rate_shares*)."""
     now = time.time() if now is None else now
     cached = {p.name: await store.cached_rates(p.name) for p in providers
               if p.kind in LIVE_RATE_KINDS}
@@ -86,8 +88,9 @@ async def rate_sources(config: Config, providers: Sequence[ProviderConfig], stor
         or now - cached[p.name][0] > config.routing.rate_ttl_s)]  # type: ignore[index]
     fetched: dict[str, RateReading | str] = {}
     if stale:
+        live = await fetch_live(stale, session, rate_shares)
         fetched = {name: convertible(reading, config) if isinstance(reading, RateReading)
-                   else reading for name, reading in (await fetch_live(stale, session)).items()}
+                   else reading for name, reading in live.items()}
         for name, reading in fetched.items():
             if isinstance(reading, RateReading) and reading.rows:
                 await store.save_rates(name, now, reading.rows)
@@ -138,12 +141,12 @@ def _fallback(p: ProviderConfig, cached: tuple[float, list[RateRow]] | None,
                       f"{problem or 'set rates in config'}", problem=problem)
 
 
-async def fetch_live(providers: Sequence[ProviderConfig], session: Session | None = None
-                     ) -> dict[str, RateReading | str]:
+async def fetch_live(providers: Sequence[ProviderConfig], session: Session | None = None,
+                     rate_shares: RateShares | None = None) -> dict[str, RateReading | str]:
     """Each provider's live price list as read, or why it could not be had; providers
     that publish none are left out."""
     if session is None:
-        async with open_providers(providers) as opened:
+        async with open_providers(providers, rate_shares=rate_shares) as opened:
             return await fetch_live(providers, opened)
     results: dict[str, RateReading | str] = {}
 

@@ -28,6 +28,7 @@ def plan_command(args: argparse.Namespace) -> int:
     from engine.plan.planner import campaign_providers, plan_campaign, planning_workers
     from engine.rates import rate_sources, route_table_from
     from engine.report import print_plan, print_rate_sources
+    from engine.store.sqlite.rate_shares import SqliteRateShares
     from engine.store.sqlite.store import Store
 
     config = load_config(config_path(args))
@@ -37,7 +38,8 @@ def plan_command(args: argparse.Namespace) -> int:
 
     async def go() -> Any:
         async with Store.open(config.database) as store:
-            sources = await rate_sources(config, providers, store)
+            sources = await rate_sources(config, providers, store,
+                                         rate_shares=SqliteRateShares(store))
             routes = route_table_from(sources, providers, config)
             return sources, await plan_campaign(config, campaign, store, workers=workers,
                                                 routes=routes)

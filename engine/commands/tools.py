@@ -46,13 +46,15 @@ def check_command(args: argparse.Namespace) -> int:
 def rates_refresh_command(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.rates import rate_sources
+    from engine.store.sqlite.rate_shares import SqliteRateShares
     from engine.store.sqlite.store import Store
 
     config = load_config(config_path(args))
 
     async def go() -> Any:
         async with Store.open(config.database) as store:
-            return await rate_sources(config, config.enabled_providers, store, refresh=True)
+            return await rate_sources(config, config.enabled_providers, store, refresh=True,
+                                      rate_shares=SqliteRateShares(store))
 
     sources = event_loop.run(go)
     for s in sources:
@@ -66,6 +68,7 @@ def rates_show_command(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.rates import cheapest_by_destination, rate_sources, route_table_from
     from engine.report import print_rates
+    from engine.store.sqlite.rate_shares import SqliteRateShares
     from engine.store.sqlite.store import Store
 
     config = load_config(config_path(args))
@@ -73,7 +76,8 @@ def rates_show_command(args: argparse.Namespace) -> int:
 
     async def go() -> Any:
         async with Store.open(config.database) as store:
-            return await rate_sources(config, providers, store)
+            return await rate_sources(config, providers, store,
+                                      rate_shares=SqliteRateShares(store))
 
     table = route_table_from(event_loop.run(go), providers, config)
     rows = cheapest_by_destination(table, country=args.country)
