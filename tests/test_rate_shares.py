@@ -104,12 +104,15 @@ async def test_a_third_holder_gets_its_share_only_after_the_others_counted_share
 async def test_after_a_holder_leaves_the_others_grow_a_period_later(
         shares: RateShares) -> None:
     """A leaving holder's share stays counted for a period, then is free to the others, and
-    its row is forgotten."""
-    a, b = holder("a", 0.0), holder("b", 0.1)
+    its row is forgotten; one that used none of it in the window goes at once."""
+    a, b, c = holder("a", 0.0), holder("b", 0.1), holder("c", 9.0)
     await tick(shares, a, 0.0)
     await tick(shares, b, 0.0)
     await tick(shares, a, 0.5)
     assert await tick(shares, b, 5.0) == 5
+    assert await tick(shares, c, 9.0) == 0
+    await shares.leave(c.id, {P: LIMIT}, 9.5, {P: 0})
+    assert [r.holder.id for r in await shares.shares(P)] == ["a", "b"]
     await shares.leave(b.id, {P: LIMIT}, 10.0)
     assert await tick(shares, a, 10.0 + COUNTED_S - 0.01) == 5
     assert await tick(shares, a, 10.0 + COUNTED_S) == 10

@@ -31,10 +31,11 @@ class MemoryRateShares:
     async def leave(self, holder_id: str, limits: Mapping[str, ShareLimit], now: float,
                     used: Mapping[str, int] | None = None) -> None:
         for provider, limit in limits.items():
-            row = self.rows.get((provider, holder_id))
+            row = self.rows.pop((provider, holder_id), None)
             if row is not None:
-                self.rows[provider, holder_id] = ended(row, now, limit.period_s,
-                                                       (used or {}).get(provider))
+                row = ended(row, now, limit.period_s, (used or {}).get(provider))
+                if row.counted:  # else nothing of it can be in a window
+                    self.rows[provider, holder_id] = row
 
     async def shares(self, provider: str) -> list[RateShare]:
         return [row for (p, _), row in sorted(self.rows.items()) if p == provider]

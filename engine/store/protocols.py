@@ -281,7 +281,7 @@ class RateShares(Protocol):
     async def leave(self, holder_id: str, limits: Mapping[str, ShareLimit], now: float,
                     used: Mapping[str, int] | None = None) -> None:
         """The holder's shares end at *now*: what they count (or *used*, if less) is
-        counted one period more, then they are forgotten."""
+        counted one period more, then they are forgotten (at once if that is 0)."""
 
     async def shares(self, provider: str) -> list[RateShare]:
         """Every stored share of *provider*, ended ones too."""

@@ -53,10 +53,13 @@ class SqliteRateShares:
                     used: Mapping[str, int] | None = None) -> None:
         async with self._store.transaction() as db:
             for provider, limit in limits.items():
-                rows = [_share(r) for r in await db.execute_fetchall(_SHARES_OF, (provider,))]
-                await db.executemany(_UPSERT, [
-                    _params(ended(r, now, limit.period_s, (used or {}).get(provider)))
-                    for r in rows if r.holder.id == holder_id])
+                rows = [ended(r, now, limit.period_s, (used or {}).get(provider))
+                        for r in map(_share, await db.execute_fetchall(_SHARES_OF, (provider,)))
+                        if r.holder.id == holder_id]
+                # One that counts nothing goes at once: none of its requests is in a window.
+                await db.executemany(_UPSERT, [_params(r) for r in rows if r.counted])
+                await db.executemany(_DELETE, [(provider, r.holder.id) for r in rows
+                                               if not r.counted])
 
     async def shares(self, provider: str) -> list[RateShare]:
         return [_share(r) for r in await self._store.db.execute_fetchall(
