@@ -178,8 +178,10 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         self.inner = inner
         self._limiter = limiter
         self._slots = anyio.Semaphore(concurrency, fast_acquire=True)
-        # fast_acquire: a free slot is taken without yielding to the loop first (the request
-        # yields at once anyway); the extra round trip showed in bench/throughput.py's bare CPU.
+        # fast_acquire: where a slot is taken with acquire() (handle_async_request, or
+        # exchange after waiting for one), a free one is taken without yielding to the loop
+        # first (the request yields at once anyway); the extra round trip showed in
+        # bench/throughput.py's bare CPU.
         self._inner_exchange = exchange_of(inner)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
