@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 import engine.limits as limits_module
 from bench.generate import generate
-from engine.config import RateLimit
+from engine.config import RateLimit, load_config
 from engine.limits import SlidingWindowLimiter, Slot
-from engine.send.session import share_lease_rule
+from engine.sandbox import Sandbox
+from engine.send.session import open_providers, share_lease_rule
 from engine.send.worker import Host, process_started
 from engine.store.memory_rates import MemoryRateShares
 from engine.store.protocols import RateShares
@@ -294,6 +295,26 @@ async def test_a_limiter_of_zero_blocks_until_it_grows_and_wakes_a_waiter() -> N
             assert len(started) == 1
             lim.resize(2)
     assert len(started) == 2
+
+
+async def test_a_session_holds_its_share_while_open_and_frees_it_on_the_way_out(
+        tmp_path: Path, sandbox: Sandbox) -> None:
+    """open_providers with the store's rate shares: the first session on a database gets the
+    whole limit, a second one beside it nothing yet (its requests wait); a session that
+    sent nothing leaves no row behind."""
+    config = load_config(run_config(tmp_path, sandbox.url, rate_limits={"telekom": "10/s"},
+                                    providers=("telekom",)))
+    async with Store.open(config.database) as one, Store.open(config.database) as two:
+        async with open_providers(config.providers,
+                                  rate_shares=SqliteRateShares(one)) as first:
+            assert first.limiters["telekom"].count == 10  # type: ignore[union-attr]
+            async with open_providers(config.providers,
+                                      rate_shares=SqliteRateShares(two)) as second:
+                assert second.limiters["telekom"].count == 0  # type: ignore[union-attr]
+                assert [r.share for r in await SqliteRateShares(one).shares(P)] in (
+                    [10, 0], [0, 10])
+            assert [r.share for r in await SqliteRateShares(one).shares(P)] == [10]
+        assert await SqliteRateShares(one).shares(P) == []
 
 
 def test_two_runs_on_one_database_never_exceed_a_providers_limit_together(

@@ -99,22 +99,21 @@ async def open_providers(providers: Sequence[ProviderConfig], *,
             else:
                 adapter = make_adapter(p, base_url=base_url, transport=transport)
             session.adapters[p.name] = await stack.enter_async_context(adapter)
-        limits = {p.name: ShareLimit(p.rate_limit.count, limiter.period_s)
-                  for p in providers if p.rate_limit
-                  and isinstance(limiter := session.limiters[p.name], SlidingWindowLimiter)}
-        if rate_shares is not None and limits:
-            await stack.enter_async_context(_sharing(
-                rate_shares, limits, {n: cast(SlidingWindowLimiter, session.limiters[n])
-                                      for n in limits}))
+        limited = {name: limiter for name, limiter in session.limiters.items()
+                   if isinstance(limiter, SlidingWindowLimiter)}
+        if rate_shares is not None and limited:
+            await stack.enter_async_context(_sharing(rate_shares, limited))
         yield session
 
 
 @asynccontextmanager
-async def _sharing(shares: RateShares, limits: Mapping[str, ShareLimit],
+async def _sharing(shares: RateShares,
                    limiters: Mapping[str, SlidingWindowLimiter]) -> AsyncIterator[None]:
-    """Hold this process's shares of *limits* while the block runs, each in its limiter,
-    rebalanced every :data:`REBALANCE_S`; they end on the way out, however it ends (a killed
-    process's are ended by the others' lease rule)."""
+    """Hold this process's shares of the limits of *limiters* (by provider, each at its
+    whole limit) while the block runs, each share in its limiter, rebalanced every
+    :data:`REBALANCE_S`; they end on the way out, however it ends (a killed process's are
+    ended by the others' lease rule)."""
+    limits = {name: ShareLimit(lim.count, lim.period_s) for name, lim in limiters.items()}
     pid = os.getpid()
     here = Host.here()
     me = RateHolder(uuid.uuid4().hex, here.name, here.boot_id, pid, process_started(pid),
