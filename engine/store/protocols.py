@@ -4,7 +4,10 @@ The planner knows only :class:`PlanSink` (and hands its worker processes a
 :class:`PlanWriters`, never a path); the dispatcher knows only :class:`Outbox`: one worker's
 view of one campaign's messages; delivery (webhooks, polling) knows only
 :class:`DeliveryLedger`; ``status`` and ``report`` (CSV, JSON, HTML) read through
-:class:`CampaignReads`.
+:class:`CampaignReads`; the providers' sessions split their rate limits through
+:class:`RateShares` (SQLite: :class:`engine.store.sqlite.rate_shares.SqliteRateShares`;
+memory: :class:`engine.store.memory_rates.MemoryRateShares`; its rule in
+:mod:`engine.store.rate_shares`, ``tests/test_rate_shares.py`` runs both).
 Backends: :class:`engine.store.sqlite.outbox.SqliteOutbox` (the embedded default) and
 :class:`engine.store.memory.MemoryOutbox` (the same rules in plain Python, for fast tests);
 :class:`engine.store.sqlite.delivery_store.DeliveryStore` and
