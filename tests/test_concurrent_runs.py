@@ -288,6 +288,14 @@ def start_run(campaign: Path, config: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def holds(db: Path, pid: int) -> int:
+    """How many messages the worker of process *pid* holds now."""
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(
+            "SELECT count(*) FROM messages JOIN workers ON messages.worker = workers.id "
+            "WHERE workers.pid = ?", (pid,)).fetchone()[0])
+
+
 def accepted_by(stderr: str) -> int:
     """What one run says it had accepted, from its ``run.finished`` log line (JSON)."""
     for line in stderr.splitlines():
@@ -331,10 +339,11 @@ def test_a_sigkilled_worker_is_rescued_by_the_other(tmp_path: Path) -> None:
         config = run_config(tmp_path, sandbox.url, rate_limits=RATE_LIMITS)
         victim, survivor = (start_run(campaign, config) for _ in range(2))
         deadline = time.monotonic() + RUN_BOUND_S
-        while (sandbox.count() < RECIPIENTS // 3 and victim.poll() is None
-               and time.monotonic() < deadline):
+        while ((sandbox.count() < RECIPIENTS // 3 or not holds(db, victim.pid))
+               and victim.poll() is None and time.monotonic() < deadline):
             time.sleep(0.02)
         assert victim.poll() is None, "the victim must still be sending when killed"
+        assert holds(db, victim.pid), "the victim must hold messages when killed"
         children = children_of(victim.pid)
         victim.send_signal(signal.SIGKILL)
         victim.communicate(timeout=10)
