@@ -123,7 +123,7 @@ async def run_campaign(config: Config, campaign: Campaign, *, workers: int = 1,
             outbox=SqliteOutbox(store, record.id, worker.record, lease_rule()),
             record=record, campaign=campaign, providers=providers,
             adapters=session.adapters, down=down, plans=await store.rate_plans(record.id),
-            routing=config.routing)
+            routing=config.routing, limiters=session.limiters)
         with rare_cyclic_gc():
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, dispatcher)

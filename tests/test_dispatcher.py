@@ -23,6 +23,7 @@ import pytest
 from engine.campaign import Campaign, OnUnknown
 from engine.config import ProviderConfig, RateLimit, RoutingConfig
 from engine.errors import LeaseLost
+from engine.limits import SlidingWindowLimiter
 from engine.providers.base import OutboundMessage, Outcome, Provider, SendResult
 from engine.routing import to_nanos
 from engine.send.dispatcher import Dispatcher, RunStats
@@ -149,8 +150,10 @@ def me() -> WorkerRecord:
 def dispatcher(store: MemoryCampaign, fakes: Sequence[FakeProvider], *,
                on_unknown: OnUnknown = "settle", max_cost: Decimal | None = None,
                concurrency: int = 4, down: Mapping[str, str] | None = None,
-               rate_limit: RateLimit | None = None) -> Dispatcher:
-    """*rate_limit* only sizes each lane's claims (a fake provider applies none)."""
+               rate_limit: RateLimit | None = None,
+               limiters: Mapping[str, object] | None = None) -> Dispatcher:
+    """*rate_limit* and *limiters* only size each lane's claims (a fake provider applies
+    no limit)."""
     configs = [ProviderConfig(name=f.name, kind="smsvoip", base_url="sandbox",
                               concurrency=concurrency, rate_limit=rate_limit) for f in fakes]
     return Dispatcher(
@@ -158,7 +161,7 @@ def dispatcher(store: MemoryCampaign, fakes: Sequence[FakeProvider], *,
         record=CampaignRecord(1, "unit", "f00d", "EUR", 0, True),
         campaign=campaign_of(on_unknown, max_cost), providers=configs,
         adapters={f.name: cast(Provider, f) for f in fakes}, down=down or {}, plans=PLANS,
-        routing=RoutingConfig())
+        routing=RoutingConfig(), limiters=limiters)
 
 
 async def run(store: MemoryCampaign, fakes: Sequence[FakeProvider], **options: object
@@ -298,6 +301,23 @@ async def test_a_lane_refused_mid_claim_moves_every_message_it_held(
     assert stats.accepted == 60 and stats.failed_over == len(by_beta)
     assert {store.message(line).provider for line in by_beta} == {"beta"}
     assert store.committed_nanos == stats.spent_nanos
+
+
+def test_a_lane_claims_about_two_seconds_of_its_share_of_the_rate() -> None:
+    """A lane's claim is about two seconds of its provider's rate, of this process's share
+    where processes share the limit (none yet: its backlog), so a worker holds no more than
+    it sends soon and the others find work."""
+    limiter = SlidingWindowLimiter(RateLimit(100, 1.0))
+    d = dispatcher(MemoryCampaign.from_rows([]), [FakeProvider("alpha")], concurrency=2,
+                   rate_limit=RateLimit(100, 1.0), limiters={"alpha": limiter})
+    lane = d.lanes["alpha"]
+    assert lane.claim_rows == 200
+    limiter.resize(25)
+    assert lane.claim_rows == 50
+    limiter.resize(0)
+    assert lane.claim_rows == lane.backlog.limit
+    lane.send.close()
+    lane.receive.close()
 
 
 @pytest.mark.parametrize(("kind", "sends", "state"), [

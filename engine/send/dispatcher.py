@@ -40,8 +40,9 @@ class Dispatcher(Feeding, Sending):
     """Sends a planned campaign's messages as one of its workers.
 
     ``Dispatcher(outbox=, record=, campaign=, providers=, adapters=, down=, plans=,
-    routing=)``: *providers* with an adapter in *adapters* get a lane, down from the start
-    if *down* names it; *plans* gives each rate plan's routes for failover.
+    routing=, limiters=)``: *providers* with an adapter in *adapters* get a lane, down from
+    the start if *down* names it; *plans* gives each rate plan's routes for failover;
+    *limiters* (optional) size each lane's claims to this process's share of its rate.
 
     :meth:`run` once; it returns when nothing this worker can send is left, or after
     :meth:`stop` once what is in flight is settled and checkpointed, and then the outbox is

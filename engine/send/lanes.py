@@ -14,6 +14,7 @@ from typing import Final
 import anyio
 
 from engine.config import ProviderConfig
+from engine.limits import SlidingWindowLimiter
 from engine.providers.base import Provider
 from engine.send.jobs import Job
 
@@ -72,7 +73,8 @@ class Lane:
     during the run. ``accepted`` counts this run's acceptances through the lane.
     """
 
-    def __init__(self, config: ProviderConfig, adapter: Provider, down: str | None) -> None:
+    def __init__(self, config: ProviderConfig, adapter: Provider, down: str | None,
+                 limiter: object = None) -> None:
         self.name = config.name
         self.config = config
         self.adapter = adapter
@@ -92,11 +94,20 @@ class Lane:
         self.backlog = Backlog(max(config.concurrency * FEED_AHEAD_PER_WORKER,
                                    2 * self.workers * adapter.max_batch))
         """Room for two full batches per bulk worker: a smaller backlog caps every batch."""
-        limit = config.rate_limit
-        per_claim = (CLAIM_PAGE_MAX if limit is None else
-                     int(limit.count / limit.period_s * CLAIM_PAGE_SECONDS * adapter.max_batch))
-        self.claim_rows = max(self.backlog.limit, min(CLAIM_PAGE_MAX, per_claim))
-        """How many messages its feeder claims at a time."""
+        self.limiter = limiter if isinstance(limiter, SlidingWindowLimiter) else None
+        """The provider's limiter in this process, where it has a rate limit: its count is
+        this process's share of the limit when processes share it."""
+
+    @property
+    def claim_rows(self) -> int:
+        """How many messages its feeder claims at a time: about :data:`CLAIM_PAGE_SECONDS`
+        of the lane's rate (this process's share of it), at least its backlog."""
+        limit = self.config.rate_limit
+        if limit is None:
+            return max(self.backlog.limit, CLAIM_PAGE_MAX)
+        count = self.limiter.count if self.limiter is not None else limit.count
+        per_claim = int(count / limit.period_s * CLAIM_PAGE_SECONDS * self.adapter.max_batch)
+        return max(self.backlog.limit, min(CLAIM_PAGE_MAX, per_claim))
 
     def enqueue(self, job: Job) -> None:
         """Queue *job* for this lane's workers."""

@@ -41,22 +41,26 @@ class RunState:
     """The state of one dispatch run, made from the dispatcher's constructor arguments.
 
     Lanes are made for the providers that have an adapter, each down from the start if
-    *down* names it (preflight's reason). ``stopping`` is the reason the run stops taking
+    *down* names it (preflight's reason); *limiters* are the providers' limiters in this
+    process (:class:`engine.send.session.Session`), whose share of a shared limit sizes
+    each lane's claims. ``stopping`` is the reason the run stops taking
     messages, once it does.
     """
 
     def __init__(self, *, outbox: Outbox, record: CampaignRecord, campaign: Campaign,
                  providers: Sequence[ProviderConfig], adapters: Mapping[str, Provider],
                  down: Mapping[str, str], plans: Mapping[int, list[RatePlanRoute]],
-                 routing: RoutingConfig) -> None:
+                 routing: RoutingConfig, limiters: Mapping[str, object] | None = None
+                 ) -> None:
         self.outbox = outbox
         self.record = record
         self.campaign = campaign
         self.routing = routing
         self.plans = plans
         """Each plan's routes in order of preference, for failover."""
-        self.lanes = {p.name: Lane(p, adapters[p.name], down.get(p.name)) for p in providers
-                      if p.name in adapters}
+        self.lanes = {p.name: Lane(p, adapters[p.name], down.get(p.name),
+                                   (limiters or {}).get(p.name))
+                      for p in providers if p.name in adapters}
         self._home_cache: dict[tuple[Decimal, str], int | None] = {}
         self._message = Messages(campaign, key_prefix(record)).build
         """What a provider is asked to send for a job (:meth:`Messages.build`)."""
