@@ -21,10 +21,14 @@ says how many, the dropped entries included). Growing takes back the dropped ent
 in the window, then lets the next ones start up to the new count (an entry the window rule
 pushed out is a period older than a later one, so out of every window from now on). Count
 0 blocks every start until it grows.
+
+:meth:`SlidingWindowLimiter.wanted` says whether its process has demand for the limit now
+(a request waited, waits, or started lately), so that the shares follow demand.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from typing import Final
@@ -67,19 +71,42 @@ class SlidingWindowLimiter:
         self._resized = anyio.Event()
         self._dropped: list[Slot] = []
         """Entries a shrink dropped: they may still be in the window (:meth:`in_window`)."""
+        self._started_at = -math.inf
+        """When the last request started (monotonic s), for :meth:`wanted`."""
+        self._waited = False
+        self._waiting = False
 
     async def acquire(self) -> Slot:
         """Wait until one more request may start now; the caller marks it done."""
         async with self._lock:
+            if self.ready_in() != 0:
+                await self._wait_ready()
+            slot = Slot(self)
+            self._slots.append(slot)
+            self._started_at = slot.at
+            return slot
+
+    async def _wait_ready(self) -> None:
+        """:meth:`acquire`'s wait, under its lock (so one waiter at a time is in here): it
+        marks the demand :meth:`wanted` reports."""
+        self._waited = self._waiting = True
+        try:
             while (wait := self.ready_in()) != 0:
                 if wait is None:  # until an answer comes, or the count grows
                     await (self._resized if self.count == 0 else self._changed).wait()
                     continue
                 with anyio.move_on_after(wait):
                     await self._resized.wait()
-            slot = Slot(self)
-            self._slots.append(slot)
-            return slot
+        finally:
+            self._waiting = False
+
+    def wanted(self, within_s: float) -> bool:
+        """Whether this process wants the limit now: a request waited in :meth:`acquire`
+        since the last call, or one waits now (behind the lock too: its holder waits), or
+        one started within *within_s*. The acquire path sets what this reads without an
+        await: a flag when it waits, the time a slot started (which it reads anyway)."""
+        waited, self._waited = self._waited, False
+        return waited or self._waiting or time.monotonic() - self._started_at < within_s
 
     def ready_in(self) -> float | None:
         """Seconds until one more request may start (0: now); ``None`` while that waits for

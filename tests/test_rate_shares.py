@@ -28,6 +28,7 @@ from engine.store.memory_rates import MemoryRateShares
 from engine.store.protocols import RateShares
 from engine.store.rate_shares import SHRINK_SLACK_S, RateHolder, RateShare, ShareLimit
 from engine.store.sqlite.rate_shares import SqliteRateShares
+from engine.store.sqlite.sql import QUERIES
 from engine.store.sqlite.store import Store
 from tests.run_fixtures import external_sandbox, run_config
 from tests.test_concurrent_runs import accepted_by, dead_pid, start_run
@@ -64,9 +65,13 @@ async def shares(request: pytest.FixtureRequest, tmp_path: Path
 
 
 async def tick(shares: RateShares, who: RateHolder, now: float,
-               live: Callable[[RateShare], bool] = all_live) -> int:
-    """Rebalance *who* at *now*: its share; the counted shares never exceed the count."""
-    share = (await shares.rebalance(who, {P: LIMIT}, now, live))[P].mine.share
+               live: Callable[[RateShare], bool] = all_live, wants: bool = True,
+               used: int | None = None) -> int:
+    """Rebalance *who* at *now* (wanting the provider or not, with *used* of it in its
+    window): its share; the counted shares never exceed the count."""
+    share = (await shares.rebalance(who, {P: LIMIT}, now, live,
+                                    None if used is None else {P: used},
+                                    {P: wants}))[P].mine.share
     rows = await shares.shares(P)
     assert sum(r.counted_at(now) for r in rows) <= LIMIT.count, rows
     return share
@@ -137,6 +142,70 @@ async def test_a_dead_holders_share_keeps_counting_for_a_period_after_it_is_foun
     assert [r.holder.id for r in await shares.shares(P)] == ["a"]
 
 
+async def test_an_idle_holder_gives_its_share_to_a_busy_one_and_gets_one_back_when_it_wants(
+        shares: RateShares) -> None:
+    """Of two holders at 5 each, one that stops wanting shrinks to 0 and the other has the
+    whole limit a period and its slack later; wanting again, the first grows back to half
+    once the other's shrink has been counted for a period."""
+    a, b = holder("a", 0.0), holder("b", 0.1)
+    await tick(shares, a, 0.0)
+    await tick(shares, b, 0.0)
+    await tick(shares, a, 0.5)
+    assert await tick(shares, b, 5.0) == 5
+    assert await tick(shares, b, 10.0, wants=False) == 0
+    assert await tick(shares, a, 10.0 + COUNTED_S - 0.01) == 5
+    assert await tick(shares, a, 10.0 + COUNTED_S) == 10
+    assert [r.wants for r in await shares.shares(P)] == [True, False]
+    assert await tick(shares, b, 20.0) == 0
+    assert await tick(shares, a, 20.1) == 5
+    assert await tick(shares, b, 20.1 + COUNTED_S - 0.01) == 0
+    assert await tick(shares, b, 20.1 + COUNTED_S) == 5
+
+
+async def test_an_idle_holder_with_nothing_in_its_window_frees_its_share_a_rebalance_later(
+        shares: RateShares) -> None:
+    """An idle holder's shrink is counted at its old share only until its next rebalance
+    says none of its requests is in the window: the busy one grows then, before a period."""
+    a, b = holder("a", 0.0), holder("b", 0.1)
+    await tick(shares, a, 0.0)
+    await tick(shares, b, 0.0)
+    await tick(shares, a, 0.5)
+    assert await tick(shares, b, 5.0) == 5
+    assert await tick(shares, b, 10.0, wants=False, used=5) == 0
+    assert await tick(shares, b, 10.5, wants=False, used=0) == 0
+    assert await tick(shares, a, 10.6) == 10
+
+
+async def test_a_holder_joining_idle_beside_a_busy_one_takes_nothing_from_it(
+        shares: RateShares) -> None:
+    """A process that opens its providers without using them (dlr beside a run) gets no
+    share, and the busy holder keeps the whole limit; alone, an idle joiner takes it all."""
+    a, b = holder("a", 0.0), holder("b", 0.1)
+    assert await tick(shares, a, 0.0, wants=False) == 10
+    assert await tick(shares, a, 1.0) == 10
+    assert await tick(shares, b, 1.5, wants=False) == 0
+    assert await tick(shares, a, 2.0) == 10
+    assert await tick(shares, b, 20.0, wants=False) == 0
+
+
+async def test_while_no_holder_wants_no_share_shrinks_and_what_is_free_is_taken_evenly(
+        shares: RateShares) -> None:
+    """The first of two to go idle gives its half to the other (still wanting, as it last
+    said); once that one is idle too it keeps its half, the first takes the free half back,
+    and after the first left the other grows into the whole limit without wanting it."""
+    a, b = holder("a", 0.0), holder("b", 0.1)
+    await tick(shares, a, 0.0)
+    await tick(shares, b, 0.0)
+    await tick(shares, a, 0.5)
+    assert await tick(shares, b, 5.0) == 5
+    assert await tick(shares, a, 6.0, wants=False) == 0
+    assert await tick(shares, b, 6.0, wants=False) == 5
+    assert await tick(shares, a, 6.0 + COUNTED_S, wants=False) == 5
+    assert await tick(shares, b, 9.0, wants=False) == 5
+    await shares.leave(a.id, {P: LIMIT}, 10.0, {P: 0})
+    assert await tick(shares, b, 10.1, wants=False) == 10
+
+
 async def test_the_sqlite_class_has_every_rate_shares_method() -> None:
     """Each method of the RateShares protocol is on both backends, with its parameters."""
     import inspect
@@ -147,7 +216,8 @@ async def test_the_sqlite_class_has_every_rate_shares_method() -> None:
             assert list(inspect.signature(getattr(backend, name)).parameters) == want
 
 
-OPS = st.lists(st.tuples(st.sampled_from(["tick", "tick", "tick", "leave", "die", "wait"]),
+OPS = st.lists(st.tuples(st.sampled_from(["tick", "tick", "tick", "leave", "die", "wait",
+                                          "idle", "want"]),
                          st.integers(0, 2), st.sampled_from([0.0, 0.05, 0.1, 0.3, 0.6])),
                max_size=60)
 
@@ -168,16 +238,25 @@ class FakeClock:
           ("tick", 0, 0.05), ("wait", 0, 0.05)])  # shrunk, then grown within a period
 @example([("tick", 0, 0.0), ("tick", 1, 0.05), ("tick", 0, 0.05), ("tick", 0, 0.05),
           ("tick", 1, 0.05), ("wait", 0, 0.05)])  # shrunk, its window still full
+@example([("tick", 0, 0.0), ("tick", 1, 0.05), ("tick", 0, 0.05), ("idle", 1, 0.05),
+          ("tick", 1, 0.05), ("tick", 1, 0.3), ("tick", 0, 0.05), ("want", 1, 0.05),
+          ("tick", 1, 0.05), ("tick", 0, 0.05), ("tick", 1, 0.6), ("wait", 0, 0.6),
+          ("tick", 1, 0.6)])  # gave its share up, wants it back
+@example([("tick", 0, 0.0), ("idle", 0, 0.05), ("tick", 1, 0.05), ("tick", 0, 0.05),
+          ("tick", 1, 0.3), ("idle", 1, 0.05), ("want", 0, 0.05), ("tick", 0, 0.05),
+          ("tick", 1, 0.6), ("tick", 0, 0.6)])  # nobody wanted, then one does
 async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int, float]]
                                                         ) -> None:
-    """Holders that join, rebalance, leave and die at random while each sends all its
-    limiter lets through, at once answered: the counted shares never sum past the count,
-    and no window of the period holds more than the count of all their requests."""
+    """Holders that join, rebalance, leave, die, go idle and want again at random, each
+    sending all its limiter lets through (at once answered) while it wants: the counted
+    shares never sum past the count, and no window of the period holds more than the
+    count of all their requests."""
     shares = MemoryRateShares()
     clock = FakeClock()
     holders = [holder(f"h{i}", float(i)) for i in range(3)]
     limiters: dict[str, SlidingWindowLimiter] = {}
     dead: set[str] = set()
+    idle: set[str] = set()
     sent: list[float] = []
 
     def live(row: RateShare) -> bool:
@@ -189,7 +268,7 @@ async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int
         for op, i, dt in ops:
             clock.now += dt
             for hid, sending in limiters.items():
-                while hid not in dead and sending.ready_in() == 0:
+                while hid not in dead | idle and sending.ready_in() == 0:
                     (await sending.acquire()).done()
                     sent.append(clock.now)
             h = holders[i]
@@ -198,8 +277,8 @@ async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int
             lim = limiters.get(h.id)
             if op == "tick":
                 used = {P: lim.in_window()} if lim else None
-                share = (await shares.rebalance(h, share_limit, clock.now, live,
-                                                used))[P].mine.share
+                share = (await shares.rebalance(h, share_limit, clock.now, live, used,
+                                                {P: h.id not in idle}))[P].mine.share
                 limiters.setdefault(h.id, limiter(LIMIT.count, LIMIT.period_s)).resize(share)
             elif op == "leave" and lim is not None:
                 await shares.leave(h.id, share_limit, clock.now, {P: lim.in_window()})
@@ -207,6 +286,10 @@ async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int
                 holders[i] = holder(f"{h.id}'", clock.now)
             elif op == "die":
                 dead.add(h.id)
+            elif op == "idle":
+                idle.add(h.id)
+            elif op == "want":
+                idle.discard(h.id)
             rows = await shares.shares(P)
             assert sum(r.counted_at(clock.now) for r in rows) <= LIMIT.count
     sent.sort()
@@ -297,6 +380,51 @@ async def test_a_limiter_of_zero_blocks_until_it_grows_and_wakes_a_waiter() -> N
     assert len(started) == 2
 
 
+async def test_a_limiter_wants_while_a_request_waits_or_one_started_within_the_time(
+        ) -> None:
+    """A new limiter wants nothing; one that started a request wants within the time
+    given, not after; one whose request waited says so once, and wants while one waits
+    (however often asked), not once no request waits and none was reported."""
+    lim = limiter(1, 60.0)
+    assert not lim.wanted(10.0)
+    await take(lim, 1)
+    assert lim.wanted(10.0)
+    assert not lim.wanted(0.0)
+    with anyio.move_on_after(0.05):
+        await lim.acquire()
+    assert lim.wanted(0.0)
+    assert not lim.wanted(0.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lim.acquire)
+        await anyio.sleep(0.05)
+        assert lim.wanted(0.0)
+        assert lim.wanted(0.0)
+        tg.cancel_scope.cancel()
+    assert not lim.wanted(0.0)  # its wait was reported while it waited
+
+
+async def test_an_idle_session_gives_its_share_to_one_whose_requests_wait(
+        tmp_path: Path, sandbox: Sandbox) -> None:
+    """Two sessions on one SQLite file: the first, alone, holds the whole limit and uses
+    none of it; the second's request waits at share 0 until the first has given its share
+    up, then starts, and the second holds the whole limit."""
+    config = load_config(run_config(tmp_path, sandbox.url, rate_limits={"telekom": "10/s"},
+                                    providers=("telekom",)))
+    async with Store.open(config.database) as one, Store.open(config.database) as two:
+        async with open_providers(config.providers,
+                                  rate_shares=SqliteRateShares(one)) as first:
+            assert first.limiters["telekom"].count == 10  # type: ignore[union-attr]
+            async with open_providers(config.providers,
+                                      rate_shares=SqliteRateShares(two)) as second:
+                lim = second.limiters["telekom"]
+                assert isinstance(lim, SlidingWindowLimiter) and lim.count == 0
+                with anyio.fail_after(15):
+                    (await lim.acquire()).done()
+                rows = await SqliteRateShares(one).shares(P)
+                assert sorted(r.share for r in rows) == [0, 10]
+                assert first.limiters["telekom"].count == 0  # type: ignore[union-attr]
+
+
 async def test_a_session_holds_its_share_while_open_and_frees_it_on_the_way_out(
         tmp_path: Path, sandbox: Sandbox) -> None:
     """open_providers with the store's rate shares: the first session on a database gets the
@@ -346,7 +474,7 @@ def test_two_runs_on_one_database_never_exceed_a_providers_limit_together(
 
 
 async def test_a_version_6_database_gains_the_rate_shares_table(tmp_path: Path) -> None:
-    """A database of schema 6 (before rate shares) is upgraded to 7 when opened to write,
+    """A database of schema 6 (before rate shares) is upgraded to 8 when opened to write,
     and a process can join its shares there."""
     db = tmp_path / "old.db"
     async with Store.open(db):
@@ -357,4 +485,26 @@ async def test_a_version_6_database_gains_the_rate_shares_table(tmp_path: Path) 
     async with Store.open(db) as store:
         assert await tick(SqliteRateShares(store), holder("a", 0.0), 0.0) == 10
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("7",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("8",)
+
+
+async def test_a_version_7_databases_shares_are_kept_and_count_as_wanting(
+        tmp_path: Path) -> None:
+    """A database of schema 7 (shares without demand) is upgraded to 8 keeping its rows,
+    each wanting as every holder did then: a newcomer that wants gets half, not all."""
+    db = tmp_path / "old.db"
+    async with Store.open(db):
+        pass
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE rate_shares")
+        conn.executescript(QUERIES["upgrade_from_6"])
+        h = holder("old", 0.0)
+        conn.execute("INSERT INTO rate_shares VALUES (?, ?, ?, ?, ?, ?, ?, 5, 5, 0, ?, 0)",
+                     (P, h.id, h.host, h.boot_id, h.pid, h.pid_started, h.joined_at, 1.0))
+        conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema'")
+    async with Store.open(db) as store:
+        [old] = await SqliteRateShares(store).shares(P)
+        assert (old.share, old.wants) == (5, True)
+        assert await tick(SqliteRateShares(store), holder("new", 1.0), 1.5) == 5
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("8",)

@@ -4,9 +4,11 @@ Each provider's adapter gets a transport that takes every request through the pr
 rate limiter, so that preflight, lookups and status reads count against the limit too.
 With a store's :class:`~engine.store.protocols.RateShares`, every process on that store
 holds a share of each provider's limit (:mod:`engine.store.rate_shares`: exact across them),
-rebalanced every :data:`REBALANCE_S` by a task of the session; a process joining waits for
-its share (up to a period and a few rebalances while the others' earlier requests age out
-of the window). Without one, each limiter holds the whole limit for this process alone.
+rebalanced every :data:`REBALANCE_S` by a task of the session; the shares follow demand (a
+process whose limiter had no request wait or start within a rebalance gives its share to
+those that want one). A process that wants waits for its share (up to a period and a few
+rebalances while the others' earlier requests age out of the window). Without one, each
+limiter holds the whole limit for this process alone.
 
 A provider whose ``base_url`` is ``sandbox`` talks to the built-in simulator, which is started
 here in the current event loop (one for all such providers) and stopped after them. It fails
@@ -124,13 +126,14 @@ async def _sharing(shares: RateShares,
 
     async def rebalance() -> None:
         live = share_lease_rule(here)
-        results = await shares.rebalance(me, limits, time.time(), live, used())
+        wants = {name: limiter.wanted(REBALANCE_S) for name, limiter in limiters.items()}
+        results = await shares.rebalance(me, limits, time.time(), live, used(), wants)
         for name, result in results.items():
             limiter = limiters[name]
             if result.mine.share != limiter.count:
                 limiter.resize(result.mine.share)
                 log.debug("rates.share", provider=name, count=result.mine.share,
-                          holders=result.live)
+                          holders=result.live, wanting=result.wanting, wants=wants[name])
 
     async def keep_rebalancing() -> None:
         while True:

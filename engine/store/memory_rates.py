@@ -16,11 +16,12 @@ class MemoryRateShares:
 
     async def rebalance(self, me: RateHolder, limits: Mapping[str, ShareLimit], now: float,
                         live: Callable[[RateShare], bool],
-                        used: Mapping[str, int] | None = None) -> dict[str, Rebalanced]:
+                        used: Mapping[str, int] | None = None,
+                        wants: Mapping[str, bool] | None = None) -> dict[str, Rebalanced]:
         results: dict[str, Rebalanced] = {}
         for provider, limit in limits.items():
             result = rebalance(await self.shares(provider), me, provider, limit, now, live,
-                               (used or {}).get(provider))
+                               (used or {}).get(provider), (wants or {}).get(provider, True))
             for holder_id in result.deleted:
                 del self.rows[provider, holder_id]
             for row in result.upserts:

@@ -11,10 +11,14 @@ than count requests in any window, whoever sends them, with no store round trip 
 A rebalance of one holder, in one transaction: holders that are no longer live are ended
 (share 0, their counted share kept for a period from now: a process found dead now sent
 nothing after now); ended holders whose counted share has lapsed are forgotten. The live
-holders' fair shares are ``count // live`` (the remainder to the earliest joined). The
-holder shrinks to its fair share at once, its counted share staying at the old one for a
-period; below its fair share, it grows only into what is free, ``count`` less the others'
-counted shares. A holder that is new starts the same way from 0.
+holders' fair shares follow demand: each holder says at each rebalance whether it *wants*
+the provider now (its limiter had a request wait, or start lately: stored with its share).
+The fair shares are ``count // wanting`` among the live holders that want (the remainder to
+the earliest joined), 0 for one that does not. The holder shrinks to its fair share at once,
+its counted share staying at the old one for a period; below its fair share, it grows only
+into what is free, ``count`` less the others' counted shares. A holder that is new starts the
+same way from 0. While no live holder wants, no share shrinks: each may only grow, into what
+is free, up to ``count // live`` (so a process alone takes the whole limit when it joins).
 
 A holder also says how many of its requests are in its window now (*used*: its limiter's
 entries answered within a period, or in flight). Once a shrink has reached its limiter, no
@@ -75,6 +79,8 @@ class RateShare:
     counted_until: float
     seen_at: float
     ended: bool = False
+    wants: bool = True
+    """Whether the holder wanted the provider at its last rebalance (demand)."""
 
     def counted_at(self, now: float) -> int:
         """What the others must leave this holder at *now*."""
@@ -91,6 +97,8 @@ class Rebalanced:
     mine: RateShare
     live: int
     """Live holders, this one included."""
+    wanting: int = 0
+    """Live holders that want the provider, this one included if it does."""
 
 
 def ended(row: RateShare, now: float, period_s: float, used: int | None = None) -> RateShare:
@@ -105,9 +113,10 @@ def ended(row: RateShare, now: float, period_s: float, used: int | None = None) 
 
 def rebalance(rows: Sequence[RateShare], me: RateHolder, provider: str, limit: ShareLimit,
               now: float, live: Callable[[RateShare], bool],
-              used: int | None = None) -> Rebalanced:
+              used: int | None = None, wants: bool = True) -> Rebalanced:
     """The module's rule for *me* on *provider*'s stored *rows* at *now*; *used*: *me*'s
-    requests in its window now, its limiter at its stored share (``None``: unknown)."""
+    requests in its window now, its limiter at its stored share (``None``: unknown);
+    *wants*: whether *me* wants the provider now."""
     period = limit.period_s + SHRINK_SLACK_S
     upserts: list[RateShare] = []
     deleted: list[str] = []
@@ -129,16 +138,30 @@ def rebalance(rows: Sequence[RateShare], me: RateHolder, provider: str, limit: S
                          mine.counted_until if mine else now, now)
     elif used is not None and mine.counted_at(now) > max(mine.share, used):
         mine = replace(mine, counted=max(mine.share, used))
-    holders = sorted([r.holder for r in others if not r.ended] + [me],
-                     key=lambda h: (h.joined_at, h.id))
-    fair = limit.count // len(holders) + (holders.index(me) < limit.count % len(holders))
-    if mine.share > fair:
+    holders = sorted([r.holder for r in others if not r.ended] + [me], key=_by_join)
+    wanting = sorted([r.holder for r in others if not r.ended and r.wants]
+                     + ([me] if wants else []), key=_by_join)
+    if wanting:
+        fair = _fair(limit.count, wanting, me) if wants else 0
+    else:  # nobody wants: nothing shrinks, and what is free may be taken up to an even part
+        fair = _fair(limit.count, holders, me)
+    if mine.share > fair and wanting:
         mine = replace(mine, share=fair, counted=mine.counted_at(now),
                        counted_until=now + period)
     elif mine.share < fair:
         free = limit.count - sum(r.counted_at(now) for r in others)
         grown = max(mine.share, min(fair, free))
         mine = replace(mine, share=grown, counted=max(grown, mine.counted_at(now)))
-    mine = replace(mine, seen_at=now)
+    mine = replace(mine, seen_at=now, wants=wants)
     upserts.append(mine)
-    return Rebalanced(tuple(upserts), tuple(deleted), mine, len(holders))
+    return Rebalanced(tuple(upserts), tuple(deleted), mine, len(holders), len(wanting))
+
+
+def _by_join(h: RateHolder) -> tuple[float, str]:
+    return h.joined_at, h.id
+
+
+def _fair(count: int, holders: Sequence[RateHolder], me: RateHolder) -> int:
+    """*me*'s even part of *count* among *holders* (sorted by join; the remainder to the
+    earliest)."""
+    return count // len(holders) + (holders.index(me) < count % len(holders))

@@ -107,6 +107,7 @@ CREATE TABLE IF NOT EXISTS rate_shares (
     counted_until REAL NOT NULL,
     seen_at REAL NOT NULL,
     ended INTEGER NOT NULL DEFAULT 0,
+    wants INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (provider, holder)
 ) WITHOUT ROWID;
 
@@ -131,4 +132,24 @@ ALTER TABLE messages ADD COLUMN worker TEXT;
 ALTER TABLE campaigns ADD COLUMN committed_nanos INTEGER;
 
 -- upgrade_from_6 --
--- Schema 6 to 7: the rate_shares table, which the schema creates; nothing else.
+-- Schema 6 to 7: the rate_shares table as schema 7 had it (upgrade_from_7 adds to it).
+CREATE TABLE IF NOT EXISTS rate_shares (
+    provider TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    host TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_started INTEGER,
+    joined_at REAL NOT NULL,
+    share INTEGER NOT NULL,
+    counted INTEGER NOT NULL,
+    counted_until REAL NOT NULL,
+    seen_at REAL NOT NULL,
+    ended INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (provider, holder)
+) WITHOUT ROWID;
+
+-- upgrade_from_7 --
+-- Schema 7 to 8: whether a rate share's holder wants its provider (shares follow demand);
+-- a row of an older process counts as wanting, as every holder did.
+ALTER TABLE rate_shares ADD COLUMN wants INTEGER NOT NULL DEFAULT 1;
