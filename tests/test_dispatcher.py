@@ -283,22 +283,22 @@ async def test_a_lane_refused_mid_claim_moves_every_message_it_held(
     """A refusal for the account in the middle of a lane's claims (each larger than its
     backlog, more of them claimed ahead) moves every message the lane held or queued, fed
     or not, marked or not, to its next route: each sent once in all, none left held."""
-    store = MemoryCampaign.from_rows(planned(60, ["alpha"]))
-    alpha = FakeProvider("alpha", answers={25: [SendResult(
+    store = MemoryCampaign.from_rows(planned(100, ["alpha"]))
+    alpha = FakeProvider("alpha", answers={45: [SendResult(
         Outcome.REFUSED_ACCOUNT, code="401", detail="key revoked")]},
                          **kind)  # type: ignore[arg-type]
     beta = FakeProvider("beta")
-    d = dispatcher(store, [alpha, beta], concurrency=2, rate_limit=RateLimit(6, 1.0))
-    assert d.lanes["alpha"].claim_rows == 12 > d.lanes["alpha"].backlog.limit
+    d = dispatcher(store, [alpha, beta], concurrency=2, rate_limit=RateLimit(20, 1.0))
+    assert d.lanes["alpha"].claim_rows == 40 > d.lanes["alpha"].backlog.limit
     with anyio.fail_after(RUN_BOUND_S):
         stats = await d.run()
     by_alpha, by_beta = alpha.lines(), beta.lines()
-    assert 25 in by_alpha and 25 in by_beta
-    assert set(by_alpha) | set(by_beta) == set(range(2, 62))
+    assert 45 in by_alpha and 45 in by_beta
+    assert set(by_alpha) | set(by_beta) == set(range(2, 102))
     assert set(by_alpha.values()) == {1} and set(by_beta.values()) == {1}
-    assert set(by_alpha) & set(by_beta) == {25}
-    assert store.states() == {ACCEPTED: 60} and held(store) == 0
-    assert stats.accepted == 60 and stats.failed_over == len(by_beta)
+    assert set(by_alpha) & set(by_beta) == {45}
+    assert store.states() == {ACCEPTED: 100} and held(store) == 0
+    assert stats.accepted == 100 and stats.failed_over == len(by_beta)
     assert {store.message(line).provider for line in by_beta} == {"beta"}
     assert store.committed_nanos == stats.spent_nanos
 

@@ -5,12 +5,13 @@ Claims come from the outbox (:meth:`engine.store.protocols.Outbox.claim`): held 
 worker alone, their estimated cost reserved against ``max_cost``; a claim that finds the
 next message past the budget ends the feeding, and the run stops once what it holds is
 sent. Where a provider lets an unknown outcome be settled exactly (the same idempotency
-key, or a look-up in its logs), the feeder marks what it feeds ``sending``, a backlog at a
-time (one commit waited for per refill, not one per message), so a worker finds its message
-marked and sends at once. A crash can then leave up to the lane's backlog marked but never
-sent, which the next run settles exactly (found absent, sent once). Where a provider gives
-no such way, an unsent mark would become an ``unknown`` that is never resent, so its lane
-marks only what it is about to send.
+key, or a look-up in its logs), the feeder marks what it feeds ``sending``, half a backlog
+at a time and before there is room for it (one commit per refill, waited for while the
+workers drain the refill before), so a worker finds its message marked and sends at once.
+A crash can then leave up to one and a half backlogs marked but never sent, which the next
+run settles exactly (found absent, sent once). Where a provider gives no such way, an
+unsent mark would become an ``unknown`` that is never resent, so its lane marks only what
+it is about to send.
 
 Before anything new is fed, a round settles the campaign's ``unknown`` messages
 (``on_unknown``: resent with the same key or whatever the campaign says, looked up, or left
@@ -99,23 +100,30 @@ class Feeding(Settling):
                 after = claim.after_line
 
     async def _feed_claim(self, lane: Lane, claim: Claim) -> bool:
-        """Queue *claim*'s messages, keeping at most the lane's backlog ahead of its workers;
-        False once the run stops or the lane goes down (the rest is released)."""
-        fed: list[Job] = []
-        cut = False
-        for i, row in enumerate(claim.messages):
-            if not lane.backlog.try_take():
-                await self._put_fed(lane, fed)
-                await lane.backlog.take()
-            if cut := bool(self.stopping or lane.down):
-                lane.backlog.release()
-                await self.outbox.release([r.line for r in claim.messages[i:]])
-                break
-            job = Job.of(row, self.campaign.message)
-            job.fed = True
-            fed.append(job)
-        await self._put_fed(lane, fed)  # taken before a stop: the workers leave or move them
-        return bool(claim.messages) and not cut
+        """Queue *claim*'s messages half a backlog at a time, keeping at most the lane's
+        backlog ahead of its workers; on a lane that marks ahead, each step is marked
+        ``sending`` (one commit) while the workers drain the step before. False once the run
+        stops or the lane goes down (the rest is released; what was marked is queued, and the
+        workers leave or move it)."""
+        rows = claim.messages
+        step = lane.feed_step
+        for start in range(0, len(rows), step):
+            if self.stopping or lane.down:
+                await self.outbox.release([r.line for r in rows[start:]])
+                return False
+            jobs = [Job.of(row, self.campaign.message) for row in rows[start:start + step]]
+            if lane.mark_ahead:
+                # Marked before there is room for them: a mark waited for with an empty
+                # backlog left the workers idle for a commit (bench/throughput.py).
+                await self.outbox.mark_sending([job.line for job in jobs])
+                for job in jobs:
+                    job.marked, job.marked_for = True, lane.name
+            for job in jobs:
+                if not lane.backlog.try_take():
+                    await lane.backlog.take()
+                job.fed = True
+                self._put(lane, job)
+        return bool(rows)
 
     async def _drain(self, lane: Lane) -> None:
         """Move a stopped lane's pending messages to their next routes."""
@@ -131,19 +139,6 @@ class Feeding(Settling):
                 self._alive += 1
                 await self._fail_over(job, f"{lane.name} stopped: {lane.down}", account=True,
                                       backpressure=True)
-
-    async def _put_fed(self, lane: Lane, jobs: list[Job]) -> None:
-        """Queue what the feeder took (and empty *jobs*), marked ``sending`` first in one
-        commit on a lane that marks ahead."""
-        if not jobs:
-            return
-        if lane.mark_ahead and not self.stopping:
-            await self.outbox.mark_sending([job.line for job in jobs])
-            for job in jobs:
-                job.marked, job.marked_for = True, lane.name
-        for job in jobs:
-            self._put(lane, job)
-        jobs.clear()
 
     def _put(self, lane: Lane, job: Job) -> None:
         """Queue a new job on *lane*: it is alive until settled or left."""

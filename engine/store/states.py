@@ -15,7 +15,7 @@
   rows still ``pending`` and held by nobody): they are ``claimed``, held by that worker,
   and their estimated cost is reserved against the campaign's ``max_cost``. A lane whose
   provider can settle an unknown outcome exactly (an idempotency key, a log look-up)
-  marks them ``sending`` a backlog at a time, ahead of its workers.
+  marks them ``sending`` half a backlog at a time, ahead of its workers.
 - Only the holder moves a held message: ``claimed`` -> ``sending`` (durably, before its
   request leaves), ``sending`` -> ``accepted`` / ``failed`` / ``unknown`` (settled; no
   longer held), ``claimed``/``sending`` -> ``claimed`` on the next route (failover, still
