@@ -162,16 +162,18 @@ async def test_an_idle_holder_gives_its_share_to_a_busy_one_and_gets_one_back_wh
     assert await tick(shares, b, 20.1 + COUNTED_S) == 5
 
 
-async def test_an_idle_holder_with_nothing_in_its_window_frees_its_share_a_rebalance_later(
+async def test_an_idle_holder_counts_only_what_is_in_its_window_once_it_shrinks(
         shares: RateShares) -> None:
-    """An idle holder's shrink is counted at its old share only until its next rebalance
-    says none of its requests is in the window: the busy one grows then, before a period."""
+    """An idle holder (its limiter held at 0 while it rebalances) counts at once only the
+    requests it has in the window: the busy one grows into the rest at its next rebalance,
+    and into all of it once the idle one says none is left, before a period."""
     a, b = holder("a", 0.0), holder("b", 0.1)
     await tick(shares, a, 0.0)
     await tick(shares, b, 0.0)
     await tick(shares, a, 0.5)
     assert await tick(shares, b, 5.0) == 5
-    assert await tick(shares, b, 10.0, wants=False, used=5) == 0
+    assert await tick(shares, b, 10.0, wants=False, used=3) == 0
+    assert await tick(shares, a, 10.1) == 7
     assert await tick(shares, b, 10.5, wants=False, used=0) == 0
     assert await tick(shares, a, 10.6) == 10
 
@@ -217,7 +219,7 @@ async def test_the_sqlite_class_has_every_rate_shares_method() -> None:
 
 
 OPS = st.lists(st.tuples(st.sampled_from(["tick", "tick", "tick", "leave", "die", "wait",
-                                          "idle", "want"]),
+                                          "idle", "want", "burst"]),
                          st.integers(0, 2), st.sampled_from([0.0, 0.05, 0.1, 0.3, 0.6])),
                max_size=60)
 
@@ -245,10 +247,16 @@ class FakeClock:
 @example([("tick", 0, 0.0), ("idle", 0, 0.05), ("tick", 1, 0.05), ("tick", 0, 0.05),
           ("tick", 1, 0.3), ("idle", 1, 0.05), ("want", 0, 0.05), ("tick", 0, 0.05),
           ("tick", 1, 0.6), ("tick", 0, 0.6)])  # nobody wanted, then one does
+@example([("tick", 0, 0.0), ("tick", 1, 0.05), ("tick", 0, 0.05), ("wait", 0, 0.6),
+          ("wait", 0, 0.6), ("wait", 0, 0.6), ("tick", 1, 0.05), ("idle", 0, 0.05),
+          ("wait", 0, 0.6), ("tick", 0, 0.0), ("tick", 1, 0.05),
+          ("wait", 0, 0.05)])  # idle, with nothing in its window, while it rebalances
 async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int, float]]
                                                         ) -> None:
     """Holders that join, rebalance, leave, die, go idle and want again at random, each
-    sending all its limiter lets through (at once answered) while it wants: the counted
+    sending what its limiter lets through (at once answered; up to a burst that changes at
+    random) while it wants, and all of it while it
+    rebalances (between measuring what it used and the result, idle or not): the counted
     shares never sum past the count, and no window of the period holds more than the
     count of all their requests."""
     shares = MemoryRateShares()
@@ -258,6 +266,8 @@ async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int
     dead: set[str] = set()
     idle: set[str] = set()
     sent: list[float] = []
+    burst = LIMIT.count
+    """At most this many requests of a holder between two operations."""
 
     def live(row: RateShare) -> bool:
         return row.holder.id not in dead
@@ -267,8 +277,12 @@ async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int
         share_limit = {P: ShareLimit(LIMIT.count, period)}
         for op, i, dt in ops:
             clock.now += dt
+            if op == "burst":
+                burst = i * 5 + 1
             for hid, sending in limiters.items():
-                while hid not in dead | idle and sending.ready_in() == 0:
+                for _ in range(burst):
+                    if hid in dead | idle or sending.ready_in() != 0:
+                        break
                     (await sending.acquire()).done()
                     sent.append(clock.now)
             h = holders[i]
@@ -276,7 +290,12 @@ async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int
                 continue
             lim = limiters.get(h.id)
             if op == "tick":
+                if lim is not None and h.id in idle:
+                    lim.resize(0)  # held while it rebalances, as open_providers does
                 used = {P: lim.in_window()} if lim else None
+                while lim is not None and lim.ready_in() == 0:  # during its transaction
+                    (await lim.acquire()).done()
+                    sent.append(clock.now)
                 share = (await shares.rebalance(h, share_limit, clock.now, live, used,
                                                 {P: h.id not in idle}))[P].mine.share
                 limiters.setdefault(h.id, limiter(LIMIT.count, LIMIT.period_s)).resize(share)

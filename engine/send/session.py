@@ -127,11 +127,20 @@ async def _sharing(shares: RateShares,
     async def rebalance() -> None:
         live = share_lease_rule(here)
         wants = {name: limiter.wanted(REBALANCE_S) for name, limiter in limiters.items()}
-        results = await shares.rebalance(me, limits, time.time(), live, used(), wants)
+        counts = {name: limiter.count for name, limiter in limiters.items()}
+        for name, limiter in limiters.items():
+            if not wants[name]:  # held at 0 until the result: its used is then exact
+                limiter.resize(0)
+        try:
+            results = await shares.rebalance(me, limits, time.time(), live, used(), wants)
+        except BaseException:
+            for name, limiter in limiters.items():
+                limiter.resize(counts[name])
+            raise
         for name, result in results.items():
             limiter = limiters[name]
-            if result.mine.share != limiter.count:
-                limiter.resize(result.mine.share)
+            limiter.resize(result.mine.share)
+            if result.mine.share != counts[name]:
                 log.debug("rates.share", provider=name, count=result.mine.share,
                           holders=result.live, wanting=result.wanting, wants=wants[name])
 

@@ -26,7 +26,10 @@ window from now on holds more of its requests than ``max(share, used)`` (the lim
 its newest ``share`` entries: a later request waits for a period after the oldest of them),
 so its counted share comes down to that at once, not a period later; likewise a holder
 leaving counts what it used. A joining process then waits for the requests actually in the
-others' windows to age out, not for whole periods.
+others' windows to age out, not for whole periods. A holder that does not want holds its
+limiter at 0 from measuring *used* until the rebalance's result reaches it (no request of it
+starts meanwhile), so its shrink has reached its limiter already: it counts what it used at
+once, and an idle holder's share is free in one rebalance of it, not two.
 
 The standard library only (the rule is plain arithmetic over records).
 """
@@ -116,7 +119,8 @@ def rebalance(rows: Sequence[RateShare], me: RateHolder, provider: str, limit: S
               used: int | None = None, wants: bool = True) -> Rebalanced:
     """The module's rule for *me* on *provider*'s stored *rows* at *now*; *used*: *me*'s
     requests in its window now, its limiter at its stored share (``None``: unknown);
-    *wants*: whether *me* wants the provider now."""
+    *wants*: whether *me* wants the provider now (if not, its limiter is held at 0 from
+    measuring *used* until the result reaches it)."""
     period = limit.period_s + SHRINK_SLACK_S
     upserts: list[RateShare] = []
     deleted: list[str] = []
@@ -146,8 +150,10 @@ def rebalance(rows: Sequence[RateShare], me: RateHolder, provider: str, limit: S
     else:  # nobody wants: nothing shrinks, and what is free may be taken up to an even part
         fair = _fair(limit.count, holders, me)
     if mine.share > fair and wanting:
-        mine = replace(mine, share=fair, counted=mine.counted_at(now),
-                       counted_until=now + period)
+        counted = mine.counted_at(now)
+        if not wants and used is not None:  # held at 0 since used was measured
+            counted = min(counted, max(fair, used))
+        mine = replace(mine, share=fair, counted=counted, counted_until=now + period)
     elif mine.share < fair:
         free = limit.count - sum(r.counted_at(now) for r in others)
         grown = max(mine.share, min(fair, free))
