@@ -29,7 +29,7 @@ from engine.store.records import Outgoing, Settlement, WorkerRecord
 from engine.store.sqlite.outbox import SqliteOutbox
 from engine.store.sqlite.plan_writer import PlanWriter
 from engine.store.sqlite.store import Store
-from engine.store.states import CLAIMED, PENDING, UNKNOWN
+from engine.store.states import CLAIMED, PENDING, SENDING, UNKNOWN
 
 pytestmark = pytest.mark.anyio
 
@@ -296,6 +296,28 @@ async def test_release_returns_the_reservation(make: Make) -> None:
     assert await a.release() == 3
     assert await backend.committed() == 0
     assert (await backend.states())[(PENDING, False)] == len(planned())
+
+
+async def test_a_claim_may_mark_what_it_holds_and_release_gives_back_what_was_not_sent(
+        make: Make) -> None:
+    """A claim with ``sending`` holds pending messages ``sending`` at once, their attempt
+    counted, their cost reserved; released by line (never sent) they are ``pending``
+    again, the attempt uncounted and the reservation returned, while a release of all
+    leaves a ``sending`` message alone (it may have been sent)."""
+    backend = await make()
+    a = await backend.outbox(worker("a"))
+    claim = await a.claim("alpha", limit=4, sending=True)
+    rows = claim.messages
+    assert {m.state for m in rows} == {SENDING} and [m.attempts for m in rows] == [0] * 4
+    assert [(await backend.message(r.line))[:2] for r in rows] == [(SENDING, "a")] * 4
+    assert (await backend.message(rows[0].line)).attempts == 1
+    assert await backend.committed() == sum(r.cost_nanos for r in rows)
+    assert await a.release([r.line for r in rows[:3]]) == 3
+    assert (await backend.message(rows[0].line))[:2] == (PENDING, None)
+    assert (await backend.message(rows[0].line)).attempts == 0
+    assert await backend.committed() == rows[3].cost_nanos
+    assert await a.release() == 0
+    assert (await backend.message(rows[3].line))[:2] == (SENDING, "a")
 
 
 LEASE_CASES = [

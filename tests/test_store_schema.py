@@ -57,7 +57,8 @@ async def test_lanes_and_polling_read_only_their_own_provider_rows(tmp_path: Pat
     polls = [s for s in statements if s.lstrip().startswith("SELECT")]
     assert len(polls) == 1
     # Claims run in the checkpoint writer's process (engine/store/sqlite/claims.py).
-    reads = [(claims._CLAIM_PENDING, (1, "pending", "telekom", 7, 500)),
+    reads = [(claims._CLAIM_AS["claimed"], (1, "pending", "telekom", 7, 500)),
+             (claims._CLAIM_AS["sending"], (1, "pending", "voipex", 7, 500)),
              (claims._CLAIM, (1, "unknown", "voipex", 0, 500)), (polls[0], ())]
     with sqlite3.connect(tmp_path / "s.db") as conn:
         for sql, params in reads:

@@ -5,13 +5,12 @@ Claims come from the outbox (:meth:`engine.store.protocols.Outbox.claim`): held 
 worker alone, their estimated cost reserved against ``max_cost``; a claim that finds the
 next message past the budget ends the feeding, and the run stops once what it holds is
 sent. Where a provider lets an unknown outcome be settled exactly (the same idempotency
-key, or a look-up in its logs), the feeder marks what it feeds ``sending``, half a backlog
-at a time and before there is room for it (one commit per refill, waited for while the
-workers drain the refill before), so a worker finds its message marked and sends at once.
-A crash can then leave up to one and a half backlogs marked but never sent, which the next
-run settles exactly (found absent, sent once). Where a provider gives no such way, an
-unsent mark would become an ``unknown`` that is never resent, so its lane marks only what
-it is about to send.
+key, or a look-up in its logs), the lane's claims take its messages straight to
+``sending`` (marked, in the claim's own commit), so that no worker waits for a mark. A
+crash can then leave up to a claim's page marked but never sent, which the next run
+settles exactly (found absent, sent once); a page not fed is released (``pending`` again).
+Where a provider gives no such way, an unsent mark would become an ``unknown`` that is
+never resent, so its lane's worker marks each message just before sending it.
 
 Before anything new is fed, a round settles the campaign's ``unknown`` messages
 (``on_unknown``: resent with the same key or whatever the campaign says, looked up, or left
@@ -88,7 +87,8 @@ class Feeding(Settling):
             while not (self.stopping or lane.down):
                 claim = await self.outbox.claim(lane.name, after_line=after,
                                                 limit=lane.claim_rows,
-                                                budget_nanos=self.max_cost_nanos)
+                                                budget_nanos=self.max_cost_nanos,
+                                                sending=lane.mark_ahead)
                 try:
                     await send.send(claim)
                 except BaseException:  # the feeder stopped: its drain must find these
@@ -100,29 +100,24 @@ class Feeding(Settling):
                 after = claim.after_line
 
     async def _feed_claim(self, lane: Lane, claim: Claim) -> bool:
-        """Queue *claim*'s messages half a backlog at a time, keeping at most the lane's
-        backlog ahead of its workers; on a lane that marks ahead, each step is marked
-        ``sending`` (one commit) while the workers drain the step before. False once the run
-        stops or the lane goes down (the rest is released; what was marked is queued, and the
-        workers leave or move it)."""
+        """Queue *claim*'s messages, keeping at most the lane's backlog ahead of its workers
+        (on a lane that marks ahead, the claim holds them ``sending`` already). False once
+        the run stops or the lane goes down (the rest is released)."""
         rows = claim.messages
-        step = lane.feed_step
-        for start in range(0, len(rows), step):
+        template = self.campaign.message
+        marked = lane.mark_ahead
+        for i, row in enumerate(rows):
+            if not lane.backlog.try_take():
+                await lane.backlog.take()
             if self.stopping or lane.down:
-                await self.outbox.release([r.line for r in rows[start:]])
+                lane.backlog.release()
+                await self.outbox.release([r.line for r in rows[i:]])
                 return False
-            jobs = [Job.of(row, self.campaign.message) for row in rows[start:start + step]]
-            if lane.mark_ahead:
-                # Marked before there is room for them: a mark waited for with an empty
-                # backlog left the workers idle for a commit (bench/throughput.py).
-                await self.outbox.mark_sending([job.line for job in jobs])
-                for job in jobs:
-                    job.marked, job.marked_for = True, lane.name
-            for job in jobs:
-                if not lane.backlog.try_take():
-                    await lane.backlog.take()
-                job.fed = True
-                self._put(lane, job)
+            job = Job.of(row, template)
+            job.fed = True
+            if marked:
+                job.marked, job.marked_for = True, lane.name
+            self._put(lane, job)
         return bool(rows)
 
     async def _drain(self, lane: Lane) -> None:

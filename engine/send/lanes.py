@@ -18,12 +18,8 @@ from engine.limits import SlidingWindowLimiter
 from engine.providers.base import Provider
 from engine.send.jobs import Job
 
-# 4 a worker: a lane's queue was empty 40% of the time (bench/throughput.py at C=16, Sky
-# Telecom's lane sampled every 2 ms), a refill's mark taking longer than half a backlog's
-# drain; 8 (and marks made before there is room): 10%.
 FEED_AHEAD_PER_WORKER: Final = 8
-"""Messages fed ahead per worker of a lane (with half as many more, what a crash may leave
-marked unsent on a lane that marks ahead, and the next run settles exactly)."""
+"""Messages fed ahead per worker of a lane."""
 CLAIM_PAGE_MAX: Final = 500
 CLAIM_PAGE_SECONDS: Final = 2.0
 """A claim takes about this many seconds of a rate-limited lane's sending (at least its
@@ -91,15 +87,12 @@ class Lane:
         """Held by the bulk worker that collects a batch, so that batches fill one by one."""
         self.mark_ahead = adapter.max_batch == 1 and (adapter.supports_idempotency
                                                       or adapter.can_lookup)
-        """Its feeder marks messages ``sending`` as it feeds them."""
+        """Its claims take messages straight to ``sending`` (see :mod:`engine.send.feeding`)."""
         self.workers = (config.concurrency if adapter.max_batch == 1
                         else min(config.concurrency, BULK_WORKERS))
         self.backlog = Backlog(max(config.concurrency * FEED_AHEAD_PER_WORKER,
                                    2 * self.workers * adapter.max_batch))
         """Room for two full batches per bulk worker: a smaller backlog caps every batch."""
-        self.feed_step = max(self.backlog.limit // 2, 1)
-        """How many messages its feeder makes ready (and marks, if it marks ahead) at once:
-        what the backlog takes when it has drained to half."""
         self.limiter = limiter if isinstance(limiter, SlidingWindowLimiter) else None
         """The provider's limiter in this process, where it has a rate limit: its count is
         this process's share of the limit when processes share it."""

@@ -222,7 +222,8 @@ class MemoryOutbox:
     # --- claims ----------------------------------------------------------------------------
 
     async def claim(self, provider: str, *, after_line: int = 0, limit: int = 500,
-                    state: str = PENDING, budget_nanos: int | None = None) -> Claim:
+                    state: str = PENDING, budget_nanos: int | None = None,
+                    sending: bool = False) -> Claim:
         await anyio.lowlevel.checkpoint()
         campaign = self.campaign
         rows = sorted((m for m in campaign.messages.values()
@@ -236,11 +237,16 @@ class MemoryOutbox:
             campaign.add_committed(sum(m.cost_nanos for m in rows))
         if not rows:
             return Claim((), over_budget, after_line)
-        new_state = CLAIMED if state == PENDING else state
+        new_state = (SENDING if sending else CLAIMED) if state == PENDING else state
+        claimed = tuple(m.outgoing()._replace(state=new_state) for m in rows)
+        now = time.time()
         for m in rows:
-            campaign.update(m.line, state=new_state, worker=self.worker_id)
-        return Claim(tuple(m.outgoing()._replace(state=new_state) for m in rows), over_budget,
-                     rows[-1].line)
+            if new_state == SENDING:
+                campaign.update(m.line, state=SENDING, worker=self.worker_id,
+                                attempts=m.attempts + 1, updated_at=now)
+            else:
+                campaign.update(m.line, state=new_state, worker=self.worker_id)
+        return Claim(claimed, over_budget, rows[-1].line)
 
     async def rescue(self) -> Rescued:
         await anyio.lowlevel.checkpoint()
@@ -277,8 +283,9 @@ class MemoryOutbox:
             m = campaign.messages.get(line)
             if m is None or m.worker != me:
                 continue
-            if m.state == CLAIMED:
-                campaign.update(line, state=PENDING, worker=None)
+            if m.state == CLAIMED or (m.state == SENDING and lines is not None):
+                campaign.update(line, state=PENDING, worker=None,
+                                attempts=m.attempts - (m.state == SENDING))
                 count += 1
                 returned += m.cost_nanos
             elif m.state == UNKNOWN:

@@ -109,10 +109,13 @@ class Outbox(Protocol):
         until :meth:`close`."""
 
     async def claim(self, provider: str, *, after_line: int = 0, limit: int = 500,
-                    state: str = PENDING, budget_nanos: int | None = None) -> Claim:
+                    state: str = PENDING, budget_nanos: int | None = None,
+                    sending: bool = False) -> Claim:
         """Hold up to *limit* unheld messages of *provider* in *state*, in line order after
-        *after_line*; ``pending`` ones become ``claimed`` and reserve their estimated cost
-        (only those that fit *budget_nanos* beside all committed money, in line order)."""
+        *after_line*; ``pending`` ones become ``claimed`` (with *sending*: ``sending`` at
+        once, their attempt counted, as :meth:`mark_sending` makes them) and reserve their
+        estimated cost (only those that fit *budget_nanos* beside all committed money, in
+        line order). The messages come back as they were read, their state the new one."""
 
     async def mark_sending(self, lines: Sequence[int]) -> None:
         """Held messages are ``sending``, durably, their attempt counted."""
@@ -139,7 +142,10 @@ class Outbox(Protocol):
         """How many messages other workers hold: they may come back ``pending``."""
 
     async def release(self, lines: Sequence[int] | None = None) -> int:
-        """Give back held ``claimed`` messages (of *lines*, or all) and unknown ones."""
+        """Give back held ``claimed`` messages (of *lines*, or all) and unknown ones, and of
+        *lines* the ``sending`` ones too (the caller never sent them: claimed ``sending``,
+        their attempt uncounted): ``pending`` again, their reservation returned; the count
+        made ``pending``."""
 
     async def spent_nanos(self) -> int:
         """What the campaign has cost or may have cost so far."""

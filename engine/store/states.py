@@ -15,13 +15,13 @@
   rows still ``pending`` and held by nobody): they are ``claimed``, held by that worker,
   and their estimated cost is reserved against the campaign's ``max_cost``. A lane whose
   provider can settle an unknown outcome exactly (an idempotency key, a log look-up)
-  marks them ``sending`` half a backlog at a time, ahead of its workers.
+  claims them straight into ``sending`` (marked in the claim's commit).
 - Only the holder moves a held message: ``claimed`` -> ``sending`` (durably, before its
   request leaves), ``sending`` -> ``accepted`` / ``failed`` / ``unknown`` (settled; no
   longer held), ``claimed``/``sending`` -> ``claimed`` on the next route (failover, still
-  held), ``claimed``/``sending`` -> ``pending`` (left for later, released). A write for a
-  message the worker no longer holds is not applied: its lease lapsed, and another worker
-  rescued it.
+  held), ``claimed``/``sending`` -> ``pending`` (left for later, released; ``sending``
+  only if it was never sent). A write for a message the worker no longer holds is not
+  applied: its lease lapsed, and another worker rescued it.
 - **Rescue** is by lease, never by start-up: a worker whose heartbeat lapsed (or, on the
   same host, whose process is gone) loses what it held: ``claimed`` -> ``pending``,
   ``sending`` -> ``unknown`` (it may have been sent), held ``unknown`` -> unheld.

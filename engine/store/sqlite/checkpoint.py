@@ -58,7 +58,8 @@ class Checkpointer:
             self._wake.set()
 
     async def claim(self, provider: str, state: str, after_line: int, limit: int,
-                    budget_nanos: int | None) -> tuple[list[tuple[Any, ...]], bool]:
+                    budget_nanos: int | None, sending: bool = False
+                    ) -> tuple[list[tuple[Any, ...]], bool]:
         """A claim, committed by the writer's process between two flushes
         (:meth:`CheckpointProcess.claim`)."""
         # In the run's process, through aiosqlite, each of a claim's six statements waited
@@ -68,7 +69,7 @@ class Checkpointer:
         async with self._lock:
             with anyio.CancelScope(shield=True):  # a claim half read would desync the pipe
                 claimed = await self._writer.claim(provider, state, after_line, limit,
-                                                   budget_nanos)
+                                                   budget_nanos, sending)
         return claimed
 
     async def flush(self) -> None:

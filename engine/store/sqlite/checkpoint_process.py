@@ -82,10 +82,11 @@ class CheckpointProcess:
         return int(await self._reply())
 
     async def claim(self, provider: str, state: str, after_line: int, limit: int,
-                    budget_nanos: int | None) -> tuple[list[tuple[Any, ...]], bool]:
+                    budget_nanos: int | None, sending: bool = False
+                    ) -> tuple[list[tuple[Any, ...]], bool]:
         """The worker's claim, committed in the child: the rows held (the columns of
         :class:`~engine.store.records.Outgoing`) and whether the next did not fit."""
-        await self._send(CLAIM, (provider, state, after_line, limit, budget_nanos))
+        await self._send(CLAIM, (provider, state, after_line, limit, budget_nanos, sending))
         reply = await self._reply()
         assert isinstance(reply, bytes)
         rows, over_budget = marshal.loads(reply)

@@ -106,11 +106,12 @@ class CheckpointWriter:
         return len(updates) + len(sending) - written
 
     def claim(self, provider: str, state: str, after_line: int, limit: int,
-              budget_nanos: int | None) -> tuple[list[tuple[Any, ...]], bool]:
+              budget_nanos: int | None, sending: bool = False
+              ) -> tuple[list[tuple[Any, ...]], bool]:
         """This worker's claim, in a transaction of its own (:func:`claims.claim`)."""
         with immediate_transaction(self._conn) as conn:
             return claims.claim(conn, self._campaign_id, self._worker_id, provider, state,
-                                after_line, limit, budget_nanos)
+                                after_line, limit, budget_nanos, sending)
 
     def close(self) -> None:
         self._conn.close()

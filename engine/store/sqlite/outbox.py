@@ -30,6 +30,7 @@ from engine.store.states import (
 )
 
 _RETURN_COMMITTED: Final = query("return_committed")
+_UNSEND: Final = query("unsend")
 _HELD_BY_OTHERS: Final = paged("line", query("held_by_others_from",
                                              states=", ".join("?" * len(HELD_STATES))))
 
@@ -112,10 +113,11 @@ class SqliteOutbox:
     # --- claims ----------------------------------------------------------------------------
 
     async def claim(self, provider: str, *, after_line: int = 0, limit: int = 500,
-                    state: str = PENDING, budget_nanos: int | None = None) -> Claim:
+                    state: str = PENDING, budget_nanos: int | None = None,
+                    sending: bool = False) -> Claim:
         """Hold up to *limit* unheld messages of *provider* in *state*, in line order after
-        *after_line*: ``pending`` ones become ``claimed``, ``unknown`` ones stay ``unknown``,
-        held.
+        *after_line*: ``pending`` ones become ``claimed`` (with *sending*: ``sending``, their
+        attempt counted), ``unknown`` ones stay ``unknown``, held.
 
         Claimed ``pending`` messages reserve their estimated cost: with *budget_nanos* (the
         campaign's ``max_cost``), only as many as fit beside everything held, sent or
@@ -123,7 +125,7 @@ class SqliteOutbox:
         the next one did not fit.
         """
         rows, over_budget = await self._writes.claim(provider, state, after_line, limit,
-                                                     budget_nanos)
+                                                     budget_nanos, sending)
         if not rows:
             return Claim((), over_budget, after_line)
         messages = tuple(map(Outgoing._make, rows))
@@ -156,11 +158,20 @@ class SqliteOutbox:
     async def release(self, lines: Sequence[int] | None = None) -> int:
         """Give back the ``claimed`` messages of *lines* this worker holds (every one when
         None: ``pending`` again, their reservation returned) and let go of held ``unknown``
-        ones; the count made ``pending``."""
-        which = () if lines is None else (json.dumps(list(lines)),)
+        ones; of *lines*, the ``sending`` ones too (never sent: claimed ``sending``), their
+        attempt uncounted. The count made ``pending``."""
+        if lines is None:
+            async with self.store.transaction() as db:
+                return await self._give_back(db, _RELEASE[False], (self.worker_id,))
+        which = json.dumps(list(lines))
         async with self.store.transaction() as db:
-            return await self._give_back(db, _RELEASE[lines is not None],
-                                         (self.worker_id, *which))
+            count = await self._give_back(db, _RELEASE[True], (self.worker_id, which))
+            unsent, nanos = await _one(db, _RELEASE[True][0],
+                                       (self.campaign_id, SENDING, self.worker_id, which))
+            if unsent:
+                await db.execute(_UNSEND, (self.campaign_id, self.worker_id, which))
+                await db.execute(_RETURN_COMMITTED, (nanos, self.campaign_id))
+        return count + int(unsent)
 
     async def _give_back(self, db: Any, statements: tuple[str, str, str],
                          held: tuple[Any, ...]) -> int:

@@ -210,6 +210,19 @@ UPDATE messages SET state = ?, worker = ?
 WHERE campaign_id = ? AND line IN (SELECT value FROM json_each(?))
 AND state = ? AND worker IS NULL;
 
+-- take_sending --
+-- Hold the lines of a JSON array that are still unheld and pending, as sending (marked).
+UPDATE messages SET state = 'sending', worker = ?, attempts = attempts + 1, updated_at = ?
+WHERE campaign_id = ? AND line IN (SELECT value FROM json_each(?))
+AND state = 'pending' AND worker IS NULL;
+
+-- unsend --
+-- A worker's sending messages of a JSON array of lines that it never sent: pending again,
+-- their attempt uncounted.
+UPDATE messages SET state = 'pending', worker = NULL, attempts = attempts - 1
+WHERE campaign_id = ? AND state = 'sending' AND worker = ?
+AND line IN (SELECT value FROM json_each(?));
+
 -- kept_committed --
 SELECT committed_nanos FROM campaigns WHERE id = ?;
 
