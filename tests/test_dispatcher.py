@@ -303,6 +303,24 @@ async def test_a_lane_refused_mid_claim_moves_every_message_it_held(
     assert store.committed_nanos == stats.spent_nanos
 
 
+@pytest.mark.parametrize(("on_unknown", "ahead"), [
+    pytest.param("settle", {"alpha": True, "beta": True, "gamma": False}, id="settle"),
+    pytest.param("report", {"alpha": False, "beta": False, "gamma": False}, id="report"),
+])
+def test_only_lanes_that_settle_unknown_outcomes_exactly_claim_straight_into_sending(
+        on_unknown: OnUnknown, ahead: dict[str, bool]) -> None:
+    """A lane claims straight into ``sending`` (a crash may leave a page marked, unsent)
+    only where such a message is settled exactly later: its provider honours keys or keeps
+    logs, and the campaign settles unknown outcomes rather than only reporting them."""
+    d = dispatcher(MemoryCampaign.from_rows([]), [
+        FakeProvider("alpha", idempotent=True), FakeProvider("beta", lookup=True),
+        FakeProvider("gamma")], on_unknown=on_unknown)
+    assert {name: lane.mark_ahead for name, lane in d.lanes.items()} == ahead
+    for lane in d.lanes.values():
+        lane.send.close()
+        lane.receive.close()
+
+
 def test_a_lane_claims_about_two_seconds_of_its_share_of_the_rate() -> None:
     """A lane's claim is about two seconds of its provider's rate, of this process's share
     where processes share the limit (none yet: its backlog), so a worker holds no more than

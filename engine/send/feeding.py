@@ -9,8 +9,9 @@ key, or a look-up in its logs), the lane's claims take its messages straight to
 ``sending`` (marked, in the claim's own commit), so that no worker waits for a mark. A
 crash can then leave up to a claim's page marked but never sent, which the next run
 settles exactly (found absent, sent once); a page not fed is released (``pending`` again).
-Where a provider gives no such way, an unsent mark would become an ``unknown`` that is
-never resent, so its lane's worker marks each message just before sending it.
+Where a provider gives no such way, or the campaign only reports unknown outcomes
+(``on_unknown = "report"``), an unsent mark would become an ``unknown`` that is never
+resent, so the lane's worker marks each message just before sending it.
 
 Before anything new is fed, a round settles the campaign's ``unknown`` messages
 (``on_unknown``: resent with the same key or whatever the campaign says, looked up, or left

@@ -87,7 +87,8 @@ class Lane:
         """Held by the bulk worker that collects a batch, so that batches fill one by one."""
         self.mark_ahead = adapter.max_batch == 1 and (adapter.supports_idempotency
                                                       or adapter.can_lookup)
-        """Its claims take messages straight to ``sending`` (see :mod:`engine.send.feeding`)."""
+        """Its claims take messages straight to ``sending`` (see :mod:`engine.send.feeding`);
+        never in a campaign whose unknown outcomes are only reported."""
         self.workers = (config.concurrency if adapter.max_batch == 1
                         else min(config.concurrency, BULK_WORKERS))
         self.backlog = Backlog(max(config.concurrency * FEED_AHEAD_PER_WORKER,

@@ -61,6 +61,11 @@ class RunState:
         self.lanes = {p.name: Lane(p, adapters[p.name], down.get(p.name),
                                    (limiters or {}).get(p.name))
                       for p in providers if p.name in adapters}
+        if campaign.on_unknown == "report":
+            # An unknown outcome is only reported, never settled: a message marked before
+            # it leaves and then never sent (a crash) would be reported, not sent.
+            for lane in self.lanes.values():
+                lane.mark_ahead = False
         self._home_cache: dict[tuple[Decimal, str], int | None] = {}
         self._message = Messages(campaign, key_prefix(record)).build
         """What a provider is asked to send for a job (:meth:`Messages.build`)."""
