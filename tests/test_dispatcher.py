@@ -151,7 +151,7 @@ def dispatcher(store: MemoryCampaign, fakes: Sequence[FakeProvider], *,
                on_unknown: OnUnknown = "settle", max_cost: Decimal | None = None,
                concurrency: int = 4, down: Mapping[str, str] | None = None,
                rate_limit: RateLimit | None = None,
-               limiters: Mapping[str, object] | None = None) -> Dispatcher:
+               limiters: Mapping[str, SlidingWindowLimiter] | None = None) -> Dispatcher:
     """*rate_limit* and *limiters* only size each lane's claims (a fake provider applies
     no limit)."""
     configs = [ProviderConfig(name=f.name, kind="smsvoip", base_url="sandbox",

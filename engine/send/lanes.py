@@ -14,7 +14,7 @@ from typing import Final
 import anyio
 
 from engine.config import ProviderConfig
-from engine.limits import SlidingWindowLimiter
+from engine.limits import SlidingWindowLimiter, Unlimited
 from engine.providers.base import Provider
 from engine.send.jobs import Job
 
@@ -73,7 +73,8 @@ class Lane:
     """
 
     def __init__(self, config: ProviderConfig, adapter: Provider, down: str | None,
-                 limiter: object = None) -> None:
+                 limiter: SlidingWindowLimiter | Unlimited | None = None,
+                 settles_unknown: bool = True) -> None:
         self.name = config.name
         self.config = config
         self.adapter = adapter
@@ -85,8 +86,8 @@ class Lane:
         self.accepted = 0
         self.collecting = anyio.Lock()
         """Held by the bulk worker that collects a batch, so that batches fill one by one."""
-        self.mark_ahead = adapter.max_batch == 1 and (adapter.supports_idempotency
-                                                      or adapter.can_lookup)
+        self.mark_ahead = settles_unknown and adapter.max_batch == 1 and (
+            adapter.supports_idempotency or adapter.can_lookup)
         """Its claims take messages straight to ``sending`` (see :mod:`engine.send.feeding`);
         never in a campaign whose unknown outcomes are only reported."""
         self.workers = (config.concurrency if adapter.max_batch == 1

@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 
 from engine.campaign import Campaign
 from engine.config import ProviderConfig, RoutingConfig
+from engine.limits import SlidingWindowLimiter, Unlimited
 from engine.providers.base import Provider
 from engine.routing import to_nanos
 from engine.send.jobs import Job, Messages, key_prefix
@@ -50,7 +51,8 @@ class RunState:
     def __init__(self, *, outbox: Outbox, record: CampaignRecord, campaign: Campaign,
                  providers: Sequence[ProviderConfig], adapters: Mapping[str, Provider],
                  down: Mapping[str, str], plans: Mapping[int, list[RatePlanRoute]],
-                 routing: RoutingConfig, limiters: Mapping[str, object] | None = None
+                 routing: RoutingConfig,
+                 limiters: Mapping[str, SlidingWindowLimiter | Unlimited] | None = None
                  ) -> None:
         self.outbox = outbox
         self.record = record
@@ -58,14 +60,12 @@ class RunState:
         self.routing = routing
         self.plans = plans
         """Each plan's routes in order of preference, for failover."""
+        # An unknown outcome only reported is never settled: a message marked before it
+        # leaves and then never sent (a crash) would be reported, not sent.
+        settles = campaign.on_unknown != "report"
         self.lanes = {p.name: Lane(p, adapters[p.name], down.get(p.name),
-                                   (limiters or {}).get(p.name))
+                                   (limiters or {}).get(p.name), settles)
                       for p in providers if p.name in adapters}
-        if campaign.on_unknown == "report":
-            # An unknown outcome is only reported, never settled: a message marked before
-            # it leaves and then never sent (a crash) would be reported, not sent.
-            for lane in self.lanes.values():
-                lane.mark_ahead = False
         self._home_cache: dict[tuple[Decimal, str], int | None] = {}
         self._message = Messages(campaign, key_prefix(record)).build
         """What a provider is asked to send for a job (:meth:`Messages.build`)."""

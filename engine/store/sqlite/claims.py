@@ -44,16 +44,6 @@ _ADD_COMMITTED: Final = query("add_committed")
 _COST: Final = Outgoing._fields.index("cost_nanos")
 
 
-class _Row(tuple[Any, ...]):
-    """A page row as :func:`fit_budget` reads it."""
-
-    __slots__ = ()
-
-    @property
-    def cost_nanos(self) -> int:
-        return int(self[_COST])
-
-
 def claim(conn: sqlite3.Connection, campaign_id: int, worker_id: str | None, provider: str,
           state: str, after_line: int, limit: int, budget_nanos: int | None,
           sending: bool = False) -> tuple[list[tuple[Any, ...]], bool]:
@@ -72,7 +62,8 @@ def claim(conn: sqlite3.Connection, campaign_id: int, worker_id: str | None, pro
     if state == PENDING and rows:
         committed = _committed(conn, campaign_id)
         if budget_nanos is not None:
-            fitting, over_budget = fit_budget([_Row(r) for r in rows], budget_nanos - committed)
+            fitting, over_budget = fit_budget([Outgoing._make(r) for r in rows],
+                                              budget_nanos - committed)
             rows = rows[:len(fitting)]
     if rows:
         lines = json.dumps([r[0] for r in rows])

@@ -32,6 +32,7 @@ from engine.plan.tally import PlanCounts, Tally
 from engine.routing import RatePlan, RateRow
 from engine.store.records import CampaignRecord, Outgoing, RatePlanRoute, ReportRow, WorkerRecord
 from engine.store.sqlite.checkpoint_writer import PRAGMAS
+from engine.store.sqlite.claims import OUTGOING_COLUMNS
 from engine.store.sqlite.plan_writer import PLAN_TEMP_STORE, SqlitePlanWriters
 from engine.store.sqlite.sql import query, statements
 from engine.store.states import SPENDING_STATES
@@ -83,7 +84,6 @@ def _later_occurrences(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]
 _CREATE_MAYBE_DUPLICATES: Final = query("create_maybe_duplicates")
 _INSERT_MAYBE_DUPLICATE: Final = query("insert_maybe_duplicate")
 _MARK_DUPLICATE: Final = query("mark_duplicate")
-OUTGOING_COLUMNS: Final = query("outgoing_columns")
 
 
 def paged(columns: str, rest: str) -> str:
