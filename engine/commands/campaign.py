@@ -5,20 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 
 from engine import event_loop
+from engine.commands.common import (
+    config_path,
+)
 from engine.errors import (
     EXIT_OK,
     EXIT_STOPPED,
-)
-
-if TYPE_CHECKING:
-    pass
-from engine.commands.common import (
-    config_path,
 )
 
 
