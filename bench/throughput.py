@@ -1177,6 +1177,7 @@ def main() -> int:
                                      args.requests, args.seconds, args.loop)
         if profile is not None:
             profile.disable()
+            args.profile.mkdir(parents=True, exist_ok=True)
             profile.dump_stats(args.profile / f"{args.child}.prof")
         print(json.dumps(result))
         return 0

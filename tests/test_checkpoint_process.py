@@ -43,8 +43,8 @@ async def test_commits_are_on_disk_when_write_returns_and_errors_name_the_proble
     db, campaign_id = await planned(tmp_path)
     writer = CheckpointProcess(db, campaign_id)
     await writer.start()
-    process = writer._process
-    assert process is not None
+    pid = writer.pid
+    assert pid is not None
     try:
         await writer.write([(time.time(), 2), (time.time(), 3)], [])
         assert row(db, 2) == ("sending", 1, None)
@@ -60,8 +60,8 @@ async def test_commits_are_on_disk_when_write_returns_and_errors_name_the_proble
         assert row(db, 3) == ("accepted", 1, "pm-3")
     finally:
         await writer.close()
-    assert process.returncode == 0
-    assert not alive(process.pid)
+    assert writer.returncode == 0
+    assert not alive(pid)
     await writer.close()
 
 

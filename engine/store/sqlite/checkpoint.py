@@ -6,48 +6,77 @@ that arrive while one transaction commits share the next one (group commit), so 
 an fsync is spread over all messages in flight. Outcomes need not wait: they are written at
 least every ``CHECKPOINT_FLUSH_MS``, and a process killed before that leaves those messages
 ``sending``, which the next run settles. The transactions are committed by a process of
-their own (:mod:`engine.store.sqlite.checkpoint_process`).
+their own (:mod:`engine.store.sqlite.checkpoint_process`), one write in flight at a time: the
+next is sent from the callback that reads the answer to the one before, when marks wait,
+and the marks it committed wake in the same callback; a claim is sent at once, between two
+writes.
 """
 
 from __future__ import annotations
 
+import marshal
 import time
 from collections.abc import Sequence
 from typing import Any, Final
 
 import anyio
 
-from engine.errors import LeaseLost
+from engine.errors import LeaseLost, StoreError
 from engine.store.records import Settlement
-from engine.store.sqlite.checkpoint_process import CheckpointProcess
+from engine.store.sqlite.checkpoint_process import Answer, CheckpointProcess, write_arguments
+from engine.store.sqlite.checkpoint_writer import CLAIM, WRITE
 from engine.store.sqlite.store import Store
 
 CHECKPOINT_FLUSH_MS: Final = 100
 MAX_UPDATES_PER_FLUSH: Final = 5000
 
 
+class _Commit:
+    """The waiters of one write: :attr:`done` is set once it has committed, or failed
+    (:attr:`failed`: nothing of it was written)."""
+
+    __slots__ = ("done", "failed")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.failed = False
+
+
 class Checkpointer:
     def __init__(self, store: Store, campaign_id: int, worker_id: str | None = None) -> None:
         self._writer = CheckpointProcess(store.path, campaign_id, worker_id)
-        self._lock = anyio.Lock()
         self._sending: list[tuple[float, int]] = []
         self._updates: list[Settlement] = []
         self._moves: list[tuple[int, int]] = []
         """(index in the flush's settlements, nanos): what a settlement moves in committed
         money, only where it moves any."""
+        self._next = _Commit()
+        """The write that will carry what is queued now."""
+        self._writing: _Commit | None = None
+        """The write in flight, if one is."""
+        self._wanted = False
+        """Write what is queued as soon as the write in flight has committed."""
+        self._failure: StoreError | None = None
+        """The first write that failed: every later flush raises it."""
+        self._lost = 0
+        """Rows of committed writes that this worker no longer held, not reported yet."""
         self._wake = anyio.Event()
-        self._committed = anyio.Event()
         self._closed = False
         self.flushes = 0
         self.rows_written = 0
 
     async def mark_sending(self, lines: Sequence[int]) -> None:
-        """Record *lines* as ``sending`` and wait until that is on disk."""
+        """Record *lines* as ``sending`` and wait until that is on disk (never returns if
+        that write failed: the run stops on the failure)."""
         now = time.time()
         self._sending.extend((now, line) for line in lines)
-        committed = self._committed
-        self._wake.set()
-        await committed.wait()
+        commit = self._next
+        if not self._writer.started:
+            await self._writer.start()
+        self._write()
+        await commit.done.wait()
+        if commit.failed:
+            await anyio.sleep_forever()
 
     def update(self, row: Settlement, committed_nanos: int = 0) -> None:
         """Queue one settlement, and what it moves in committed money, for the next flush."""
@@ -60,47 +89,112 @@ class Checkpointer:
     async def claim(self, provider: str, state: str, after_line: int, limit: int,
                     budget_nanos: int | None, sending: bool = False
                     ) -> tuple[list[tuple[Any, ...]], bool]:
-        """A claim, committed by the writer's process between two flushes
-        (:meth:`CheckpointProcess.claim`)."""
+        """A claim, committed by the writer's process between two writes
+        (:meth:`CheckpointWriter.claim
+        <engine.store.sqlite.checkpoint_writer.CheckpointWriter.claim>`)."""
         # In the run's process, through aiosqlite, each of a claim's six statements waited
         # for the busy loop to take its answer while the write lock was held, so claims took
         # 26 ms (median; 80 ms p90) and held up the commits marks wait for: workers ran dry
         # (bench/throughput.py).
-        async with self._lock:
-            with anyio.CancelScope(shield=True):  # a claim half read would desync the pipe
-                claimed = await self._writer.claim(provider, state, after_line, limit,
-                                                   budget_nanos, sending)
-        return claimed
+        self._raise_failure()
+        with anyio.CancelScope(shield=True):  # what it holds must reach the feeder to release
+            if not self._writer.started:
+                await self._writer.start()
+            answer = self._writer.send(CLAIM, (provider, state, after_line, limit,
+                                               budget_nanos, sending))
+            await answer.wait(self._writer.path)
+        rows, over_budget = marshal.loads(answer.claimed)
+        return rows, over_budget
 
     async def flush(self) -> None:
-        """Write everything queued so far, now."""
-        async with self._lock:
-            sending, self._sending = self._sending, []
-            updates, self._updates = self._updates, []
-            moves, self._moves = self._moves, []
-            committed, self._committed = self._committed, anyio.Event()
-            not_held = 0
-            if sending or updates:
-                with anyio.CancelScope(shield=True):
-                    not_held = await self._writer.write(sending, updates, moves)
-                self.flushes += 1
-                self.rows_written += len(sending) + len(updates)
-            committed.set()
-            if not_held:
-                raise LeaseLost(f"{not_held} message(s) this run held were taken over by another "
-                                "worker (this run's lease lapsed); it stops here, and they are "
-                                "settled as interrupted", path=self._writer.path)
+        """Write everything queued so far, now, and wait until it is on disk; raises
+        :class:`LeaseLost` if a write since the last report held rows this worker no longer
+        holds (they were not written)."""
+        if self._sending or self._updates:
+            commit: _Commit | None = self._next
+            if not self._writer.started:
+                await self._writer.start()
+            self._wanted = True
+            self._write()
+        else:
+            commit = self._writing
+        if commit is not None:
+            await commit.done.wait()
+        self._raise_failure()
+
+    def _write(self) -> None:
+        """Send what is queued as one write, unless one is in flight (then it goes as soon as
+        that one has committed)."""
+        if self._writing is not None:
+            self._wanted = True
+            return
+        self._wanted = False
+        sending, self._sending = self._sending, []
+        updates, self._updates = self._updates, []
+        moves, self._moves = self._moves, []
+        commit, self._next = self._next, _Commit()
+        if self._failure is not None:  # nothing is written after a write that failed
+            commit.failed = True
+            commit.done.set()
+            return
+        if not (sending or updates):
+            commit.done.set()
+            return
+        self._writing = commit
+        rows = len(sending) + len(updates)
+        try:
+            self._writer.send(WRITE, write_arguments(sending, updates, moves),
+                              lambda answer: self._written(answer, commit, rows))
+        except StoreError as exc:
+            self._writing = None
+            self._fail(exc, commit)
+
+    def _written(self, answer: Answer, commit: _Commit, rows: int) -> None:
+        """The answer to a write, in the pipe's callback: wake its marks, and send the next
+        write at once if marks wait for one."""
+        self._writing = None
+        if answer.problem is not None:
+            self._fail(StoreError(answer.problem, path=self._writer.path), commit)
+            return
+        self.flushes += 1
+        self.rows_written += rows
+        commit.done.set()
+        if answer.not_held:
+            self._lost += answer.not_held
+            self._wake.set()
+        if self._sending or self._wanted:
+            self._write()
+
+    def _fail(self, failure: StoreError, commit: _Commit) -> None:
+        """Keep the first failure, for :meth:`run` and every later flush to raise."""
+        commit.failed = True
+        commit.done.set()
+        if self._failure is None:
+            self._failure = failure
+        self._wake.set()
+
+    def _raise_failure(self) -> None:
+        """Raise the failure of a write, or (once) the rows written that were not held."""
+        if self._failure is not None:
+            raise self._failure
+        if self._lost:
+            lost, self._lost = self._lost, 0
+            raise LeaseLost(f"{lost} message(s) this run held were taken over by another "
+                            "worker (this run's lease lapsed); it stops here, and they are "
+                            "settled as interrupted", path=self._writer.path)
 
     async def run(self) -> None:
-        """Flush when a sender waits, and at least every ``CHECKPOINT_FLUSH_MS``."""
-        async with self._lock:
-            with anyio.CancelScope(shield=True):
-                await self._writer.start()
+        """Write what is queued at least every ``CHECKPOINT_FLUSH_MS`` (marks are written at
+        once); raise the first failure of a write."""
+        with anyio.CancelScope(shield=True):
+            await self._writer.start()
         while not self._closed:
+            if self._updates or self._sending:
+                self._write()
             with anyio.move_on_after(CHECKPOINT_FLUSH_MS / 1000):
                 await self._wake.wait()
             self._wake = anyio.Event()
-            await self.flush()
+            self._raise_failure()
 
     async def close(self) -> None:
         self._closed = True
