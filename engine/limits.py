@@ -23,7 +23,8 @@ pushed out is a period older than a later one, so out of every window from now o
 0 blocks every start until it grows.
 
 :meth:`SlidingWindowLimiter.wanted` says whether its process has demand for the limit now
-(a request waited, waits, or started lately), so that the shares follow demand.
+(a request waited, waits, or started lately), and :meth:`~SlidingWindowLimiter.demand` how
+much, so that the shares follow demand.
 """
 
 from __future__ import annotations
@@ -75,16 +76,22 @@ class SlidingWindowLimiter:
         """When the last request started (monotonic s), for :meth:`wanted`."""
         self._waited = False
         self._waiting = False
+        self._asking = 0
+        """Requests in :meth:`acquire` now (waiting for its lock or for room)."""
 
     async def acquire(self) -> Slot:
         """Wait until one more request may start now; the caller marks it done."""
-        async with self._lock:
-            if self.ready_in() != 0:
-                await self._wait_ready()
-            slot = Slot(self)
-            self._slots.append(slot)
-            self._started_at = slot.at
-            return slot
+        self._asking += 1
+        try:
+            async with self._lock:
+                if self.ready_in() != 0:
+                    await self._wait_ready()
+                slot = Slot(self)
+                self._slots.append(slot)
+                self._started_at = slot.at
+                return slot
+        finally:
+            self._asking -= 1
 
     async def _wait_ready(self) -> None:
         """:meth:`acquire`'s wait, under its lock (so one waiter at a time is in here): it
@@ -107,6 +114,19 @@ class SlidingWindowLimiter:
         await: a flag when it waits, the time a slot started (which it reads anyway)."""
         waited, self._waited = self._waited, False
         return waited or self._waiting or time.monotonic() - self._started_at < within_s
+
+    def demand(self, within_s: float) -> int:
+        """How many requests a window this process wants now, for the shares: 0 if it does
+        not want the limit (:meth:`wanted`, which this asks); while a request waited or
+        waits, twice what it has in the window and asks for now (it would use more than it
+        has: a share that starts small doubles each rebalance until nothing waits); else
+        what it has in the window, at least 1."""
+        pressed = self._waited or self._waiting
+        if not self.wanted(within_s):
+            return 0
+        if pressed:
+            return 2 * (self.in_window() + self._asking)
+        return max(self.in_window(), 1)
 
     def ready_in(self) -> float | None:
         """Seconds until one more request may start (0: now); ``None`` while that waits for

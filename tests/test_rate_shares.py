@@ -66,12 +66,14 @@ async def shares(request: pytest.FixtureRequest, tmp_path: Path
 
 async def tick(shares: RateShares, who: RateHolder, now: float,
                live: Callable[[RateShare], bool] = all_live, wants: bool = True,
-               used: int | None = None) -> int:
-    """Rebalance *who* at *now* (wanting the provider or not, with *used* of it in its
-    window): its share; the counted shares never exceed the count."""
+               used: int | None = None, demand: int | None = None) -> int:
+    """Rebalance *who* at *now* (wanting the provider or not, *demand* requests a window of
+    it or as many as it can get, with *used* of it in its window): its share; the counted
+    shares never exceed the count."""
     share = (await shares.rebalance(who, {P: LIMIT}, now, live,
                                     None if used is None else {P: used},
-                                    {P: wants}))[P].mine.share
+                                    {P: wants},
+                                    None if demand is None else {P: demand}))[P].mine.share
     rows = await shares.shares(P)
     assert sum(r.counted_at(now) for r in rows) <= LIMIT.count, rows
     return share
@@ -190,6 +192,38 @@ async def test_a_holder_joining_idle_beside_a_busy_one_takes_nothing_from_it(
     assert await tick(shares, b, 20.0, wants=False) == 0
 
 
+async def test_a_holder_that_wants_little_gets_that_much_and_the_busy_one_keeps_the_rest(
+        shares: RateShares) -> None:
+    """Beside a holder with the whole limit, one that wants 2 requests a window (a delivery
+    poll beside a run) takes 2 once the other's shrink has been counted for a period, not
+    half; wanting as many as it can get, it grows to half; the demand is stored."""
+    a, b = holder("a", 0.0), holder("b", 0.1)
+    assert await tick(shares, a, 0.0) == 10
+    assert await tick(shares, b, 1.0, demand=2) == 0
+    assert await tick(shares, a, 1.5) == 8
+    assert await tick(shares, b, 1.5 + COUNTED_S - 0.01, demand=2) == 0
+    assert await tick(shares, b, 1.5 + COUNTED_S, demand=2) == 2
+    assert await tick(shares, a, 5.0) == 8
+    assert [r.demand for r in await shares.shares(P)] == [None, 2]
+    assert await tick(shares, b, 6.0) == 2
+    assert await tick(shares, a, 6.5) == 5
+    assert await tick(shares, b, 6.5 + COUNTED_S) == 5
+
+
+async def test_modest_demands_are_met_and_the_rest_split_evenly(shares: RateShares) -> None:
+    """Max-min fair among three that want: demands 1 and 7 beside one that wants all of 10
+    are 1, and 9 split 5 and 4 (the earlier joined gets the odd one): the 7 is more than
+    an even part of what is left."""
+    a, b, c = holder("a", 0.0), holder("b", 0.1), holder("c", 0.2)
+    await tick(shares, a, 0.0, demand=7)
+    await tick(shares, b, 0.0, demand=1)
+    await tick(shares, c, 0.0)
+    for now in (0.1, 0.1 + COUNTED_S, 0.2 + 2 * COUNTED_S):
+        got = [await tick(shares, a, now, demand=7), await tick(shares, b, now, demand=1),
+               await tick(shares, c, now)]
+    assert got == [5, 1, 4]
+
+
 async def test_while_no_holder_wants_no_share_shrinks_and_what_is_free_is_taken_evenly(
         shares: RateShares) -> None:
     """The first of two to go idle gives its half to the other (still wanting, as it last
@@ -219,7 +253,7 @@ async def test_the_sqlite_class_has_every_rate_shares_method() -> None:
 
 
 OPS = st.lists(st.tuples(st.sampled_from(["tick", "tick", "tick", "leave", "die", "wait",
-                                          "idle", "want", "burst"]),
+                                          "idle", "want", "burst", "modest"]),
                          st.integers(0, 2), st.sampled_from([0.0, 0.05, 0.1, 0.3, 0.6])),
                max_size=60)
 
@@ -253,18 +287,19 @@ class FakeClock:
           ("wait", 0, 0.05)])  # idle, with nothing in its window, while it rebalances
 async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int, float]]
                                                         ) -> None:
-    """Holders that join, rebalance, leave, die, go idle and want again at random, each
-    sending what its limiter lets through (at once answered; up to a burst that changes at
-    random) while it wants, and all of it while it
-    rebalances (between measuring what it used and the result, idle or not): the counted
-    shares never sum past the count, and no window of the period holds more than the
-    count of all their requests."""
+    """Holders that join, rebalance, leave, die, go idle, want a few or want again at random,
+    each sending what its limiter lets through (at once answered; up to a burst that
+    changes at random) while it wants, and all of it while it rebalances (between measuring
+    what it used and the result, idle or not): the counted shares never sum past the count,
+    and no window of the period holds more than the count of all their requests."""
     shares = MemoryRateShares()
     clock = FakeClock()
     holders = [holder(f"h{i}", float(i)) for i in range(3)]
     limiters: dict[str, SlidingWindowLimiter] = {}
     dead: set[str] = set()
     idle: set[str] = set()
+    demand: dict[str, int] = {}
+    """A holder's demand, where it wants only so many requests a window."""
     sent: list[float] = []
     burst = LIMIT.count
     """At most this many requests of a holder between two operations."""
@@ -296,8 +331,9 @@ async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int
                 while lim is not None and lim.ready_in() == 0:  # during its transaction
                     (await lim.acquire()).done()
                     sent.append(clock.now)
-                share = (await shares.rebalance(h, share_limit, clock.now, live, used,
-                                                {P: h.id not in idle}))[P].mine.share
+                share = (await shares.rebalance(
+                    h, share_limit, clock.now, live, used, {P: h.id not in idle},
+                    {P: demand[h.id]} if h.id in demand else None))[P].mine.share
                 limiters.setdefault(h.id, limiter(LIMIT.count, LIMIT.period_s)).resize(share)
             elif op == "leave" and lim is not None:
                 await shares.leave(h.id, share_limit, clock.now, {P: lim.in_window()})
@@ -309,6 +345,9 @@ async def test_no_window_ever_holds_more_than_the_limit(ops: list[tuple[str, int
                 idle.add(h.id)
             elif op == "want":
                 idle.discard(h.id)
+                demand.pop(h.id, None)
+            elif op == "modest":
+                demand[h.id] = round(dt * 10) + 1
             rows = await shares.shares(P)
             assert sum(r.counted_at(clock.now) for r in rows) <= LIMIT.count
     sent.sort()
@@ -444,6 +483,38 @@ async def test_an_idle_session_gives_its_share_to_one_whose_requests_wait(
                 assert first.limiters["telekom"].count == 0  # type: ignore[union-attr]
 
 
+async def test_a_session_making_one_request_beside_a_busy_one_takes_two_places_not_half(
+        tmp_path: Path, sandbox: Sandbox) -> None:
+    """Two sessions on one SQLite file: the first sends all its limiter lets through; the
+    second's one request (a delivery poll beside a run) waits until it has a share of 2
+    (twice the one it asks for), not half of the limit, and the first keeps 8."""
+    config = load_config(run_config(tmp_path, sandbox.url, rate_limits={"telekom": "10/s"},
+                                    providers=("telekom",)))
+    async with Store.open(config.database) as one, Store.open(config.database) as two:
+        async with open_providers(config.providers,
+                                  rate_shares=SqliteRateShares(one)) as first:
+            busy = first.limiters["telekom"]
+            assert isinstance(busy, SlidingWindowLimiter) and busy.count == 10
+
+            async def send_all_it_may() -> None:
+                while True:
+                    (await busy.acquire()).done()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send_all_it_may)
+                async with open_providers(config.providers,
+                                          rate_shares=SqliteRateShares(two)) as second:
+                    lim = second.limiters["telekom"]
+                    assert isinstance(lim, SlidingWindowLimiter) and lim.count == 0
+                    with anyio.fail_after(15):
+                        (await lim.acquire()).done()
+                    rows = await SqliteRateShares(one).shares(P)
+                    assert sorted((r.share, r.demand) for r in rows)[0] == (2, 2), rows
+                    assert sorted(r.share for r in rows) == [2, 8], rows
+                    assert lim.count == 2 and busy.count == 8
+                tg.cancel_scope.cancel()
+
+
 async def test_a_session_holds_its_share_while_open_and_frees_it_on_the_way_out(
         tmp_path: Path, sandbox: Sandbox) -> None:
     """open_providers with the store's rate shares: the first session on a database gets the
@@ -493,7 +564,7 @@ def test_two_runs_on_one_database_never_exceed_a_providers_limit_together(
 
 
 async def test_a_version_6_database_gains_the_rate_shares_table(tmp_path: Path) -> None:
-    """A database of schema 6 (before rate shares) is upgraded to 8 when opened to write,
+    """A database of schema 6 (before rate shares) is upgraded to 9 when opened to write,
     and a process can join its shares there."""
     db = tmp_path / "old.db"
     async with Store.open(db):
@@ -504,13 +575,14 @@ async def test_a_version_6_database_gains_the_rate_shares_table(tmp_path: Path) 
     async with Store.open(db) as store:
         assert await tick(SqliteRateShares(store), holder("a", 0.0), 0.0) == 10
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("8",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("9",)
 
 
 async def test_a_version_7_databases_shares_are_kept_and_count_as_wanting(
         tmp_path: Path) -> None:
-    """A database of schema 7 (shares without demand) is upgraded to 8 keeping its rows,
-    each wanting as every holder did then: a newcomer that wants gets half, not all."""
+    """A database of schema 7 (shares without demand) is upgraded to 9 keeping its rows,
+    each wanting as many as it can get, as every holder did then: a newcomer that wants
+    gets half, not all."""
     db = tmp_path / "old.db"
     async with Store.open(db):
         pass
@@ -523,7 +595,24 @@ async def test_a_version_7_databases_shares_are_kept_and_count_as_wanting(
         conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema'")
     async with Store.open(db) as store:
         [old] = await SqliteRateShares(store).shares(P)
-        assert (old.share, old.wants) == (5, True)
+        assert (old.share, old.wants, old.demand) == (5, True, None)
         assert await tick(SqliteRateShares(store), holder("new", 1.0), 1.5) == 5
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("8",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("9",)
+
+
+async def test_a_limiters_demand_is_what_it_uses_and_doubles_while_a_request_waits(
+        ) -> None:
+    """Nothing asked: no demand; one request answered: it wants that one; 3 in its window
+    and one waiting at count 3: twice the 4; once nothing waits, what it has again."""
+    lim = limiter(3, 60.0)
+    assert lim.demand(10.0) == 0
+    await take(lim, 1)
+    assert lim.demand(10.0) == 1
+    await take(lim, 2)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lim.acquire)
+        await anyio.sleep(0.05)
+        assert lim.demand(10.0) == 2 * (3 + 1)
+        tg.cancel_scope.cancel()
+    assert lim.demand(10.0) == 3

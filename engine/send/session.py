@@ -6,9 +6,11 @@ With a store's :class:`~engine.store.protocols.RateShares`, every process on tha
 holds a share of each provider's limit (:mod:`engine.store.rate_shares`: exact across them),
 rebalanced every :data:`REBALANCE_S` by a task of the session; the shares follow demand (a
 process whose limiter had no request wait or start within a rebalance gives its share to
-those that want one). A process that wants waits for its share (up to a period and a few
-rebalances while the others' earlier requests age out of the window). Without one, each
-limiter holds the whole limit for this process alone.
+those that want one, and one that wants only a few requests a window, as a delivery poll
+beside a run, gets that many: :meth:`~engine.limits.SlidingWindowLimiter.demand`). A
+process that wants waits for its share (up to a period and a few rebalances while the
+others' earlier requests age out of the window). Without one, each limiter holds the whole
+limit for this process alone.
 
 A provider whose ``base_url`` is ``sandbox`` talks to the built-in simulator, which is started
 here in the current event loop (one for all such providers) and stopped after them. It fails
@@ -126,13 +128,15 @@ async def _sharing(shares: RateShares,
 
     async def rebalance() -> None:
         live = share_lease_rule(here)
-        wants = {name: limiter.wanted(REBALANCE_S) for name, limiter in limiters.items()}
+        demand = {name: limiter.demand(REBALANCE_S) for name, limiter in limiters.items()}
+        wants = {name: amount > 0 for name, amount in demand.items()}
         counts = {name: limiter.count for name, limiter in limiters.items()}
         for name, limiter in limiters.items():
             if not wants[name]:  # held at 0 until the result: its used is then exact
                 limiter.resize(0)
         try:
-            results = await shares.rebalance(me, limits, time.time(), live, used(), wants)
+            results = await shares.rebalance(me, limits, time.time(), live, used(), wants,
+                                             demand)
         except BaseException:
             for name, limiter in limiters.items():
                 limiter.resize(counts[name])
@@ -142,7 +146,7 @@ async def _sharing(shares: RateShares,
             limiter.resize(result.mine.share)
             if result.mine.share != counts[name]:
                 log.debug("rates.share", provider=name, count=result.mine.share,
-                          holders=result.live, wanting=result.wanting, wants=wants[name])
+                          holders=result.live, wanting=result.wanting, demand=demand[name])
 
     async def keep_rebalancing() -> None:
         while True:

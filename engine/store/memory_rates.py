@@ -17,11 +17,13 @@ class MemoryRateShares:
     async def rebalance(self, me: RateHolder, limits: Mapping[str, ShareLimit], now: float,
                         live: Callable[[RateShare], bool],
                         used: Mapping[str, int] | None = None,
-                        wants: Mapping[str, bool] | None = None) -> dict[str, Rebalanced]:
+                        wants: Mapping[str, bool] | None = None,
+                        demand: Mapping[str, int] | None = None) -> dict[str, Rebalanced]:
         results: dict[str, Rebalanced] = {}
         for provider, limit in limits.items():
             result = rebalance(await self.shares(provider), me, provider, limit, now, live,
-                               (used or {}).get(provider), (wants or {}).get(provider, True))
+                               (used or {}).get(provider), (wants or {}).get(provider, True),
+                               (demand or {}).get(provider))
             for holder_id in result.deleted:
                 del self.rows[provider, holder_id]
             for row in result.upserts:

@@ -283,11 +283,13 @@ class RateShares(Protocol):
     async def rebalance(self, me: RateHolder, limits: Mapping[str, ShareLimit], now: float,
                         live: Callable[[RateShare], bool],
                         used: Mapping[str, int] | None = None,
-                        wants: Mapping[str, bool] | None = None) -> dict[str, Rebalanced]:
+                        wants: Mapping[str, bool] | None = None,
+                        demand: Mapping[str, int] | None = None) -> dict[str, Rebalanced]:
         """Rebalance *me*'s share of each provider of *limits* at *now*, in one
         transaction (*me* joins where it holds none); *live* is the lease rule, *used* what
         *me* has in each provider's window, *wants* whether *me* wants each now (absent:
-        it does) (:func:`engine.store.rate_shares.rebalance`)."""
+        it does), *demand* how many requests a window (absent: as many as it can get)
+        (:func:`engine.store.rate_shares.rebalance`)."""
 
     async def leave(self, holder_id: str, limits: Mapping[str, ShareLimit], now: float,
                     used: Mapping[str, int] | None = None) -> None:

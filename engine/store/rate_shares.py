@@ -14,11 +14,16 @@ nothing after now); ended holders whose counted share has lapsed are forgotten. 
 holders' fair shares follow demand: each holder says at each rebalance whether it *wants*
 the provider now (its limiter had a request wait, or start lately: stored with its share).
 The fair shares are ``count // wanting`` among the live holders that want (the remainder to
-the earliest joined), 0 for one that does not. The holder shrinks to its fair share at once,
-its counted share staying at the old one for a period; below its fair share, it grows only
-into what is free, ``count`` less the others' counted shares. A holder that is new starts the
-same way from 0. While no live holder wants, no share shrinks: each may only grow, into what
-is free, up to ``count // live`` (so a process alone takes the whole limit when it joins).
+the earliest joined), 0 for one that does not, except that a holder also says how many
+requests a window it wants (its *demand*): one that wants less than an even part gets that
+much, and the rest is split evenly among the others (max-min fair; what is left once every
+demand is met is split evenly on top), so that a process making one request now and then
+takes a slot or two beside a busy one, not half the limit. The holder shrinks to its
+fair share at once, its counted share staying at the old one for a period; below its fair
+share, it grows only into what is free, ``count`` less the others' counted shares. A holder
+that is new starts the same way from 0. While no live holder wants, no share shrinks: each
+may only grow, into what is free, up to ``count // live`` (so a process alone takes the
+whole limit when it joins).
 
 A holder also says how many of its requests are in its window now (*used*: its limiter's
 entries answered within a period, or in flight). Once a shrink has reached its limiter, no
@@ -84,6 +89,8 @@ class RateShare:
     ended: bool = False
     wants: bool = True
     """Whether the holder wanted the provider at its last rebalance (demand)."""
+    demand: int | None = None
+    """How many requests a window it wanted then (``None``: as many as it can get)."""
 
     def counted_at(self, now: float) -> int:
         """What the others must leave this holder at *now*."""
@@ -116,11 +123,13 @@ def ended(row: RateShare, now: float, period_s: float, used: int | None = None) 
 
 def rebalance(rows: Sequence[RateShare], me: RateHolder, provider: str, limit: ShareLimit,
               now: float, live: Callable[[RateShare], bool],
-              used: int | None = None, wants: bool = True) -> Rebalanced:
+              used: int | None = None, wants: bool = True,
+              demand: int | None = None) -> Rebalanced:
     """The module's rule for *me* on *provider*'s stored *rows* at *now*; *used*: *me*'s
     requests in its window now, its limiter at its stored share (``None``: unknown);
     *wants*: whether *me* wants the provider now (if not, its limiter is held at 0 from
-    measuring *used* until the result reaches it)."""
+    measuring *used* until the result reaches it); *demand*: how many requests a window it
+    wants (``None``: as many as it can get)."""
     period = limit.period_s + SHRINK_SLACK_S
     upserts: list[RateShare] = []
     deleted: list[str] = []
@@ -143,12 +152,12 @@ def rebalance(rows: Sequence[RateShare], me: RateHolder, provider: str, limit: S
     elif used is not None and mine.counted_at(now) > max(mine.share, used):
         mine = replace(mine, counted=max(mine.share, used))
     holders = sorted([r.holder for r in others if not r.ended] + [me], key=_by_join)
-    wanting = sorted([r.holder for r in others if not r.ended and r.wants]
-                     + ([me] if wants else []), key=_by_join)
+    wanting = sorted([(r.holder, r.demand) for r in others if not r.ended and r.wants]
+                     + ([(me, demand)] if wants else []), key=lambda w: _by_join(w[0]))
     if wanting:
         fair = _fair(limit.count, wanting, me) if wants else 0
     else:  # nobody wants: nothing shrinks, and what is free may be taken up to an even part
-        fair = _fair(limit.count, holders, me)
+        fair = _fair(limit.count, [(h, None) for h in holders], me)
     if mine.share > fair and wanting:
         counted = mine.counted_at(now)
         if not wants and used is not None:  # held at 0 since used was measured
@@ -158,7 +167,7 @@ def rebalance(rows: Sequence[RateShare], me: RateHolder, provider: str, limit: S
         free = limit.count - sum(r.counted_at(now) for r in others)
         grown = max(mine.share, min(fair, free))
         mine = replace(mine, share=grown, counted=max(grown, mine.counted_at(now)))
-    mine = replace(mine, seen_at=now, wants=wants)
+    mine = replace(mine, seen_at=now, wants=wants, demand=demand if wants else None)
     upserts.append(mine)
     return Rebalanced(tuple(upserts), tuple(deleted), mine, len(holders), len(wanting))
 
@@ -167,7 +176,25 @@ def _by_join(h: RateHolder) -> tuple[float, str]:
     return h.joined_at, h.id
 
 
-def _fair(count: int, holders: Sequence[RateHolder], me: RateHolder) -> int:
-    """*me*'s even part of *count* among *holders* (sorted by join; the remainder to the
-    earliest)."""
-    return count // len(holders) + (holders.index(me) < count % len(holders))
+def _fair(count: int, holders: Sequence[tuple[RateHolder, int | None]], me: RateHolder) -> int:
+    """*me*'s part of *count* among *holders* (sorted by join, each with its demand, ``None``
+    for as much as it can get), max-min fair: a holder that wants less than an even part of
+    what is left gets what it wants, and the others split the rest evenly (the remainder to
+    the earliest); if every demand is met, what is left is split evenly on top of them."""
+    given: dict[str, int] = {}
+    rest = list(holders)
+    left = count
+    while rest:
+        even = left // len(rest)
+        modest = [(h, d) for h, d in rest if d is not None and d < even]
+        if not modest:
+            break
+        for holder, wanted in modest:
+            given[holder.id] = wanted
+            left -= wanted
+            rest.remove((holder, wanted))
+    if me.id in given and rest:
+        return given[me.id]
+    among = [h for h, _ in (rest or holders)]
+    return (given.get(me.id, 0) + left // len(among)
+            + (among.index(me) < left % len(among)))

@@ -429,16 +429,17 @@ SELECT count(*) FROM messages WHERE campaign_id = ? AND NOT {failed};
 -- Rate shares (engine/store/sqlite/rate_shares.py) from here on.
 -- Every stored share of a provider (engine.store.rate_shares.RateShare's order).
 SELECT provider, holder, host, boot_id, pid, pid_started, joined_at, share, counted,
-       counted_until, seen_at, ended, wants
+       counted_until, seen_at, ended, wants, demand
 FROM rate_shares WHERE provider = ? ORDER BY holder;
 
 -- upsert_rate_share --
 INSERT INTO rate_shares (provider, holder, host, boot_id, pid, pid_started, joined_at, share,
-                         counted, counted_until, seen_at, ended, wants)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         counted, counted_until, seen_at, ended, wants, demand)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (provider, holder) DO UPDATE SET share = excluded.share,
     counted = excluded.counted, counted_until = excluded.counted_until,
-    seen_at = excluded.seen_at, ended = excluded.ended, wants = excluded.wants;
+    seen_at = excluded.seen_at, ended = excluded.ended, wants = excluded.wants,
+    demand = excluded.demand;
 
 -- delete_rate_share --
 DELETE FROM rate_shares WHERE provider = ? AND holder = ?;

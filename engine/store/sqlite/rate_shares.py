@@ -18,16 +18,17 @@ _DELETE: Final = query("delete_rate_share")
 
 def _share(row: Any) -> RateShare:
     (provider, holder, host, boot_id, pid, pid_started, joined_at, share, counted,
-     counted_until, seen_at, was_ended, wants) = row
+     counted_until, seen_at, was_ended, wants, demand) = row
     return RateShare(provider, RateHolder(holder, host, boot_id, pid, pid_started, joined_at),
-                     share, counted, counted_until, seen_at, bool(was_ended), bool(wants))
+                     share, counted, counted_until, seen_at, bool(was_ended), bool(wants),
+                     demand)
 
 
 def _params(row: RateShare) -> tuple[Any, ...]:
     h = row.holder
     return (row.provider, h.id, h.host, h.boot_id, h.pid, h.pid_started, h.joined_at,
             row.share, row.counted, row.counted_until, row.seen_at, int(row.ended),
-            int(row.wants))
+            int(row.wants), row.demand)
 
 
 class SqliteRateShares:
@@ -39,13 +40,15 @@ class SqliteRateShares:
     async def rebalance(self, me: RateHolder, limits: Mapping[str, ShareLimit], now: float,
                         live: Callable[[RateShare], bool],
                         used: Mapping[str, int] | None = None,
-                        wants: Mapping[str, bool] | None = None) -> dict[str, Rebalanced]:
+                        wants: Mapping[str, bool] | None = None,
+                        demand: Mapping[str, int] | None = None) -> dict[str, Rebalanced]:
         results: dict[str, Rebalanced] = {}
         async with self._store.transaction() as db:
             for provider, limit in limits.items():
                 rows = [_share(r) for r in await db.execute_fetchall(_SHARES_OF, (provider,))]
                 result = rebalance(rows, me, provider, limit, now, live,
-                                   (used or {}).get(provider), (wants or {}).get(provider, True))
+                                   (used or {}).get(provider), (wants or {}).get(provider, True),
+                                   (demand or {}).get(provider))
                 await db.executemany(_DELETE, [(provider, h) for h in result.deleted])
                 await db.executemany(_UPSERT, [_params(r) for r in result.upserts])
                 results[provider] = result

@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS rate_shares (
     seen_at REAL NOT NULL,
     ended INTEGER NOT NULL DEFAULT 0,
     wants INTEGER NOT NULL DEFAULT 1,
+    demand INTEGER,
     PRIMARY KEY (provider, holder)
 ) WITHOUT ROWID;
 
@@ -153,3 +154,8 @@ CREATE TABLE IF NOT EXISTS rate_shares (
 -- Schema 7 to 8: whether a rate share's holder wants its provider (shares follow demand);
 -- a row of an older process counts as wanting, as every holder did.
 ALTER TABLE rate_shares ADD COLUMN wants INTEGER NOT NULL DEFAULT 1;
+
+-- upgrade_from_8 --
+-- Schema 8 to 9: how many requests a window a rate share's holder wants (NULL: as many as it
+-- can get, as every holder did).
+ALTER TABLE rate_shares ADD COLUMN demand INTEGER;

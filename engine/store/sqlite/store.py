@@ -37,7 +37,7 @@ from engine.store.sqlite.plan_writer import PLAN_TEMP_STORE, SqlitePlanWriters
 from engine.store.sqlite.sql import query, statements
 from engine.store.states import SPENDING_STATES
 
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 READ_ONLY_SCHEMA_FROM: Final = 3
 """The oldest schema a read-only store reads without upgrading it: every column and table
 that status and report read is there from version 3 (the delivery columns)."""
@@ -45,7 +45,7 @@ that status and report read is there from version 3 (the delivery columns)."""
 WAL_SWITCH_TRIES: Final = 100
 WAL_SWITCH_WAIT_S: Final = 0.05
 SCHEMA: Final = query("schema")
-MIGRATIONS: Final = {version: statements(f"upgrade_from_{version}") for version in range(2, 8)}
+MIGRATIONS: Final = {version: statements(f"upgrade_from_{version}") for version in range(2, 9)}
 """Statements taking a database of the key's schema version to the next one; run before
 :data:`SCHEMA`, whose indexes may name the columns they add."""
 
