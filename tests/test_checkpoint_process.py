@@ -174,3 +174,20 @@ async def test_nothing_is_written_after_a_failed_write(tmp_path: Path) -> None:
             assert row(db, 4) == ("pending", 0, None)
         finally:
             await checkpointer.release()
+
+
+async def test_the_writer_bench_settles_every_message_once(tmp_path: Path) -> None:
+    """bench/checkpoint_writer.py's workload is a whole run's: every planned message claimed,
+    marked where its lane marks, and accepted once, nothing left held."""
+    from bench.checkpoint_writer import measure
+    from bench.checkpoint_writer import planned as bench_planned
+
+    db, campaign_id, providers = await bench_planned(tmp_path, 600)
+    result = await anyio.to_thread.run_sync(measure, db, campaign_id, providers, 50)
+    with sqlite3.connect(db) as conn:
+        states = dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state"))
+        held = conn.execute("SELECT count(*) FROM messages WHERE worker IS NOT NULL").fetchone()
+        attempts = conn.execute("SELECT max(attempts) FROM messages").fetchone()
+    assert result["messages"] == states["accepted"] > 500
+    assert set(states) <= {"accepted", "rejected", "skipped"}
+    assert held == (0,) and attempts == (1,)
