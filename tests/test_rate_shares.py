@@ -8,6 +8,7 @@ import bisect
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from unittest import mock
 
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 import engine.limits as limits_module
 from bench.generate import generate
-from engine.config import RateLimit, load_config
+from engine.config import Config, RateLimit, load_config
 from engine.limits import SlidingWindowLimiter, Slot
 from engine.sandbox import Sandbox
 from engine.send.session import open_providers, share_lease_rule
@@ -461,26 +462,37 @@ async def test_a_limiter_wants_while_a_request_waits_or_one_started_within_the_t
     assert not lim.wanted(0.0)  # its wait was reported while it waited
 
 
+def telekom_at_10_a_second(tmp_path: Path, sandbox: Sandbox) -> Config:
+    return load_config(run_config(tmp_path, sandbox.url, rate_limits={"telekom": "10/s"},
+                                  providers=("telekom",)))
+
+
+@asynccontextmanager
+async def telekom_limiter(config: Config, store: Store
+                          ) -> AsyncIterator[SlidingWindowLimiter]:
+    """A session on *store*'s rate shares, as a command opens one: its Telekom limiter."""
+    async with open_providers(config.providers, rate_shares=SqliteRateShares(store)) as s:
+        limiter = s.limiters["telekom"]
+        assert isinstance(limiter, SlidingWindowLimiter)
+        yield limiter
+
+
 async def test_an_idle_session_gives_its_share_to_one_whose_requests_wait(
         tmp_path: Path, sandbox: Sandbox) -> None:
     """Two sessions on one SQLite file: the first, alone, holds the whole limit and uses
     none of it; the second's request waits at share 0 until the first has given its share
     up, then starts, and the second holds the whole limit."""
-    config = load_config(run_config(tmp_path, sandbox.url, rate_limits={"telekom": "10/s"},
-                                    providers=("telekom",)))
+    config = telekom_at_10_a_second(tmp_path, sandbox)
     async with Store.open(config.database) as one, Store.open(config.database) as two:
-        async with open_providers(config.providers,
-                                  rate_shares=SqliteRateShares(one)) as first:
-            assert first.limiters["telekom"].count == 10  # type: ignore[union-attr]
-            async with open_providers(config.providers,
-                                      rate_shares=SqliteRateShares(two)) as second:
-                lim = second.limiters["telekom"]
-                assert isinstance(lim, SlidingWindowLimiter) and lim.count == 0
+        async with telekom_limiter(config, one) as first:
+            assert first.count == 10
+            async with telekom_limiter(config, two) as second:
+                assert second.count == 0
                 with anyio.fail_after(15):
-                    (await lim.acquire()).done()
+                    (await second.acquire()).done()
                 rows = await SqliteRateShares(one).shares(P)
                 assert sorted(r.share for r in rows) == [0, 10]
-                assert first.limiters["telekom"].count == 0  # type: ignore[union-attr]
+                assert first.count == 0
 
 
 async def test_a_session_making_one_request_beside_a_busy_one_takes_two_places_not_half(
@@ -488,31 +500,25 @@ async def test_a_session_making_one_request_beside_a_busy_one_takes_two_places_n
     """Two sessions on one SQLite file: the first sends all its limiter lets through; the
     second's one request (a delivery poll beside a run) waits until it has a share of 2
     (twice the one it asks for), not half of the limit, and the first keeps 8."""
-    config = load_config(run_config(tmp_path, sandbox.url, rate_limits={"telekom": "10/s"},
-                                    providers=("telekom",)))
+    config = telekom_at_10_a_second(tmp_path, sandbox)
     async with Store.open(config.database) as one, Store.open(config.database) as two:
-        async with open_providers(config.providers,
-                                  rate_shares=SqliteRateShares(one)) as first:
-            busy = first.limiters["telekom"]
-            assert isinstance(busy, SlidingWindowLimiter) and busy.count == 10
+        async with telekom_limiter(config, one) as busy, anyio.create_task_group() as tg:
+            assert busy.count == 10
 
             async def send_all_it_may() -> None:
                 while True:
                     (await busy.acquire()).done()
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(send_all_it_may)
-                async with open_providers(config.providers,
-                                          rate_shares=SqliteRateShares(two)) as second:
-                    lim = second.limiters["telekom"]
-                    assert isinstance(lim, SlidingWindowLimiter) and lim.count == 0
-                    with anyio.fail_after(15):
-                        (await lim.acquire()).done()
-                    rows = await SqliteRateShares(one).shares(P)
-                    assert sorted((r.share, r.demand) for r in rows)[0] == (2, 2), rows
-                    assert sorted(r.share for r in rows) == [2, 8], rows
-                    assert lim.count == 2 and busy.count == 8
-                tg.cancel_scope.cancel()
+            tg.start_soon(send_all_it_may)
+            async with telekom_limiter(config, two) as second:
+                assert second.count == 0
+                with anyio.fail_after(15):
+                    (await second.acquire()).done()
+                rows = await SqliteRateShares(one).shares(P)
+                assert sorted((r.share, r.demand) for r in rows)[0] == (2, 2), rows
+                assert sorted(r.share for r in rows) == [2, 8], rows
+                assert second.count == 2 and busy.count == 8
+            tg.cancel_scope.cancel()
 
 
 async def test_a_session_holds_its_share_while_open_and_frees_it_on_the_way_out(
@@ -520,15 +526,12 @@ async def test_a_session_holds_its_share_while_open_and_frees_it_on_the_way_out(
     """open_providers with the store's rate shares: the first session on a database gets the
     whole limit, a second one beside it nothing yet (its requests wait); a session that
     sent nothing leaves no row behind."""
-    config = load_config(run_config(tmp_path, sandbox.url, rate_limits={"telekom": "10/s"},
-                                    providers=("telekom",)))
+    config = telekom_at_10_a_second(tmp_path, sandbox)
     async with Store.open(config.database) as one, Store.open(config.database) as two:
-        async with open_providers(config.providers,
-                                  rate_shares=SqliteRateShares(one)) as first:
-            assert first.limiters["telekom"].count == 10  # type: ignore[union-attr]
-            async with open_providers(config.providers,
-                                      rate_shares=SqliteRateShares(two)) as second:
-                assert second.limiters["telekom"].count == 0  # type: ignore[union-attr]
+        async with telekom_limiter(config, one) as first:
+            assert first.count == 10
+            async with telekom_limiter(config, two) as second:
+                assert second.count == 0
                 assert [r.share for r in await SqliteRateShares(one).shares(P)] in (
                     [10, 0], [0, 10])
             assert [r.share for r in await SqliteRateShares(one).shares(P)] == [10]
