@@ -128,6 +128,10 @@ class SlidingWindowLimiter:
             return 2 * (self.in_window() + self._asking)
         return max(self.in_window(), 1)
 
+    def starved(self) -> bool:
+        """Whether it holds no share (count 0) while a request waits for one."""
+        return self.count == 0 and self._asking > 0
+
     def ready_in(self) -> float | None:
         """Seconds until one more request may start (0: now); ``None`` while that waits for
         something else (count 0, or the oldest of the last ``count`` still unanswered)."""

@@ -619,3 +619,22 @@ async def test_a_limiters_demand_is_what_it_uses_and_doubles_while_a_request_wai
         assert lim.demand(10.0) == 2 * (3 + 1)
         tg.cancel_scope.cancel()
     assert lim.demand(10.0) == 3
+
+
+async def test_a_limiter_is_starved_while_it_holds_nothing_and_a_request_waits() -> None:
+    """Starved (its session then rebalances sooner): count 0 with a request waiting; not at
+    count 0 with none waiting, nor with a share and a request waiting for room."""
+    lim = limiter(1, 60.0)
+    lim.resize(0)
+    assert not lim.starved()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lim.acquire)
+        await anyio.sleep(0.05)
+        assert lim.starved()
+        lim.resize(1)
+        await anyio.sleep(0.05)
+        assert not lim.starved()
+        tg.start_soon(lim.acquire)
+        await anyio.sleep(0.05)
+        assert not lim.starved()
+        tg.cancel_scope.cancel()

@@ -50,6 +50,9 @@ log = structlog.get_logger()
 
 REBALANCE_S: Final = 1.0
 """How often a process sharing rate limits rebalances its shares (one transaction)."""
+STARVED_REBALANCE_S: Final = 0.25
+"""How often it rebalances while one of its limiters holds no share and a request waits
+for one (it joined, or wants again)."""
 
 
 @dataclass
@@ -115,8 +118,9 @@ async def _sharing(shares: RateShares,
                    limiters: Mapping[str, SlidingWindowLimiter]) -> AsyncIterator[None]:
     """Hold this process's shares of the limits of *limiters* (by provider, each at its
     whole limit) while the block runs, each share in its limiter, rebalanced every
-    :data:`REBALANCE_S`; they end on the way out, however it ends (a killed process's are
-    ended by the others' lease rule)."""
+    :data:`REBALANCE_S` (every :data:`STARVED_REBALANCE_S` while a limiter is starved);
+    they end on the way out, however it ends (a killed process's are ended by the others'
+    lease rule)."""
     limits = {name: ShareLimit(lim.count, lim.period_s) for name, lim in limiters.items()}
     pid = os.getpid()
     here = Host.here()
@@ -149,9 +153,13 @@ async def _sharing(shares: RateShares,
                           holders=result.live, wanting=result.wanting, demand=demand[name])
 
     async def keep_rebalancing() -> None:
+        last = time.monotonic()
         while True:
-            await anyio.sleep(REBALANCE_S)
-            await rebalance()
+            await anyio.sleep(STARVED_REBALANCE_S)
+            if time.monotonic() - last >= REBALANCE_S or any(
+                    limiter.starved() for limiter in limiters.values()):
+                await rebalance()
+                last = time.monotonic()
 
     await rebalance()
     try:
