@@ -14,7 +14,6 @@ writes.
 
 from __future__ import annotations
 
-import marshal
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -24,7 +23,7 @@ import anyio
 from engine.errors import LeaseLost, StoreError
 from engine.store.records import Settlement
 from engine.store.sqlite.checkpoint_process import Answer, CheckpointProcess, write_arguments
-from engine.store.sqlite.checkpoint_writer import CLAIM, WRITE
+from engine.store.sqlite.checkpoint_writer import WRITE
 from engine.store.sqlite.store import Store
 
 CHECKPOINT_FLUSH_MS: Final = 100
@@ -71,8 +70,7 @@ class Checkpointer:
         now = time.time()
         self._sending.extend((now, line) for line in lines)
         commit = self._next
-        if not self._writer.started:
-            await self._writer.start()
+        await self._writer.start()
         self._write()
         await commit.done.wait()
         if commit.failed:
@@ -98,13 +96,9 @@ class Checkpointer:
         # (bench/throughput.py).
         self._raise_failure()
         with anyio.CancelScope(shield=True):  # what it holds must reach the feeder to release
-            if not self._writer.started:
-                await self._writer.start()
-            answer = self._writer.send(CLAIM, (provider, state, after_line, limit,
-                                               budget_nanos, sending))
-            await answer.wait(self._writer.path)
-        rows, over_budget = marshal.loads(answer.claimed)
-        return rows, over_budget
+            claimed = await self._writer.claim(provider, state, after_line, limit,
+                                               budget_nanos, sending)
+        return claimed
 
     async def flush(self) -> None:
         """Write everything queued so far, now, and wait until it is on disk; raises
@@ -112,9 +106,7 @@ class Checkpointer:
         holds (they were not written)."""
         if self._sending or self._updates:
             commit: _Commit | None = self._next
-            if not self._writer.started:
-                await self._writer.start()
-            self._wanted = True
+            await self._writer.start()
             self._write()
         else:
             commit = self._writing
@@ -162,7 +154,7 @@ class Checkpointer:
         if answer.not_held:
             self._lost += answer.not_held
             self._wake.set()
-        if self._sending or self._wanted:
+        if self._wanted:  # marks (or a flush) came while it was in flight
             self._write()
 
     def _fail(self, failure: StoreError, commit: _Commit) -> None:

@@ -88,14 +88,13 @@ class _Answers(asyncio.SubprocessProtocol):
         self._buffer = bytearray()
         self._ended = False
         """The child's stdout has closed: every answer it gave has been read."""
-        self._answering = False
-        """In :meth:`_answer`, whose callbacks may send (and so expect) another frame."""
 
     def expect(self, answer: Answer) -> None:
-        """Give *answer* the next answer not given yet, now or once it comes."""
+        """Give *answer* the next answer not given yet, now or once it comes (its own
+        callback may expect another: each answer is taken off the buffer before it is
+        given)."""
         self.waiting.append(answer)
-        if not self._answering:
-            self._answer()
+        self._answer()
         if self._ended:
             self._fail_all()
 
@@ -105,13 +104,6 @@ class _Answers(asyncio.SubprocessProtocol):
 
     def _answer(self) -> None:
         """Give each whole answer in the buffer to the oldest frame waiting."""
-        self._answering = True
-        try:
-            self._answer_buffered()
-        finally:
-            self._answering = False
-
-    def _answer_buffered(self) -> None:
         buffer = self._buffer
         while buffer and self.waiting:
             status = buffer[0]
@@ -174,12 +166,10 @@ class CheckpointProcess:
     def returncode(self) -> int | None:
         return self._transport.get_returncode() if self._transport is not None else None
 
-    @property
-    def started(self) -> bool:
-        return self._transport is not None
-
     async def start(self) -> None:
         """Start the child (once) and wait until its connection is open."""
+        if self._transport is not None and not self._closed:
+            return  # no lock on the way of every mark
         async with self._starting:
             await self._start()
 
