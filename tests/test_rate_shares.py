@@ -80,6 +80,14 @@ async def tick(shares: RateShares, who: RateHolder, now: float,
     return share
 
 
+async def at_five_each(shares: RateShares, a: RateHolder, b: RateHolder) -> None:
+    """*a* and *b* at 5 each by 5.0: *a* took the whole limit, *b* joined, *a* shrank."""
+    await tick(shares, a, 0.0)
+    await tick(shares, b, 0.0)
+    await tick(shares, a, 0.5)
+    assert await tick(shares, b, 5.0) == 5
+
+
 async def test_two_holders_split_the_limit_once_the_first_ones_requests_lapse(
         shares: RateShares) -> None:
     """The first holder takes the whole limit; a second gets nothing until the first's
@@ -98,10 +106,7 @@ async def test_a_third_holder_gets_its_share_only_after_the_others_counted_share
     """Of 10 among three, the earliest gets the remainder (4, 3, 3); the newcomer grows only
     into what the others' shrunk shares free as each lapses."""
     a, b, c = holder("a", 0.0), holder("b", 0.1), holder("c", 9.0)
-    await tick(shares, a, 0.0)
-    await tick(shares, b, 0.0)
-    await tick(shares, a, 0.5)
-    assert await tick(shares, b, 5.0) == 5
+    await at_five_each(shares, a, b)
     assert await tick(shares, c, 10.0) == 0
     assert await tick(shares, a, 10.1) == 4
     assert await tick(shares, b, 10.2) == 3
@@ -115,10 +120,7 @@ async def test_after_a_holder_leaves_the_others_grow_a_period_later(
     """A leaving holder's share stays counted for a period, then is free to the others, and
     its row is forgotten; one that used none of it in the window goes at once."""
     a, b, c = holder("a", 0.0), holder("b", 0.1), holder("c", 9.0)
-    await tick(shares, a, 0.0)
-    await tick(shares, b, 0.0)
-    await tick(shares, a, 0.5)
-    assert await tick(shares, b, 5.0) == 5
+    await at_five_each(shares, a, b)
     assert await tick(shares, c, 9.0) == 0
     await shares.leave(c.id, {P: LIMIT}, 9.5, {P: 0})
     assert [r.holder.id for r in await shares.shares(P)] == ["a", "b"]
@@ -151,10 +153,7 @@ async def test_an_idle_holder_gives_its_share_to_a_busy_one_and_gets_one_back_wh
     whole limit a period and its slack later; wanting again, the first grows back to half
     once the other's shrink has been counted for a period."""
     a, b = holder("a", 0.0), holder("b", 0.1)
-    await tick(shares, a, 0.0)
-    await tick(shares, b, 0.0)
-    await tick(shares, a, 0.5)
-    assert await tick(shares, b, 5.0) == 5
+    await at_five_each(shares, a, b)
     assert await tick(shares, b, 10.0, wants=False) == 0
     assert await tick(shares, a, 10.0 + COUNTED_S - 0.01) == 5
     assert await tick(shares, a, 10.0 + COUNTED_S) == 10
@@ -171,10 +170,7 @@ async def test_an_idle_holder_counts_only_what_is_in_its_window_once_it_shrinks(
     requests it has in the window: the busy one grows into the rest at its next rebalance,
     and into all of it once the idle one says none is left, before a period."""
     a, b = holder("a", 0.0), holder("b", 0.1)
-    await tick(shares, a, 0.0)
-    await tick(shares, b, 0.0)
-    await tick(shares, a, 0.5)
-    assert await tick(shares, b, 5.0) == 5
+    await at_five_each(shares, a, b)
     assert await tick(shares, b, 10.0, wants=False, used=3) == 0
     assert await tick(shares, a, 10.1) == 7
     assert await tick(shares, b, 10.5, wants=False, used=0) == 0
@@ -231,10 +227,7 @@ async def test_while_no_holder_wants_no_share_shrinks_and_what_is_free_is_taken_
     said); once that one is idle too it keeps its half, the first takes the free half back,
     and after the first left the other grows into the whole limit without wanting it."""
     a, b = holder("a", 0.0), holder("b", 0.1)
-    await tick(shares, a, 0.0)
-    await tick(shares, b, 0.0)
-    await tick(shares, a, 0.5)
-    assert await tick(shares, b, 5.0) == 5
+    await at_five_each(shares, a, b)
     assert await tick(shares, a, 6.0, wants=False) == 0
     assert await tick(shares, b, 6.0, wants=False) == 5
     assert await tick(shares, a, 6.0 + COUNTED_S, wants=False) == 5
